@@ -1,0 +1,65 @@
+//! The api's configuration, read from `CLAWLINK_…` variables and checked at start-up.
+
+use clawlink_common::config::{ConfigError, Env, InfraConfig, ProviderOverrides, socket_addr};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub infra: InfraConfig,
+    pub addr: SocketAddr,
+    /// How this api is reached from outside (for `statusUrl`).
+    pub public_api_url: String,
+    /// How the web front is reached from outside (for `pairUrl`, `connectUrl`).
+    pub public_web_url: String,
+    /// The name of this replica's result channel; unique per process.
+    pub instance_id: String,
+    /// How long a sync execute waits before answering 202 with the execution id.
+    pub sync_wait: Duration,
+    /// The longest `waitMs` a status poll may ask for.
+    pub max_poll_wait: Duration,
+    /// How long results stay in Redis.
+    pub result_ttl: Duration,
+    pub catalog_dir: Option<String>,
+    pub providers: ProviderOverrides,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl ApiConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let instance_id = env.string(
+            "CLAWLINK_INSTANCE_ID",
+            &format!("api-{}", uuid::Uuid::new_v4().simple()),
+        );
+        Ok(Self {
+            infra: InfraConfig::from_env(env)?,
+            addr: socket_addr(env, "CLAWLINK_API_ADDR", "127.0.0.1:8080")?,
+            public_api_url: env.url(
+                "CLAWLINK_PUBLIC_API_URL",
+                "http://127.0.0.1:8080",
+                &["http", "https"],
+            )?,
+            public_web_url: env.url(
+                "CLAWLINK_PUBLIC_WEB_URL",
+                "http://127.0.0.1:8081",
+                &["http", "https"],
+            )?,
+            instance_id,
+            sync_wait: env.millis("CLAWLINK_SYNC_WAIT_MS", 25_000)?,
+            max_poll_wait: env.millis("CLAWLINK_MAX_POLL_WAIT_MS", 30_000)?,
+            result_ttl: Duration::from_secs(env.parse(
+                "CLAWLINK_RESULT_TTL_SECS",
+                86_400,
+                "a whole number of seconds",
+            )?),
+            catalog_dir: env.raw("CLAWLINK_CATALOG_DIR").map(String::from),
+            providers: ProviderOverrides::from_env(env)?,
+            max_body_bytes: env.parse(
+                "CLAWLINK_MAX_BODY_BYTES",
+                256 * 1024,
+                "a whole number of bytes",
+            )?,
+        })
+    }
+}

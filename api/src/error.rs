@@ -1,0 +1,208 @@
+//! The api's one error type, rendered as the JSON envelope of CONTRACT.md. Internal
+//! errors are logged with their cause and shown as a short message with a request id.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: std::borrow::Cow<'static, str>,
+    pub message: String,
+    pub retryable: bool,
+    pub missing_fields: Vec<String>,
+    pub invalid_fields: Vec<String>,
+    pub details: Vec<Value>,
+    pub hint: Option<String>,
+    pub input_schema: Option<Value>,
+    pub retry_after: Option<u64>,
+    /// Extra top-level fields (for example `executionId` of a failed call).
+    pub extra: serde_json::Map<String, Value>,
+    /// Extra fields inside the `error` object (for example `providerStatus`).
+    pub error_extra: serde_json::Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            code: code.into(),
+            message: message.into(),
+            retryable: status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::SERVICE_UNAVAILABLE,
+            missing_fields: Vec::new(),
+            invalid_fields: Vec::new(),
+            details: Vec::new(),
+            hint: None,
+            input_schema: None,
+            retry_after: None,
+            extra: serde_json::Map::new(),
+            error_extra: serde_json::Map::new(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "validation", code, message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", code, message)
+    }
+
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "auth", code, message)
+    }
+
+    /// A dependency is down: 503 with `Retry-After`.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "service_unavailable",
+            message,
+        );
+        e.retry_after = Some(2);
+        e
+    }
+
+    /// Something of ours failed. Logs the cause; the caller sees a request id only.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        let request_id = uuid::Uuid::new_v4();
+        tracing::error!(%request_id, error = %cause, "internal error");
+        let mut e = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal_error",
+            format!(
+                "Something went wrong on our side (request {request_id}). Try again; if it persists, report the request id."
+            ),
+        );
+        e.retryable = true;
+        e
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn details(mut self, details: impl IntoIterator<Item = Value>) -> Self {
+        self.details = details.into_iter().collect();
+        self
+    }
+
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.extra.insert(key.to_string(), value);
+        self
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                tracing::warn!(error = %err, "database unavailable");
+                ApiError::unavailable("The database is unavailable; try again shortly.")
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<redis::RedisError> for ApiError {
+    fn from(err: redis::RedisError) -> Self {
+        tracing::warn!(error = %err, "redis unavailable");
+        ApiError::unavailable("The result store is unavailable; try again shortly.")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "ok": false,
+            "error": {"type": self.kind, "code": self.code, "message": self.message, "retryable": self.retryable},
+        });
+        let obj = body.as_object_mut().expect("object");
+        if let Some(error) = obj.get_mut("error").and_then(Value::as_object_mut) {
+            error.extend(self.error_extra);
+        }
+        if !self.missing_fields.is_empty() {
+            obj.insert("missingFields".into(), json!(self.missing_fields));
+        }
+        if !self.invalid_fields.is_empty() {
+            obj.insert("invalidFields".into(), json!(self.invalid_fields));
+        }
+        if !self.details.is_empty() {
+            obj.insert("details".into(), Value::Array(self.details));
+        }
+        if let Some(hint) = self.hint {
+            obj.insert("hint".into(), json!(hint));
+        }
+        if let Some(schema) = self.input_schema {
+            obj.insert("inputSchema".into(), schema);
+        }
+        for (k, v) in self.extra {
+            obj.insert(k, v);
+        }
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// `axum::Json` whose rejections (bad JSON, wrong content type, body too large) use the
+/// envelope instead of axum's plain-text answers.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let err = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        status,
+                        "validation",
+                        "body_too_large",
+                        "The request body is too large.",
+                    )
+                } else if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                    ApiError::new(
+                        status,
+                        "validation",
+                        "unsupported_media_type",
+                        "Send the body as JSON with Content-Type: application/json.",
+                    )
+                } else {
+                    ApiError::bad_request(
+                        "invalid_body",
+                        format!(
+                            "The body is not valid JSON for this endpoint: {}",
+                            rejection.body_text()
+                        ),
+                    )
+                };
+                Err(err)
+            }
+        }
+    }
+}

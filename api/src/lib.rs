@@ -1,0 +1,108 @@
+//! clawlink-api: the agent plane. Routes per resource in `routes/`, the device-auth
+//! extractor in `auth`, the JSON error envelope in `error`.
+
+pub mod auth;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod state;
+
+use crate::config::ApiConfig;
+use crate::state::{AppState, DeviceCache, Inner};
+use anyhow::Context;
+use clawlink_common::catalog::{self, Catalog};
+use clawlink_common::config::Env;
+use clawlink_common::queue::{Publisher, Topology};
+use clawlink_common::results::Waiters;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub use routes::router;
+
+/// Loads the catalog named by the configuration (a bad file is an error naming it).
+pub fn load_catalog(
+    dir: Option<&str>,
+    base_urls: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<Catalog> {
+    Ok(Catalog::load_dir(&catalog::default_dir(dir), base_urls)?)
+}
+
+/// Connects everything and returns the state, with the result listener running.
+pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::Result<AppState> {
+    let catalog = Arc::new(load_catalog(
+        config.catalog_dir.as_deref(),
+        &config.providers.base_urls,
+    )?);
+    let infra = clawlink_common::startup::connect_infra(
+        &config.infra,
+        &config.instance_id,
+        config.result_ttl,
+        Duration::from_secs(60),
+    )
+    .await?;
+    let topology = Topology::new(&config.infra.namespace);
+    let channel = infra
+        .amqp
+        .create_channel()
+        .await
+        .context("opening a channel")?;
+    topology
+        .declare(&channel)
+        .await
+        .context("declaring queues")?;
+    let publisher = Publisher::new(&infra.amqp, topology)
+        .await
+        .context("opening the publisher")?;
+
+    let waiters = Waiters::default();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(waiters.clone().listen(
+        config.infra.redis_url.expose().to_string(),
+        infra.redis.notify_channel(&config.instance_id),
+        Some(ready_tx),
+        stop,
+    ));
+    tokio::time::timeout(Duration::from_secs(30), ready_rx)
+        .await
+        .context("subscribing to the result channel timed out")?
+        .context("the result listener stopped")?;
+
+    Ok(AppState::new(Inner {
+        config,
+        db: infra.db,
+        results: infra.redis,
+        publisher,
+        amqp: infra.amqp,
+        waiters,
+        catalog,
+        devices: DeviceCache::new(Duration::from_secs(1)),
+    }))
+}
+
+/// Serves on `listener` until `stop` is cancelled, then finishes in-flight requests.
+pub async fn run(
+    config: ApiConfig,
+    listener: tokio::net::TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let state = build_state(config, stop.clone()).await?;
+    tracing::info!(addr = %listener.local_addr()?, instance = %state.config.instance_id, "clawlink-api listening");
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+/// `clawlink-api serve`: reads the environment, serves until SIGINT or SIGTERM.
+pub async fn serve(env: &Env) -> anyhow::Result<()> {
+    let config = ApiConfig::from_env(env)?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (CLAWLINK_API_ADDR)", config.addr))?;
+    let stop = CancellationToken::new();
+    tokio::spawn(clawlink_common::startup::cancel_on_signal(stop.clone()));
+    run(config, listener, stop).await
+}

@@ -1,0 +1,26 @@
+//! clawlink-api: the agent-facing front. `clawlink-api [serve]` serves; `migrate` applies
+//! migrations; `seed-demo` creates the demo account for local runs.
+
+use clawlink_common::config::Env;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    clawlink_common::telemetry::init("info,clawlink_api=info");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let env = Env::from_process();
+    let result = match args.first().map(String::as_str) {
+        None | Some("serve") => clawlink_api::serve(&env).await,
+        Some("migrate") => clawlink_api::commands::migrate(&env).await,
+        Some("seed-demo") => clawlink_api::commands::seed_demo(&env, &args[1..]).await,
+        Some(other) => Err(anyhow::anyhow!(
+            "unknown command {other:?}; expected serve, migrate or seed-demo"
+        )),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("clawlink-api: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

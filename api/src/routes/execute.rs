@@ -1,0 +1,257 @@
+//! `POST /api/tools/{name}/execute`: validate, resolve the connection, record the
+//! execution, publish the job, and (sync) wait for the result.
+//!
+//! Read with `common/src/queue.rs`, `worker/src/execute.rs` and `common/src/results.rs`:
+//! those four files are the whole path of one tool call.
+
+use crate::auth::AuthenticatedDevice;
+use crate::error::{ApiError, ApiJson};
+use crate::routes::connection::resolve_connection;
+use crate::routes::view;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use clawlink_common::catalog::{ToolEntry, render_request, validate_arguments};
+use clawlink_common::db::executions::{self, Inserted, NewExecution};
+use clawlink_common::ids::{ConnectionId, ExecutionId};
+use clawlink_common::queue::{Job, Lane};
+use clawlink_common::results::Outcome;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecuteBody {
+    #[serde(default = "empty_object")]
+    pub arguments: Value,
+    #[serde(default)]
+    pub connection_id: Option<i64>,
+    #[serde(default)]
+    pub confirmed: bool,
+    #[serde(default, rename = "async")]
+    pub is_async: bool,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+/// Looks a tool up, or answers 404 with the closest names.
+pub fn find_tool(state: &AppState, name: &str) -> Result<Arc<ToolEntry>, ApiError> {
+    state.catalog.tool(name).cloned().ok_or_else(|| {
+        ApiError::not_found(
+            "tool_not_found",
+            format!("There is no tool named {name:?}."),
+        )
+        .details(
+            state
+                .catalog
+                .closest_names(name, 5)
+                .into_iter()
+                .map(Value::String),
+        )
+        .hint("Use GET /api/tools/search?query=… to find the right tool.")
+    })
+}
+
+/// Validates arguments against the tool's schema and its request template.
+pub fn check_arguments(tool: &ToolEntry, arguments: &Value) -> Result<(), ApiError> {
+    let invalid = |message: String| {
+        let mut e = ApiError::bad_request("invalid_arguments", message);
+        e.input_schema = Some(tool.tool.input_schema.clone());
+        e
+    };
+    if let Err(errors) = validate_arguments(tool, arguments) {
+        let mut e = invalid(format!("The arguments for {} are not valid.", tool.name));
+        e.missing_fields = errors.missing_fields;
+        e.invalid_fields = errors.invalid_fields;
+        e.details = errors.details.into_iter().map(Value::String).collect();
+        return Err(e.hint("Fix the listed fields; inputSchema describes every argument."));
+    }
+    render_request(tool, arguments).map_err(|e| invalid(e.to_string()))?;
+    Ok(())
+}
+
+fn request_hash(tool: &str, connection: ConnectionId, arguments: &Value) -> Vec<u8> {
+    // serde_json's map is ordered (BTreeMap), so equal arguments serialise equally.
+    let mut h = Sha256::new();
+    h.update(tool.as_bytes());
+    h.update([0]);
+    h.update(connection.0.to_be_bytes());
+    h.update(arguments.to_string().as_bytes());
+    h.finalize().to_vec()
+}
+
+fn wants_async(headers: &HeaderMap, body: &ExecuteBody) -> bool {
+    body.is_async
+        || headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+            })
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = raw.to_str().map(str::trim).unwrap_or_default();
+    if key.is_empty() || key.len() > 255 {
+        return Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible characters.",
+        ));
+    }
+    Ok(Some(key.to_string()))
+}
+
+pub async fn execute(
+    State(state): State<AppState>,
+    AuthenticatedDevice(device): AuthenticatedDevice,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ExecuteBody>,
+) -> Result<Response, ApiError> {
+    let tool = find_tool(&state, &name)?;
+    check_arguments(&tool, &body.arguments)?;
+    let idempotency_key = idempotency_key(&headers)?;
+    let is_async = wants_async(&headers, &body);
+
+    let mut conn = state.db.acquire().await?;
+    let connection =
+        resolve_connection(&mut conn, device.user_id, &tool, body.connection_id).await?;
+    if tool.requires_confirmation && !body.confirmed {
+        let summary = clawlink_common::catalog::render_preview(&tool.tool.preview, &body.arguments);
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "confirmation",
+            "confirmation_required",
+            format!("{} changes data ({}); confirm with the person, then call again with \"confirmed\": true.", tool.name, tool.tool.mode.as_str()),
+        )
+        .hint(format!("Will do: {summary}"))
+        .with("summary", json!(summary)));
+    }
+
+    let lane = if is_async {
+        Lane::Bulk
+    } else {
+        Lane::Interactive
+    };
+    let id = ExecutionId::new();
+    let hash = request_hash(&tool.name, connection.id, &body.arguments);
+    let inserted = executions::insert(
+        &mut conn,
+        &NewExecution {
+            id,
+            user: device.user_id,
+            device: Some(device.device_id),
+            connection: connection.id,
+            integration: &tool.provider.id,
+            tool_name: &tool.name,
+            arguments: &body.arguments,
+            lane,
+            idempotency_key: idempotency_key.as_deref(),
+            request_hash: Some(&hash),
+        },
+    )
+    .await?;
+    drop(conn);
+
+    let ctx = view::CallContext {
+        tool: tool.clone(),
+        connection_id: connection.id,
+    };
+    if let Inserted::Existing(existing) = inserted {
+        if existing.request_hash.as_deref() != Some(hash.as_slice()) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "idempotency_conflict",
+                "This Idempotency-Key was already used with a different tool call.",
+            )
+            .hint("Use a new Idempotency-Key for a different call.")
+            .with("executionId", json!(existing.id)));
+        }
+        // A replay: the first execution answers, whatever state it is in.
+        let wait = if is_async {
+            Duration::ZERO
+        } else {
+            state.config.sync_wait
+        };
+        return Ok(
+            match crate::routes::executions::await_outcome(&state, existing.id, wait).await? {
+                Some(outcome) => view::outcome_response(&ctx, &outcome),
+                None => view::accepted(&state, existing.id, &existing.status),
+            },
+        );
+    }
+
+    let job = Job::ExecuteV1 {
+        execution_id: id,
+        reply_to: (!is_async).then(|| state.config.instance_id.clone()),
+    };
+    // Register before publishing so a fast result cannot slip past.
+    let waiter = (!is_async).then(|| state.waiters.register(id));
+    if let Err(err) = state.publisher.publish(lane, &job).await {
+        tracing::error!(execution_id = %id, error = %err, "publish failed");
+        let mut conn = state.db.acquire().await?;
+        executions::fail_unqueued(&mut conn, id, "The work queue did not accept the call.").await?;
+        return Err(ApiError::unavailable(
+            "The work queue is unavailable; the call was not started. Try again shortly.",
+        )
+        .with("executionId", json!(id)));
+    }
+    let Some(mut waiter) = waiter else {
+        return Ok(view::accepted(&state, id, "queued"));
+    };
+
+    let deadline = Instant::now() + state.config.sync_wait;
+    // The notification normally arrives; if Redis restarted meanwhile it may not, so the
+    // result key is checked now and then as well.
+    let mut recheck = Duration::from_millis(500);
+    loop {
+        let until = deadline.min(Instant::now() + recheck);
+        match tokio::time::timeout_at(until, &mut waiter.receiver).await {
+            Ok(Ok(outcome)) => return Ok(view::outcome_response(&ctx, &outcome)),
+            Ok(Err(_)) | Err(_) => {
+                if let Some(outcome) = stored_outcome(&state, id).await? {
+                    return Ok(view::outcome_response(&ctx, &outcome));
+                }
+                if Instant::now() >= deadline {
+                    return Ok(view::accepted(&state, id, "running"));
+                }
+                recheck = (recheck * 2).min(Duration::from_secs(4));
+            }
+        }
+    }
+}
+
+/// The outcome from Redis, or from the row when Redis has lost it. `None` while running.
+pub async fn stored_outcome(
+    state: &AppState,
+    id: ExecutionId,
+) -> Result<Option<Outcome>, ApiError> {
+    match state.results.get(id).await {
+        Ok(Some(outcome)) => return Ok(Some(outcome)),
+        Ok(None) => {}
+        Err(err) => tracing::warn!(error = %err, "result store unavailable; reading the row"),
+    }
+    let mut conn = state.db.acquire().await?;
+    Ok(executions::get_final(&mut conn, id)
+        .await?
+        .and_then(|row| row.outcome()))
+}
+
+impl IntoResponse for view::Accepted {
+    fn into_response(self) -> Response {
+        (StatusCode::ACCEPTED, axum::Json(self.0)).into_response()
+    }
+}

@@ -1,0 +1,87 @@
+//! `GET /api/executions/{id}[?waitMs=…]`: an execution's state and, once final, its result.
+
+use crate::auth::AuthenticatedDevice;
+use crate::error::ApiError;
+use crate::routes::execute::stored_outcome;
+use crate::routes::view;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use clawlink_common::db::executions;
+use clawlink_common::ids::ExecutionId;
+use clawlink_common::results::{FinalStatus, Outcome};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitQuery {
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// Waits up to `wait` for the execution's outcome, checking the result store with a
+/// growing interval. `None` when it is still queued or running.
+pub async fn await_outcome(
+    state: &AppState,
+    id: ExecutionId,
+    wait: Duration,
+) -> Result<Option<Outcome>, ApiError> {
+    let deadline = Instant::now() + wait;
+    let mut interval = Duration::from_millis(20);
+    loop {
+        if let Some(outcome) = stored_outcome(state, id).await? {
+            return Ok(Some(outcome));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(interval.min(deadline - now)).await;
+        interval = (interval * 2).min(Duration::from_millis(500));
+    }
+}
+
+pub async fn get_execution(
+    State(state): State<AppState>,
+    AuthenticatedDevice(device): AuthenticatedDevice,
+    Path(id): Path<String>,
+    Query(query): Query<WaitQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found =
+        || ApiError::not_found("execution_not_found", "There is no execution with this id.");
+    let id: ExecutionId = id.parse().map_err(|_| not_found())?;
+    let mut conn = state.db.acquire().await?;
+    let row = executions::get_for_user(&mut conn, device.user_id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    drop(conn);
+    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(state.config.max_poll_wait);
+    let outcome = if row.is_final() {
+        stored_outcome(&state, id).await?
+    } else if wait.is_zero() {
+        None
+    } else {
+        await_outcome(&state, id, wait).await?
+    };
+    let mut body = json!({
+        "executionId": id,
+        "status": row.status,
+        "toolName": row.tool_name,
+        "integration": row.integration,
+        "connectionId": row.connection_id,
+        "data": Value::Null,
+        "error": Value::Null,
+        "meta": {"attempts": row.attempts},
+    });
+    if let Some(outcome) = outcome {
+        body["status"] = json!(outcome.status.as_str());
+        body["ok"] = json!(outcome.status == FinalStatus::Succeeded);
+        body["data"] = outcome.data.clone().unwrap_or(Value::Null);
+        body["error"] = serde_json::to_value(&outcome.error).unwrap_or(Value::Null);
+        body["meta"] = view::meta(id, &outcome.meta);
+    }
+    Ok(Json(body))
+}

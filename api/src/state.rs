@@ -1,0 +1,72 @@
+//! The api's shared state: one `AppState` (an `Arc` inside) handed to every handler.
+
+use crate::config::ApiConfig;
+use clawlink_common::catalog::Catalog;
+use clawlink_common::db::devices::DeviceAuth;
+use clawlink_common::queue::Publisher;
+use clawlink_common::results::{ResultStore, Waiters};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: ApiConfig,
+    pub db: PgPool,
+    pub results: ResultStore,
+    pub publisher: Publisher,
+    pub amqp: lapin::Connection,
+    pub waiters: Waiters,
+    pub catalog: Arc<Catalog>,
+    pub devices: DeviceCache,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+/// Device lookups by credential hash, kept for one second: a hot agent costs one database
+/// read per second instead of one per call, and a revoked credential is refused within a
+/// second on every replica.
+pub struct DeviceCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<Vec<u8>, (Option<DeviceAuth>, Instant)>>,
+}
+
+impl DeviceCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, hash: &[u8]) -> Option<Option<DeviceAuth>> {
+        let entries = self.entries.lock().expect("device cache lock");
+        entries
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(d, _)| d.clone())
+    }
+
+    pub fn put(&self, hash: Vec<u8>, device: Option<DeviceAuth>) {
+        let mut entries = self.entries.lock().expect("device cache lock");
+        if entries.len() > 10_000 {
+            let ttl = self.ttl;
+            entries.retain(|_, (_, at)| at.elapsed() < ttl);
+        }
+        entries.insert(hash, (device, Instant::now()));
+    }
+}

@@ -1,0 +1,248 @@
+//! Turning a validated tool call into an HTTP request for the provider.
+//!
+//! Arguments never choose the host: path values are percent-encoded as one segment
+//! each (a `/` or `..` in a value stays inside that segment), and the final URL must keep
+//! the base URL's scheme, host and port. Authentication is added later by the worker, so a
+//! rendered request holds no secret and can be logged or previewed.
+
+use super::{ArgLocation, ToolEntry};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Map, Value};
+
+/// Everything except the unreserved characters of RFC 3986 §2.3.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedRequest {
+    pub method: http::Method,
+    pub url: url::Url,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Value>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RenderError {
+    #[error("argument {0} is required in the path")]
+    MissingPathArgument(String),
+    #[error("argument {0} cannot be empty: it is part of the path")]
+    EmptyPathArgument(String),
+    #[error("the provider base URL is not valid: {0}")]
+    BaseUrl(String),
+    #[error("the request would leave the provider's host")]
+    HostChanged,
+}
+
+fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(scalar_text).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+/// Renders the request for `tool` with `arguments` (already validated).
+pub fn render_request(tool: &ToolEntry, arguments: &Value) -> Result<RenderedRequest, RenderError> {
+    let empty = Map::new();
+    let args = arguments.as_object().unwrap_or(&empty);
+    let spec = &tool.tool;
+    let method: http::Method = spec.method.parse().expect("method checked at load");
+    let base = url::Url::parse(&tool.provider.base_url)
+        .map_err(|e| RenderError::BaseUrl(e.to_string()))?;
+
+    // Path: replace each {name} with its encoded value.
+    let mut path = String::with_capacity(spec.path.len() + 16);
+    let mut in_path = Vec::new();
+    let mut rest = spec.path.as_str();
+    while let Some(start) = rest.find('{') {
+        let end = rest[start..]
+            .find('}')
+            .map(|e| start + e)
+            .expect("placeholders checked at load");
+        path.push_str(&rest[..start]);
+        let name = &rest[start + 1..end];
+        let value = args
+            .get(name)
+            .ok_or_else(|| RenderError::MissingPathArgument(name.into()))?;
+        let text = scalar_text(value);
+        if text.is_empty() {
+            return Err(RenderError::EmptyPathArgument(name.into()));
+        }
+        path.extend(utf8_percent_encode(&text, SEGMENT));
+        in_path.push(name);
+        rest = &rest[end + 1..];
+    }
+    path.push_str(rest);
+
+    let mut url = base.clone();
+    let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
+    url.set_path(&joined);
+
+    let default_location = if matches!(method, http::Method::GET | http::Method::DELETE) {
+        ArgLocation::Query
+    } else {
+        ArgLocation::Body
+    };
+    let mut body = Map::new();
+    let mut headers = Vec::new();
+    let mut query = Vec::new();
+    for (name, value) in args {
+        if in_path.contains(&name.as_str()) {
+            continue;
+        }
+        match spec.args.get(name).unwrap_or(&default_location) {
+            ArgLocation::Path => {}
+            ArgLocation::Query => {
+                if !value.is_null() {
+                    query.push((name.clone(), scalar_text(value)));
+                }
+            }
+            ArgLocation::Body => {
+                body.insert(name.clone(), value.clone());
+            }
+            ArgLocation::Header(header) => headers.push((header.clone(), scalar_text(value))),
+        }
+    }
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    if url.scheme() != base.scheme()
+        || url.host_str() != base.host_str()
+        || url.port() != base.port()
+    {
+        return Err(RenderError::HostChanged);
+    }
+    let body = if body.is_empty() && default_location == ArgLocation::Query {
+        None
+    } else {
+        Some(Value::Object(body))
+    };
+    Ok(RenderedRequest {
+        method,
+        url,
+        headers,
+        body,
+    })
+}
+
+/// Fills a preview template (`Create note "{text}"`) from the arguments.
+pub fn render_preview(template: &str, arguments: &Value) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        let name = &rest[start + 1..start + len];
+        match arguments.get(name) {
+            Some(v) => {
+                let mut text = scalar_text(v);
+                if text.chars().count() > 80 {
+                    text = text.chars().take(77).collect::<String>() + "...";
+                }
+                out.push_str(&text);
+            }
+            None => out.push('—'),
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    fn catalog() -> Catalog {
+        let text = r#"
+id = "demo"
+name = "Demo"
+base_url = "https://demo.example/v1"
+auth = { type = "basic" }
+
+[[tools]]
+action = "get_item"
+title = "t"
+description = "d"
+method = "GET"
+path = "/items/{item_id}"
+mode = "read"
+risk = "safe"
+preview = "Read {item_id}"
+input_schema = { type = "object", required = ["item_id"], properties = { item_id = { type = "string" }, limit = { type = "integer" } } }
+
+[[tools]]
+action = "create"
+title = "t"
+description = "d"
+method = "POST"
+path = "/items"
+mode = "write"
+risk = "confirm"
+preview = "Create {name}"
+input_schema = { type = "object", properties = { name = { type = "string" }, trace = { type = "string" } } }
+args = { trace = { header = "X-Trace" } }
+"#;
+        Catalog::from_sources(
+            vec![(PathBuf::from("demo.toml"), text.into())],
+            &BTreeMap::new(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn path_values_cannot_escape_their_segment() {
+        let c = catalog();
+        let t = c.tool("demo_get_item").unwrap();
+        for evil in [
+            "../../admin",
+            "a/b?x=1#frag",
+            "@evil.example",
+            "%2e%2e",
+            "//evil.example/x",
+        ] {
+            let r = render_request(t, &json!({ "item_id": evil })).unwrap();
+            assert_eq!(r.url.host_str(), Some("demo.example"), "{evil}");
+            assert!(r.url.path().starts_with("/v1/items/"), "{evil} → {}", r.url);
+            assert_eq!(r.url.path().matches('/').count(), 3, "{evil} → {}", r.url);
+            assert!(r.url.query().is_none());
+        }
+    }
+
+    #[test]
+    fn query_body_and_headers_go_where_declared() {
+        let c = catalog();
+        let r = render_request(
+            c.tool("demo_get_item").unwrap(),
+            &json!({"item_id": "7", "limit": 5}),
+        )
+        .unwrap();
+        assert_eq!(r.url.as_str(), "https://demo.example/v1/items/7?limit=5");
+        assert_eq!(r.body, None);
+        let r = render_request(
+            c.tool("demo_create").unwrap(),
+            &json!({"name": "x", "trace": "t1"}),
+        )
+        .unwrap();
+        assert_eq!(r.method, http::Method::POST);
+        assert_eq!(r.body, Some(json!({"name": "x"})));
+        assert_eq!(r.headers, vec![("X-Trace".to_string(), "t1".to_string())]);
+    }
+
+    #[test]
+    fn previews_fill_placeholders() {
+        assert_eq!(
+            render_preview("Create {name} in {where}", &json!({"name": "x"})),
+            "Create x in —"
+        );
+    }
+}

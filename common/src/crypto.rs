@@ -1,0 +1,290 @@
+//! Credential sealing: AES-256-GCM with a random 96-bit nonce per encryption, the key id
+//! stored beside the ciphertext, and the row identity bound in as associated data.
+//!
+//! Several keys can be loaded; exactly one (the active key) encrypts. Old keys only
+//! decrypt, until the rotation command has re-sealed every row under the active key.
+//! Knows nothing about tables or where keys come from (see `config`).
+//!
+//! Encryption budget (NIST SP 800-38D §8.3): with random 96-bit nonces one key may seal
+//! at most 2^32 messages. Credentials are re-sealed only on connect, token refresh and
+//! rotation — orders of magnitude below that — and rotation to a fresh key resets the count.
+
+use crate::ids::{ConnectionId, UserId};
+use crate::secret::{SecretBytes, SecretString};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a sealed credential is for; part of the associated data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// The secret bundle of a connection (tokens, API key).
+    Connection,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Connection => "connection",
+        }
+    }
+}
+
+/// The identity of the row a ciphertext belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowIdentity {
+    pub user: UserId,
+    pub connection: ConnectionId,
+    pub purpose: Purpose,
+}
+
+impl RowIdentity {
+    pub fn connection(user: UserId, connection: ConnectionId) -> Self {
+        Self {
+            user,
+            connection,
+            purpose: Purpose::Connection,
+        }
+    }
+
+    fn aad(&self) -> Vec<u8> {
+        format!(
+            "clawlink:v1:user={}:connection={}:purpose={}",
+            self.user,
+            self.connection,
+            self.purpose.as_str()
+        )
+        .into_bytes()
+    }
+}
+
+/// A ciphertext as stored: key id, nonce and ciphertext (with the GCM tag appended).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealed")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CryptoError {
+    #[error("credential sealed under unknown key {0:?}")]
+    UnknownKey(String),
+    #[error("credential does not decrypt (wrong row, tampered or wrong key)")]
+    Tampered,
+    #[error("encryption failed")]
+    Encrypt,
+}
+
+/// The loaded keys. Cheap to clone.
+#[derive(Clone)]
+pub struct Keyring {
+    inner: Arc<KeyringInner>,
+}
+
+struct KeyringInner {
+    active: String,
+    ciphers: BTreeMap<String, Aes256Gcm>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("active", &self.inner.active)
+            .field("key_ids", &self.inner.ciphers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Keyring {
+    /// Builds a keyring from `(id, base64 key)` pairs. The active key defaults to the first.
+    pub fn from_encoded(
+        keys: Vec<(String, SecretString)>,
+        active: Option<&str>,
+    ) -> Result<Self, String> {
+        if keys.is_empty() {
+            return Err("no keys given".into());
+        }
+        let mut ciphers = BTreeMap::new();
+        for (id, b64) in &keys {
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(format!("key id {id:?} must be letters, digits, '-' or '_'"));
+            }
+            let raw = zeroize::Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.expose())
+                    .map_err(|_| format!("key {id:?} is not valid base64"))?,
+            );
+            if raw.len() != 32 {
+                return Err(format!("key {id:?} must be 32 bytes (got {})", raw.len()));
+            }
+            let cipher =
+                Aes256Gcm::new_from_slice(&raw).map_err(|_| format!("key {id:?} is unusable"))?;
+            if ciphers.insert(id.clone(), cipher).is_some() {
+                return Err(format!("key id {id:?} given twice"));
+            }
+        }
+        let active = active
+            .map(str::to_string)
+            .unwrap_or_else(|| keys[0].0.clone());
+        if !ciphers.contains_key(&active) {
+            return Err(format!(
+                "active key {active:?} is not among the configured keys"
+            ));
+        }
+        Ok(Self {
+            inner: Arc::new(KeyringInner { active, ciphers }),
+        })
+    }
+
+    /// A keyring with one random key, for tests and tools.
+    pub fn generate(id: &str) -> Self {
+        let mut raw = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        Self::from_encoded(vec![(id.to_string(), SecretString::new(b64))], None)
+            .expect("generated key is valid")
+    }
+
+    pub fn active_key_id(&self) -> &str {
+        &self.inner.active
+    }
+
+    pub fn seal(&self, row: RowIdentity, plaintext: &[u8]) -> Result<Sealed, CryptoError> {
+        let key_id = self.inner.active.clone();
+        let cipher = &self.inner.ciphers[&key_id];
+        let mut nonce = [0u8; 12];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let aad = row.aad();
+        let ciphertext = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| CryptoError::Encrypt)?;
+        Ok(Sealed {
+            key_id,
+            nonce: nonce.to_vec(),
+            ciphertext,
+        })
+    }
+
+    pub fn open(&self, row: RowIdentity, sealed: &Sealed) -> Result<SecretBytes, CryptoError> {
+        let cipher = self
+            .inner
+            .ciphers
+            .get(&sealed.key_id)
+            .ok_or_else(|| CryptoError::UnknownKey(sealed.key_id.clone()))?;
+        if sealed.nonce.len() != 12 {
+            return Err(CryptoError::Tampered);
+        }
+        let aad = row.aad();
+        cipher
+            .decrypt(
+                Nonce::from_slice(&sealed.nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map(SecretBytes::new)
+            .map_err(|_| CryptoError::Tampered)
+    }
+}
+
+/// SHA-256 of a token, as stored for device credentials and pairing verifiers.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(u: i64, c: i64) -> RowIdentity {
+        RowIdentity::connection(UserId(u), ConnectionId(c))
+    }
+
+    #[test]
+    fn round_trip_and_fresh_nonces() {
+        let k = Keyring::generate("k1");
+        let a = k.seal(row(1, 2), b"secret").unwrap();
+        let b = k.seal(row(1, 2), b"secret").unwrap();
+        assert_ne!(a.nonce, b.nonce);
+        assert_ne!(a.ciphertext, b.ciphertext);
+        assert_eq!(k.open(row(1, 2), &a).unwrap().expose(), b"secret");
+    }
+
+    #[test]
+    fn ciphertext_bound_to_its_row() {
+        let k = Keyring::generate("k1");
+        let a = k.seal(row(1, 2), b"secret").unwrap();
+        assert_eq!(k.open(row(1, 3), &a).unwrap_err(), CryptoError::Tampered);
+        assert_eq!(k.open(row(9, 2), &a).unwrap_err(), CryptoError::Tampered);
+        let mut flipped = a.clone();
+        flipped.ciphertext[0] ^= 1;
+        assert_eq!(
+            k.open(row(1, 2), &flipped).unwrap_err(),
+            CryptoError::Tampered
+        );
+    }
+
+    #[test]
+    fn retired_key_cannot_open() {
+        let old = Keyring::generate("old");
+        let sealed = old.seal(row(1, 2), b"secret").unwrap();
+        let new = Keyring::generate("new");
+        assert_eq!(
+            new.open(row(1, 2), &sealed).unwrap_err(),
+            CryptoError::UnknownKey("old".into())
+        );
+    }
+
+    #[test]
+    fn active_key_must_exist() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let err = Keyring::from_encoded(vec![("a".into(), SecretString::new(b64))], Some("b"))
+            .unwrap_err();
+        assert!(err.contains("active"));
+    }
+}
+
+/// Hashes a password with argon2id (the crate's defaults follow RFC 9106's
+/// recommendations) and a random salt, in PHC string format.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Checks a password against a PHC string; `false` for a malformed hash too.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(phc).is_ok_and(|h| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}

@@ -1,0 +1,23 @@
+//! clawlink-common: the library the three binaries share.
+//!
+//! One module per concern; nothing here knows about HTTP routing or the dashboard.
+//! A tool call reads top to bottom through `queue` (the job message and its lanes),
+//! `results` (where the answer goes) and, in the worker, `provider`, `pacing` and `retry`.
+
+pub mod catalog;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod ids;
+pub mod pacing;
+pub mod provider;
+pub mod queue;
+pub mod results;
+pub mod retry;
+pub mod secret;
+pub mod startup;
+pub mod telemetry;
+pub mod tokens;
+
+/// Migrations embedded in every binary, so `clawlink-api migrate` needs no files on disk.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -1,0 +1,194 @@
+//! Pacing calls to each provider's declared rate limits, across every worker.
+//!
+//! Two gates, in order:
+//! 1. In this process, a `governor` keyed limiter per provider (key: connection) with the
+//!    tightest per-connection window. It never lets one worker alone exceed the limit and
+//!    spares Redis the calls that would certainly be refused.
+//! 2. Across all workers, GCRA (the generic cell rate algorithm — the same one governor
+//!    uses) with its state in Redis: one Lua script checks every declared window for the
+//!    (provider, connection) and the provider as a whole, and takes a cell from each only
+//!    when all allow. Redis's clock is the only clock, so workers' clock skew does not
+//!    matter. Each window admits at most `requests` per `per_seconds` plus `burst`.
+//!
+//! A 429 pauses the (provider, connection) for every worker until its `Retry-After`.
+//! Knows nothing about HTTP or queues.
+
+use crate::catalog::{Provider, RateWindow};
+use crate::ids::ConnectionId;
+use governor::{DefaultKeyedRateLimiter, Quota};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+const GCRA: &str = r#"
+-- KEYS: pause key, then one state key per window.
+-- ARGV: for each window, emission interval and burst tolerance (microseconds).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local paused = redis.call('PTTL', KEYS[1])
+if paused > 0 then return paused * 1000 end
+local wait = 0
+local tats = {}
+for i = 2, #KEYS do
+  local interval = tonumber(ARGV[(i - 2) * 2 + 1])
+  local tolerance = tonumber(ARGV[(i - 2) * 2 + 2])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  local w = tat - now - tolerance
+  if w > wait then wait = w end
+  tats[i] = tat + interval
+end
+if wait > 0 then return wait end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], tats[i], 'PX', math.floor((tats[i] - now) / 1000) + 1000)
+end
+return 0
+"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PaceError {
+    /// Waiting would exceed the caller's bound; try again after this long.
+    #[error("rate limited for {0:?}")]
+    WaitTooLong(Duration),
+    #[error("pacing state unavailable: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+#[derive(Clone)]
+pub struct Pacer {
+    redis: redis::aio::ConnectionManager,
+    namespace: Arc<str>,
+    script: Arc<redis::Script>,
+    local: Arc<HashMap<String, DefaultKeyedRateLimiter<ConnectionId>>>,
+}
+
+fn window_cells(w: &RateWindow) -> (u64, u64) {
+    let interval_us = u64::from(w.per_seconds) * 1_000_000 / u64::from(w.requests.max(1));
+    (interval_us, interval_us * u64::from(w.burst))
+}
+
+impl Pacer {
+    /// Builds the in-process limiters for every provider that declares per-connection limits.
+    pub fn new<'a>(
+        redis: redis::aio::ConnectionManager,
+        namespace: &str,
+        providers: impl Iterator<Item = &'a Arc<Provider>>,
+    ) -> Self {
+        let mut local = HashMap::new();
+        for p in providers {
+            // The tightest per-connection window, as a governor quota.
+            let tightest = p.rate_limits.per_connection.iter().min_by_key(|w| {
+                u64::from(w.per_seconds) * 1_000_000 / u64::from(w.requests.max(1))
+            });
+            if let Some(w) = tightest {
+                let period = Duration::from_micros(window_cells(w).0.max(1));
+                if let Some(q) = Quota::with_period(period) {
+                    let burst = NonZeroU32::new(w.burst + 1).expect("burst + 1 > 0");
+                    local.insert(
+                        p.id.clone(),
+                        DefaultKeyedRateLimiter::keyed(q.allow_burst(burst)),
+                    );
+                }
+            }
+        }
+        Self {
+            redis,
+            namespace: namespace.into(),
+            script: Arc::new(redis::Script::new(GCRA)),
+            local: Arc::new(local),
+        }
+    }
+
+    fn pause_key(&self, provider: &str, connection: ConnectionId) -> String {
+        format!("{}:pause:{}:{}", self.namespace, provider, connection)
+    }
+
+    /// Waits for a permit to call `provider` for `connection`. Returns how long it waited.
+    /// When the next permit is further away than `max_wait`, returns `WaitTooLong` at once
+    /// without taking a permit, so the caller can park the call in a delay queue.
+    pub async fn acquire(
+        &self,
+        provider: &Provider,
+        connection: ConnectionId,
+        max_wait: Duration,
+    ) -> Result<Duration, PaceError> {
+        let started = tokio::time::Instant::now();
+        if let Some(limiter) = self.local.get(&provider.id) {
+            loop {
+                match limiter.check_key(&connection) {
+                    Ok(()) => break,
+                    Err(not_until) => {
+                        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                            &governor::clock::DefaultClock::default(),
+                        ));
+                        if started.elapsed() + wait > max_wait {
+                            return Err(PaceError::WaitTooLong(wait));
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
+        let mut invocation = self.script.prepare_invoke();
+        invocation.key(self.pause_key(&provider.id, connection));
+        for (i, w) in provider.rate_limits.per_connection.iter().enumerate() {
+            let (interval, tolerance) = window_cells(w);
+            invocation.key(format!(
+                "{}:pace:{}:c{}:w{}",
+                self.namespace, provider.id, connection, i
+            ));
+            invocation.arg(interval).arg(tolerance);
+        }
+        for (i, w) in provider.rate_limits.per_app.iter().enumerate() {
+            let (interval, tolerance) = window_cells(w);
+            invocation.key(format!(
+                "{}:pace:{}:app:w{}",
+                self.namespace, provider.id, i
+            ));
+            invocation.arg(interval).arg(tolerance);
+        }
+        loop {
+            let mut conn = self.redis.clone();
+            let wait_us: u64 = invocation.invoke_async(&mut conn).await?;
+            if wait_us == 0 {
+                return Ok(started.elapsed());
+            }
+            let wait = Duration::from_micros(wait_us);
+            if started.elapsed() + wait > max_wait {
+                return Err(PaceError::WaitTooLong(wait));
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Pauses every worker's calls to `provider` for `connection` for `wait` (a 429's
+    /// `Retry-After`). A longer pause already in place is kept.
+    pub async fn pause(
+        &self,
+        provider: &str,
+        connection: ConnectionId,
+        wait: Duration,
+    ) -> Result<(), PaceError> {
+        let key = self.pause_key(provider, connection);
+        let ms = wait.as_millis().max(1) as u64;
+        let mut conn = self.redis.clone();
+        // SET … GT needs Redis 7; PX with NX then PEXPIRE GT keeps the longer pause.
+        redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(1)
+            .arg("PX")
+            .arg(ms)
+            .arg("NX")
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ms)
+            .arg("GT")
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,364 @@
+//! Calling a provider: the outbound HTTP client, the credential bundle and how it
+//! authenticates a request, and the guard that keeps requests on public hosts.
+//!
+//! Requests go only where the catalog says (see `catalog::render`), and never to a
+//! private, loopback, link-local or metadata address — whether written as a literal IP
+//! or reached through DNS — except the `host:port` pairs a deployment allows (the
+//! emulator in tests). Redirects are not followed. Knows nothing about queues or storage.
+
+use crate::catalog::{Auth, Provider, RenderedRequest};
+use crate::config::ProviderOverrides;
+use crate::secret::SecretString;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The decrypted secrets of one connection. Lives only in the worker's memory (and the
+/// OAuth callback's); zeroed on drop through `SecretString`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CredentialBundle {
+    /// An OAuth access token (with its refresh token when the provider issues one).
+    Oauth2 {
+        access_token: SecretString,
+        #[serde(default)]
+        refresh_token: Option<SecretString>,
+        /// Unix seconds.
+        #[serde(default)]
+        expires_at: Option<i64>,
+    },
+    ApiKey {
+        key: SecretString,
+    },
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+    /// A static bearer token (the sandbox).
+    Bearer {
+        token: SecretString,
+    },
+}
+
+impl CredentialBundle {
+    pub fn to_plaintext(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        zeroize::Zeroizing::new(serde_json::to_vec(self).expect("bundle serialises"))
+    }
+
+    pub fn from_plaintext(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("the provider took too long to answer")]
+    Timeout,
+    #[error("could not reach the provider: {0}")]
+    Connect(String),
+    #[error("the provider's answer was cut off: {0}")]
+    Body(String),
+    #[error("the request was blocked: {0}")]
+    Blocked(String),
+    #[error("this connection's credential does not fit the provider's auth")]
+    CredentialMismatch,
+}
+
+impl CallError {
+    /// Worth retrying (the network or the provider may do better next time).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            CallError::Timeout | CallError::Connect(_) | CallError::Body(_)
+        )
+    }
+}
+
+/// A provider's answer, with the headers the worker needs.
+#[derive(Debug)]
+pub struct ProviderResponse {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub retry_after: Option<String>,
+    pub reset: Option<String>,
+    pub request_id: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// Whether `ip` is a public unicast address.
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10 carrier-grade NAT
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24 protocol assignments
+                || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15 benchmarking
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_ip(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64 can reach private IPv4
+                || (s[0] == 0x2001 && s[1] == 0xdb8) // documentation
+                || (s[0] == 0 && s[1] == 0 && s[2] == 0 && s[3] == 0 && s[4] == 0 && s[5] == 0)) // IPv4-compatible
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Guard {
+    allowed: Arc<Vec<String>>,
+}
+
+impl Guard {
+    fn allows(&self, host: &str, port: u16, ip: IpAddr) -> bool {
+        is_public_ip(ip)
+            || self.allowed.iter().any(|a| {
+                a == &format!("{host}:{port}") || a == &SocketAddr::new(ip, port).to_string()
+            })
+    }
+}
+
+/// Resolves names and drops every answer that is not a public address (DNS rebinding
+/// and names that point inside are refused the same way as literal IPs).
+struct GuardedResolver {
+    guard: Guard,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let guard = self.guard.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| {
+                    is_public_ip(a.ip())
+                        || guard
+                            .allowed
+                            .iter()
+                            .any(|h| h.split(':').next() == Some(host.as_str()))
+                })
+                .collect();
+            if allowed.is_empty() {
+                return Err(format!("{host} resolves only to private addresses").into());
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The one outbound client of a process: connection pools are shared by every call.
+#[derive(Clone)]
+pub struct ProviderClient {
+    http: reqwest::Client,
+    guard: Guard,
+}
+
+impl ProviderClient {
+    pub fn new(overrides: &ProviderOverrides, timeout: Duration) -> Result<Self, reqwest::Error> {
+        install_crypto_provider();
+        let guard = Guard {
+            allowed: Arc::new(overrides.allowed_private_hosts.clone()),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5).min(timeout))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(256)
+            .user_agent(concat!("ClawLink/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(GuardedResolver {
+                guard: guard.clone(),
+            }))
+            .build()?;
+        Ok(Self { http, guard })
+    }
+
+    /// Sends `request` with the connection's credential applied.
+    pub async fn call(
+        &self,
+        provider: &Provider,
+        request: &RenderedRequest,
+        credential: &CredentialBundle,
+        idempotency_key: Option<&str>,
+    ) -> Result<ProviderResponse, CallError> {
+        let url = &request.url;
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or(0);
+        if let Some(ip) = match url.host() {
+            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+            _ => None,
+        } {
+            if !self.guard.allows(host, port, ip) {
+                return Err(CallError::Blocked(format!("{ip} is not a public address")));
+            }
+        }
+        let mut builder = self.http.request(request.method.clone(), url.clone());
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        if let (Some(header), Some(key)) = (&provider.idempotency_header, idempotency_key) {
+            builder = builder.header(header, key);
+        }
+        builder = apply_auth(builder, &provider.auth, credential)?;
+        if let Some(body) = &request.body {
+            builder = builder.json(body);
+        }
+        let started = Instant::now();
+        let response = builder.send().await.map_err(classify_reqwest)?;
+        let status = response.status().as_u16();
+        let header = |names: &[String]| {
+            names.iter().find_map(|n| {
+                response
+                    .headers()
+                    .get(n.as_str())
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from)
+            })
+        };
+        let retry_after = header(&provider.retry_headers.retry_after);
+        let reset = header(&provider.retry_headers.reset);
+        let request_id = provider
+            .request_id_header
+            .as_ref()
+            .and_then(|h| header(std::slice::from_ref(h)));
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| CallError::Body(e.to_string()))?;
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(
+                    String::from_utf8_lossy(&bytes).chars().take(4096).collect(),
+                )
+            })
+        };
+        Ok(ProviderResponse {
+            status,
+            body,
+            retry_after,
+            reset,
+            request_id,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+fn classify_reqwest(e: reqwest::Error) -> CallError {
+    if e.is_timeout() {
+        CallError::Timeout
+    } else if e.is_connect() {
+        // Strip the URL: it is ours, but keep errors short and free of query strings.
+        CallError::Connect(e.without_url().to_string())
+    } else {
+        CallError::Connect(e.without_url().to_string())
+    }
+}
+
+fn apply_auth(
+    builder: reqwest::RequestBuilder,
+    auth: &Auth,
+    credential: &CredentialBundle,
+) -> Result<reqwest::RequestBuilder, CallError> {
+    Ok(match (auth, credential) {
+        (Auth::Oauth2 { .. }, CredentialBundle::Oauth2 { access_token, .. }) => {
+            builder.bearer_auth(access_token.expose())
+        }
+        (_, CredentialBundle::Bearer { token }) => builder.bearer_auth(token.expose()),
+        (
+            Auth::ApiKey {
+                header,
+                query,
+                format,
+            },
+            CredentialBundle::ApiKey { key },
+        ) => {
+            let value = format.replace("{key}", key.expose());
+            match (header, query) {
+                (Some(h), _) => builder.header(h.as_str(), value),
+                (None, Some(q)) => builder.query(&[(q.as_str(), value.as_str())]),
+                (None, None) => return Err(CallError::CredentialMismatch),
+            }
+        }
+        (Auth::Basic, CredentialBundle::Basic { username, password }) => {
+            let raw = format!("{username}:{}", password.expose());
+            let encoded = base64::engine::general_purpose::STANDARD.encode(raw.as_bytes());
+            builder.header("authorization", format!("Basic {encoded}"))
+        }
+        _ => return Err(CallError::CredentialMismatch),
+    })
+}
+
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Another part of the process may have installed one already; either is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "fe80::1",
+            "fd00::1",
+            "64:ff9b::a00:1",
+            "::",
+        ] {
+            assert!(!is_public_ip(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["140.82.112.3", "8.8.8.8", "2606:4700::1111"] {
+            assert!(is_public_ip(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn bundle_debug_is_redacted() {
+        let b = CredentialBundle::Bearer {
+            token: SecretString::new("tok-123-secret"),
+        };
+        assert!(!format!("{b:?}").contains("tok-123-secret"));
+        let round = CredentialBundle::from_plaintext(&b.to_plaintext()).unwrap();
+        assert!(
+            matches!(round, CredentialBundle::Bearer { token } if token.expose() == "tok-123-secret")
+        );
+    }
+}

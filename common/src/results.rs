@@ -1,0 +1,253 @@
+//! Redis: where a finished execution's result waits for its caller, and the per-instance
+//! channel that wakes the api instance whose caller is waiting.
+//!
+//! Keys (each key type maps to one value type; every write has a TTL):
+//! - `<ns>:result:<execution id>` → JSON [`Outcome`].
+//! Channels:
+//! - `<ns>:notify:<api instance id>` → JSON [`Outcome`] (the whole result, so the waiter
+//!   needs no second round trip).
+//!
+//! Knows nothing about HTTP or the database.
+
+use crate::ids::ExecutionId;
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinalStatus {
+    Succeeded,
+    Failed,
+}
+
+impl FinalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinalStatus::Succeeded => "succeeded",
+            FinalStatus::Failed => "failed",
+        }
+    }
+}
+
+/// Why an execution failed, as the agent sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutcomeError {
+    /// `validation`, `provider`, `auth`, `rate_limit`, `internal` …
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_status: Option<u16>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutcomeMeta {
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub started_at: Option<time::OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub ended_at: Option<time::OffsetDateTime>,
+    pub duration_ms: u64,
+    pub queue_wait_ms: u64,
+    pub provider_ms: u64,
+    pub attempts: u32,
+    #[serde(default)]
+    pub provider_request_id: Option<String>,
+    #[serde(default)]
+    pub provider_status: Option<u16>,
+}
+
+/// A finished execution: what the agent gets back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub execution_id: ExecutionId,
+    pub status: FinalStatus,
+    pub data: Option<serde_json::Value>,
+    pub error: Option<OutcomeError>,
+    pub meta: OutcomeMeta,
+}
+
+#[derive(Clone)]
+pub struct ResultStore {
+    conn: ConnectionManager,
+    namespace: Arc<str>,
+    ttl: Duration,
+}
+
+impl ResultStore {
+    pub async fn connect(url: &str, namespace: &str, ttl: Duration) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Self {
+            conn,
+            namespace: namespace.into(),
+            ttl,
+        })
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn result_key(&self, id: ExecutionId) -> String {
+        format!("{}:result:{}", self.namespace, id)
+    }
+
+    pub fn notify_channel(&self, instance: &str) -> String {
+        format!("{}:notify:{}", self.namespace, instance)
+    }
+
+    /// Stores the outcome and wakes the waiting instance, in one round trip.
+    pub async fn publish(
+        &self,
+        outcome: &Outcome,
+        reply_to: Option<&str>,
+    ) -> redis::RedisResult<()> {
+        let payload = serde_json::to_vec(outcome).expect("outcome serialises");
+        let mut pipe = redis::pipe();
+        pipe.set_ex(
+            self.result_key(outcome.execution_id),
+            &payload,
+            self.ttl.as_secs().max(1),
+        )
+        .ignore();
+        if let Some(instance) = reply_to {
+            pipe.publish(self.notify_channel(instance), &payload)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await
+    }
+
+    pub async fn get(&self, id: ExecutionId) -> redis::RedisResult<Option<Outcome>> {
+        let mut conn = self.conn.clone();
+        let raw: Option<Vec<u8>> = conn.get(self.result_key(id)).await?;
+        Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
+    }
+}
+
+/// The callers of one api instance waiting for results, woken by its notify channel.
+#[derive(Clone, Default)]
+pub struct Waiters {
+    pending: Arc<Mutex<HashMap<ExecutionId, oneshot::Sender<Outcome>>>>,
+}
+
+/// Removes the waiter when the caller stops waiting (answered, timed out or gone).
+pub struct WaitGuard {
+    waiters: Waiters,
+    id: ExecutionId,
+    pub receiver: oneshot::Receiver<Outcome>,
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.waiters
+            .pending
+            .lock()
+            .expect("waiters lock")
+            .remove(&self.id);
+    }
+}
+
+impl Waiters {
+    /// Registers interest in `id`. Register before publishing the job so a fast result
+    /// cannot arrive unobserved.
+    pub fn register(&self, id: ExecutionId) -> WaitGuard {
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("waiters lock").insert(id, tx);
+        WaitGuard {
+            waiters: self.clone(),
+            id,
+            receiver: rx,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.lock().expect("waiters lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn deliver(&self, outcome: Outcome) {
+        let sender = self
+            .pending
+            .lock()
+            .expect("waiters lock")
+            .remove(&outcome.execution_id);
+        if let Some(sender) = sender {
+            let _ = sender.send(outcome);
+        }
+    }
+
+    /// Subscribes to this instance's notify channel and delivers results until `stop`.
+    /// Reconnects after Redis restarts; a result published while disconnected is still in
+    /// its key, which waiters re-check (see the api's wait loop).
+    pub async fn listen(
+        self,
+        redis_url: String,
+        channel: String,
+        ready: Option<oneshot::Sender<()>>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut ready = ready;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let attempt = async {
+                let client = redis::Client::open(redis_url.as_str())?;
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                redis::RedisResult::Ok(pubsub)
+            };
+            match attempt.await {
+                Ok(pubsub) => {
+                    backoff = Duration::from_millis(100);
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                    tracing::debug!(%channel, "listening for results");
+                    let mut stream = pubsub.into_on_message();
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            msg = stream.next() => match msg {
+                                Some(msg) => {
+                                    if let Ok(outcome) = serde_json::from_slice::<Outcome>(msg.get_payload_bytes()) {
+                                        self.deliver(outcome);
+                                    }
+                                }
+                                None => break,
+                            }
+                        }
+                    }
+                    tracing::warn!(%channel, "result channel closed; reconnecting");
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot subscribe to results; retrying"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! ClawLink's provider emulator: a real HTTP server on loopback that plays provider
+//! APIs for tests and local runs, injects faults on request and counts side effects.
+//!
+//! Each provider is a module with its own router and its own data in the shared state
+//! (`state.rs`); it is nested under its own path prefix, except the sandbox
+//! (`sandbox.rs`), which is served at the root. Every provider route passes through the
+//! same two layers: `record.rs` logs the request, and a gate (`gate.rs`) checks
+//! credentials, then applies faults. The control plane (`control.rs`, under
+//! `/_emulator`) needs no auth and is not logged.
+//!
+//! Tests start one emulator each on port 0 with [`Emulator::start`]; local runs use the
+//! `clawlink-emulator` binary.
+
+mod config;
+mod control;
+mod error;
+mod fault;
+mod gate;
+mod record;
+mod sandbox;
+mod state;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::{DEFAULT_BINARY_ADDR, DEFAULT_SANDBOX_TOKEN, EmulatorConfig};
+pub use control::CONTROL_PREFIX;
+pub use fault::{Fault, FaultKind};
+pub use record::IDEMPOTENCY_KEY;
+pub use state::{AppState, NO_IDEMPOTENCY_KEY, REQUEST_LOG_CAPACITY, RequestRecord, Stats};
+
+/// How long [`Emulator::shutdown`] lets in-flight requests finish before giving up on
+/// them (a request held by a long `Delay` fault should not hang a test's teardown).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The whole emulator as one router: control plane, providers, fallbacks and the
+/// request log. Exposed so a test can also drive it in-process without a port.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .nest(CONTROL_PREFIX, control::router())
+        .merge(sandbox::router(state.clone()))
+        // Further providers: `.nest("/<provider>", <provider>::router(state.clone()))`.
+        .fallback(error::no_such_route)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), record::record))
+        .with_state(state)
+}
+
+/// Handle to a running emulator. Dropping it stops the server in the background;
+/// [`Emulator::shutdown`] stops it and waits.
+#[derive(Debug)]
+pub struct Emulator {
+    addr: SocketAddr,
+    state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Bind `config.addr` and start serving; returns once the socket is listening.
+    pub async fn start(config: EmulatorConfig) -> anyhow::Result<Emulator> {
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("binding the provider emulator to {}", config.addr))?;
+        let addr = listener
+            .local_addr()
+            .context("reading the emulator's bound address")?;
+        // Responses are small and written whole; Nagle would only add latency.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!("setting TCP_NODELAY failed: {err}");
+            }
+        });
+
+        let state = AppState::new(config.sandbox_tokens);
+        let app = router(state.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let signal = async {
+                // A dropped sender stops the server too.
+                let _ = stopped.await;
+            };
+            if let Err(err) = axum::serve(listener, app)
+                .with_graceful_shutdown(signal)
+                .await
+            {
+                tracing::error!("provider emulator stopped: {err}");
+            }
+        });
+
+        Ok(Emulator {
+            addr,
+            state,
+            stop: Some(stop),
+            server: Some(server),
+        })
+    }
+
+    /// Base URL without a trailing slash, e.g. `http://127.0.0.1:41234`. A wildcard bind
+    /// address is reported as loopback, which is where local clients can reach it.
+    pub fn url(&self) -> String {
+        let ip = match self.addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// The bound address (with the real port when started on port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Accept another bearer token.
+    pub fn add_token(&self, token: &str) {
+        self.state.add_token(token);
+    }
+
+    /// Queue a fault behind those already added.
+    ///
+    /// # Panics
+    ///
+    /// If the fault cannot be turned into a response (see [`Fault::validate`]): that is
+    /// a mistake in the test, better reported where it was made.
+    pub fn add_fault(&self, fault: Fault) {
+        if let Err(message) = fault.validate() {
+            panic!("invalid emulator fault {fault:?}: {message}");
+        }
+        self.state.add_fault(fault);
+    }
+
+    /// A snapshot of the request log and side-effect counts.
+    pub fn stats(&self) -> Stats {
+        self.state.stats()
+    }
+
+    /// Clear faults, stats and provider data (notes); accepted tokens stay.
+    pub fn reset(&self) {
+        self.state.reset();
+    }
+
+    /// Stop accepting connections, let in-flight requests finish (for a bounded time)
+    /// and wait for the server to stop.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut server) = self.server.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+                .await
+                .is_err()
+        {
+            tracing::warn!("provider emulator did not stop in time; aborting it");
+            server.abort();
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!("listening for Ctrl-C failed: {err}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!("listening for SIGTERM failed: {err}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

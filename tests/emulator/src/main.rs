@@ -1,0 +1,26 @@
+//! `clawlink-emulator`: serves the provider emulator until SIGINT/SIGTERM.
+//! Configured by `CLAWLINK_EMULATOR_ADDR` and `CLAWLINK_EMULATOR_SANDBOX_TOKENS`.
+
+use std::io::IsTerminal;
+
+use clawlink_emulator::{Emulator, EmulatorConfig, shutdown_signal};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
+
+    let config = EmulatorConfig::from_env()?;
+    let emulator = Emulator::start(config).await?;
+    tracing::info!(url = %emulator.url(), "provider emulator listening");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    emulator.shutdown().await;
+    Ok(())
+}

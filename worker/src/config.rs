@@ -1,0 +1,73 @@
+//! The worker's configuration, read from `CLAWLINK_…` variables and checked at start-up.
+
+use clawlink_common::config::{ConfigError, Env, InfraConfig, ProviderOverrides, keyring_from_env};
+use clawlink_common::crypto::Keyring;
+use clawlink_common::retry::RetryPolicy;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub infra: InfraConfig,
+    pub worker_id: String,
+    /// Calls in flight at once from the interactive lane (also its prefetch).
+    pub interactive_concurrency: u16,
+    /// Calls in flight at once from the bulk lane (also its prefetch).
+    pub bulk_concurrency: u16,
+    /// Waits up to this long happen inside the worker; longer ones go through a delay queue.
+    pub max_inline_wait: Duration,
+    pub provider_timeout: Duration,
+    pub retry: RetryPolicy,
+    /// How long in-flight calls may take to finish after a stop signal.
+    pub shutdown_grace: Duration,
+    pub result_ttl: Duration,
+    pub catalog_dir: Option<String>,
+    pub providers: ProviderOverrides,
+    pub keyring: Keyring,
+}
+
+impl WorkerConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let positive = |var: &str, default: u16| -> Result<u16, ConfigError> {
+            let v = env.parse(var, default, "a whole number from 1 to 1000")?;
+            if v == 0 || v > 1000 {
+                return Err(ConfigError {
+                    var: var.into(),
+                    reason: format!("expected 1 to 1000, got {v}"),
+                });
+            }
+            Ok(v)
+        };
+        let retry = RetryPolicy {
+            max_attempts: env.parse("CLAWLINK_RETRY_MAX_ATTEMPTS", 5, "a whole number")?,
+            base: env.millis("CLAWLINK_RETRY_BASE_MS", 200)?,
+            cap: env.millis("CLAWLINK_RETRY_CAP_MS", 60_000)?,
+        };
+        if retry.max_attempts == 0 {
+            return Err(ConfigError {
+                var: "CLAWLINK_RETRY_MAX_ATTEMPTS".into(),
+                reason: "expected at least 1".into(),
+            });
+        }
+        Ok(Self {
+            infra: InfraConfig::from_env(env)?,
+            worker_id: env.string(
+                "CLAWLINK_WORKER_ID",
+                &format!("worker-{}", std::process::id()),
+            ),
+            interactive_concurrency: positive("CLAWLINK_WORKER_INTERACTIVE_CONCURRENCY", 64)?,
+            bulk_concurrency: positive("CLAWLINK_WORKER_BULK_CONCURRENCY", 32)?,
+            max_inline_wait: env.millis("CLAWLINK_WORKER_MAX_INLINE_WAIT_MS", 5_000)?,
+            provider_timeout: env.millis("CLAWLINK_PROVIDER_TIMEOUT_MS", 30_000)?,
+            retry,
+            shutdown_grace: env.millis("CLAWLINK_WORKER_SHUTDOWN_GRACE_MS", 30_000)?,
+            result_ttl: Duration::from_secs(env.parse(
+                "CLAWLINK_RESULT_TTL_SECS",
+                86_400,
+                "a whole number of seconds",
+            )?),
+            catalog_dir: env.raw("CLAWLINK_CATALOG_DIR").map(String::from),
+            providers: ProviderOverrides::from_env(env)?,
+            keyring: keyring_from_env(env)?,
+        })
+    }
+}

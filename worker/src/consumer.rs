@@ -1,0 +1,135 @@
+//! The consumer loop: one channel per lane, each with its own prefetch, so the bulk lane
+//! can never take the slots the interactive lane needs. A delivery owns its ack.
+//!
+//! Prefetch equals the lane's concurrency: the broker hands us exactly as many messages
+//! as we will work on at once, so none sit unacknowledged in a busy worker while another
+//! worker is idle, and a crash returns at most that many to the queue.
+
+use crate::execute::{Disposition, Executor};
+use clawlink_common::queue::{Job, Lane, Topology, consumer_channel};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Consumes `lane` until `stop`, then waits for in-flight calls (tracked by `tracker`).
+pub async fn consume_lane(
+    executor: Arc<Executor>,
+    connection: &lapin::Connection,
+    topology: &Topology,
+    lane: Lane,
+    prefetch: u16,
+    consumer_tag: String,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) -> Result<(), lapin::Error> {
+    let channel = consumer_channel(connection, prefetch).await?;
+    let mut consumer = channel
+        .basic_consume(
+            topology.work_queue(lane).as_str().into(),
+            consumer_tag.as_str().into(),
+            BasicConsumeOptions::default(), // manual acks: no_ack = false
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(lane = lane.as_str(), prefetch, "consuming");
+    loop {
+        let next = tokio::select! {
+            _ = stop.cancelled() => break,
+            next = consumer.next() => next,
+        };
+        match next {
+            Some(Ok(delivery)) => {
+                let executor = executor.clone();
+                tracker.spawn(async move { handle(&executor, delivery, lane).await });
+            }
+            Some(Err(err)) => {
+                // With automatic recovery the channel and consumer come back; deliveries
+                // not acked before the failure will be redelivered.
+                tracing::warn!(error = %err, lane = lane.as_str(), "consumer interrupted; waiting for recovery");
+                if let Err(err) = channel.wait_for_recovery(err).await {
+                    tracing::error!(error = %err, "broker connection lost for good");
+                    return Err(err);
+                }
+            }
+            None => break,
+        }
+    }
+    // Stop taking new work; in-flight calls finish and ack on this same channel.
+    let _ = channel
+        .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
+        .await;
+    Ok(())
+}
+
+async fn handle(executor: &Executor, delivery: Delivery, lane: Lane) {
+    let job = match serde_json::from_slice::<Job>(&delivery.data) {
+        Ok(job) => job,
+        Err(err) => {
+            tracing::error!(error = %err, bytes = delivery.data.len(), "unreadable message; dead-lettering it");
+            let _ = delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await;
+            return;
+        }
+    };
+    let Job::ExecuteV1 {
+        execution_id,
+        reply_to,
+    } = job;
+    // Our own infrastructure failing is not the call's fault: keep the message and try
+    // again with backoff, for a bounded time, before handing it back to the broker.
+    let mut backoff = Duration::from_millis(200);
+    let started = tokio::time::Instant::now();
+    loop {
+        match executor
+            .process(
+                execution_id,
+                reply_to.as_deref(),
+                lane,
+                delivery.redelivered,
+            )
+            .await
+        {
+            Ok(Disposition::Ack) => {
+                if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
+                    // Not acked means it will be redelivered; the redelivery finds the
+                    // execution final and only re-publishes its result.
+                    tracing::warn!(%execution_id, error = %err, "ack did not go out; the message will be redelivered");
+                }
+                return;
+            }
+            Ok(Disposition::DeadLetter(reason)) => {
+                tracing::error!(%execution_id, reason, "dead-lettering message");
+                let _ = delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await;
+                return;
+            }
+            Err(err) if started.elapsed() < Duration::from_secs(60) => {
+                tracing::warn!(%execution_id, error = %err, "infrastructure error; retrying the delivery");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => {
+                tracing::error!(%execution_id, error = %err, "infrastructure error persists; returning the message to the queue");
+                let _ = delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        multiple: false,
+                    })
+                    .await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! clawlink-worker: consumes both lanes and runs each call through `execute`.
+
+pub mod config;
+pub mod consumer;
+pub mod execute;
+
+use crate::config::WorkerConfig;
+use crate::execute::Executor;
+use anyhow::Context;
+use clawlink_common::catalog::{self, Catalog};
+use clawlink_common::config::Env;
+use clawlink_common::pacing::Pacer;
+use clawlink_common::provider::ProviderClient;
+use clawlink_common::queue::{Lane, Publisher, Topology};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Runs until `stop`: then stops consuming, lets in-flight calls finish (bounded by the
+/// shutdown grace) and returns.
+pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Result<()> {
+    let catalog = Arc::new(Catalog::load_dir(
+        &catalog::default_dir(config.catalog_dir.as_deref()),
+        &config.providers.base_urls,
+    )?);
+    let infra = clawlink_common::startup::connect_infra(
+        &config.infra,
+        &config.worker_id,
+        config.result_ttl,
+        Duration::from_secs(60),
+    )
+    .await?;
+    let topology = Topology::new(&config.infra.namespace);
+    let channel = infra
+        .amqp
+        .create_channel()
+        .await
+        .context("opening a channel")?;
+    topology
+        .declare(&channel)
+        .await
+        .context("declaring queues")?;
+    let publisher = Publisher::new(&infra.amqp, topology.clone())
+        .await
+        .context("opening the publisher")?;
+    let pacer = Pacer::new(
+        infra.redis.connection(),
+        &config.infra.namespace,
+        catalog.providers(),
+    );
+    let executor = Arc::new(Executor {
+        db: infra.db,
+        results: infra.redis,
+        publisher,
+        pacer,
+        client: ProviderClient::new(&config.providers, config.provider_timeout)
+            .context("building the HTTP client")?,
+        keyring: config.keyring.clone(),
+        catalog,
+        retry: config.retry,
+        max_inline_wait: config.max_inline_wait,
+    });
+
+    let amqp = Arc::new(infra.amqp);
+    let tracker = TaskTracker::new();
+    let lanes = [
+        (Lane::Interactive, config.interactive_concurrency),
+        (Lane::Bulk, config.bulk_concurrency),
+    ];
+    let mut consumers = tokio::task::JoinSet::new();
+    for (lane, prefetch) in lanes {
+        let executor = executor.clone();
+        let amqp = amqp.clone();
+        let topology = topology.clone();
+        let tracker = tracker.clone();
+        let stop = stop.clone();
+        let tag = format!("{}-{}", config.worker_id, lane.as_str());
+        consumers.spawn(async move {
+            consumer::consume_lane(
+                executor, &amqp, &topology, lane, prefetch, tag, tracker, stop,
+            )
+            .await
+        });
+    }
+    tracing::info!(worker = %config.worker_id, "clawlink-worker running");
+    while let Some(result) = consumers.join_next().await {
+        if let Err(err) = result.context("consumer task")? {
+            stop.cancel();
+            return Err(err).context("consuming");
+        }
+    }
+    tracker.close();
+    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            in_flight = tracker.len(),
+            "shutdown grace over; unfinished calls will be redelivered"
+        );
+    }
+    let _ = amqp.close(200, "worker stopping".into()).await;
+    tracing::info!("clawlink-worker stopped");
+    Ok(())
+}
+
+pub async fn serve(env: &Env) -> anyhow::Result<()> {
+    let config = WorkerConfig::from_env(env)?;
+    let stop = CancellationToken::new();
+    tokio::spawn(clawlink_common::startup::cancel_on_signal(stop.clone()));
+    run(config, stop).await
+}
