@@ -20,6 +20,9 @@ pub struct WorkerConfig {
     /// How long in-flight calls may take to finish after a stop signal.
     pub shutdown_grace: Duration,
     pub result_ttl: Duration,
+    /// Fault injection for tests and the chaos runner: wait this long between recording
+    /// a result and acking its message, to widen the window a crash can fall into.
+    pub ack_delay: Duration,
     pub catalog_dir: Option<String>,
     pub providers: ProviderOverrides,
     pub keyring: Keyring,
@@ -60,6 +63,7 @@ impl WorkerConfig {
             provider_timeout: env.millis("CLAWLINK_PROVIDER_TIMEOUT_MS", 30_000)?,
             retry,
             shutdown_grace: env.millis("CLAWLINK_WORKER_SHUTDOWN_GRACE_MS", 30_000)?,
+            ack_delay: env.millis("CLAWLINK_WORKER_ACK_DELAY_MS", 0)?,
             result_ttl: Duration::from_secs(env.parse(
                 "CLAWLINK_RESULT_TTL_SECS",
                 86_400,

@@ -99,6 +99,9 @@ async fn handle(executor: &Executor, delivery: Delivery, lane: Lane) {
             .await
         {
             Ok(Disposition::Ack) => {
+                if !executor.ack_delay.is_zero() {
+                    tokio::time::sleep(executor.ack_delay).await;
+                }
                 if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
                     // Not acked means it will be redelivered; the redelivery finds the
                     // execution final and only re-publishes its result.

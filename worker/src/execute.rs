@@ -36,6 +36,8 @@ pub struct Executor {
     pub catalog: Arc<Catalog>,
     pub retry: RetryPolicy,
     pub max_inline_wait: Duration,
+    /// See `WorkerConfig::ack_delay`.
+    pub ack_delay: Duration,
 }
 
 /// What the consumer does with the delivery.

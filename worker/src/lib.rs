@@ -60,6 +60,7 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
         catalog,
         retry: config.retry,
         max_inline_wait: config.max_inline_wait,
+        ack_delay: config.ack_delay,
     });
 
     let amqp = Arc::new(infra.amqp);

@@ -1,1 +1,489 @@
+//! The test harness for cross-binary tests: a fresh database, a random queue and key
+//! namespace, the provider emulator, the api and workers — in-process or as child
+//! processes — all against the real Postgres, RabbitMQ and Redis.
 
+use clawlink_common::config::Env;
+use clawlink_common::crypto::{Keyring, RowIdentity, hash_password, token_hash};
+use clawlink_common::db::{connections, devices, users};
+use clawlink_common::ids::{ConnectionId, UserId};
+use clawlink_common::provider::CredentialBundle;
+use clawlink_common::queue::Topology;
+use clawlink_common::secret::SecretString;
+use clawlink_common::tokens;
+use clawlink_emulator::{Emulator, EmulatorConfig};
+use serde_json::Value;
+use sqlx::PgPool;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub const SANDBOX_TOKEN: &str = "sandbox-test-token";
+
+fn admin_url() -> String {
+    std::env::var("CLAWLINK_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("database url has a path");
+    format!("{base}/{db}")
+}
+
+/// The folder of the workspace's built binaries (target/debug when tests run in debug).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .to_path_buf()
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub struct Options {
+    /// In-process workers to start.
+    pub workers: usize,
+    /// Extra `CLAWLINK_…` variables for the api and workers.
+    pub env: Vec<(String, String)>,
+    /// Replaces the sandbox's rate limit line (for pacing tests).
+    pub sandbox_rate: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            env: Vec::new(),
+            sandbox_rate: None,
+        }
+    }
+}
+
+pub struct Stack {
+    pub db: PgPool,
+    pub db_name: String,
+    pub namespace: String,
+    pub env: Env,
+    pub api_url: String,
+    pub emulator: Emulator,
+    pub keyring: Keyring,
+    pub http: reqwest::Client,
+    stop_api: CancellationToken,
+    workers: Vec<(
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    )>,
+    _catalog_dir: Option<tempdir::TempDir>,
+}
+
+/// A signed-up user with a paired device.
+pub struct TestUser {
+    pub id: UserId,
+    pub api_key: String,
+}
+
+mod tempdir {
+    /// A temporary folder removed on drop.
+    pub struct TempDir(pub std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Stack {
+    pub async fn start(options: Options) -> Stack {
+        install_crypto();
+        let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let db_name = format!("clawlink_test_{suffix}");
+        let admin = sqlx::PgPool::connect(&admin_url())
+            .await
+            .expect("connect to postgres (CLAWLINK_TEST_DATABASE_URL)");
+        // The name is ours: a fixed prefix and hex digits.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+            .execute(&admin)
+            .await
+            .expect("create test database");
+        admin.close().await;
+        let db_url = with_database(&admin_url(), &db_name);
+        let db = clawlink_common::db::connect(&db_url, 8)
+            .await
+            .expect("connect test database");
+        clawlink_common::MIGRATOR
+            .run(&db)
+            .await
+            .expect("migrations");
+
+        let emulator = Emulator::start(EmulatorConfig {
+            sandbox_tokens: vec![SANDBOX_TOKEN.into()],
+            ..Default::default()
+        })
+        .await
+        .expect("emulator");
+        let namespace = format!("t{suffix}");
+        let key_b64 = {
+            use base64::Engine;
+            let raw: [u8; 32] = rand::random();
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        };
+        let keyring = Keyring::from_encoded(
+            vec![("k1".into(), SecretString::new(key_b64.clone()))],
+            None,
+        )
+        .unwrap();
+
+        let catalog_dir = options.sandbox_rate.as_ref().map(|rate| {
+            let dir = std::env::temp_dir().join(format!("clawlink-catalog-{suffix}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../../catalog");
+            for entry in std::fs::read_dir(src).unwrap() {
+                let path = entry.unwrap().path();
+                let mut text = std::fs::read_to_string(&path).unwrap();
+                if path.file_name().unwrap() == "sandbox.toml" {
+                    let start = text.find("per_connection = ").unwrap();
+                    let end = start + text[start..].find('\n').unwrap();
+                    text.replace_range(start..end, rate);
+                }
+                std::fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
+            }
+            tempdir::TempDir(dir)
+        });
+
+        let mut env = Env::from_pairs([
+            ("CLAWLINK_DATABASE_URL", db_url.clone()),
+            ("CLAWLINK_DATABASE_MAX_CONNECTIONS", "8".into()),
+            ("CLAWLINK_NAMESPACE", namespace.clone()),
+            ("CLAWLINK_PROVIDER_SANDBOX_BASE_URL", emulator.url()),
+            (
+                "CLAWLINK_ALLOW_PRIVATE_PROVIDER_HOSTS",
+                emulator.addr().to_string(),
+            ),
+            ("CLAWLINK_CREDENTIAL_KEYS", format!("k1:{key_b64}")),
+            ("CLAWLINK_API_ADDR", "127.0.0.1:0".into()),
+            ("CLAWLINK_SYNC_WAIT_MS", "15000".into()),
+        ]);
+        for var in ["CLAWLINK_AMQP_URL", "CLAWLINK_REDIS_URL"] {
+            if let Ok(v) = std::env::var(var) {
+                env.set(var, v);
+            }
+        }
+        if let Some(dir) = &catalog_dir {
+            env.set("CLAWLINK_CATALOG_DIR", dir.0.display().to_string());
+        }
+        for (k, v) in &options.env {
+            env.set(k, v.clone());
+        }
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api_url = format!("http://{}", listener.local_addr().unwrap());
+        env.set("CLAWLINK_PUBLIC_API_URL", api_url.clone());
+        let api_config = clawlink_api::config::ApiConfig::from_env(&env).expect("api config");
+        let stop_api = CancellationToken::new();
+        let stop = stop_api.clone();
+        tokio::spawn(async move {
+            if let Err(err) = clawlink_api::run(api_config, listener, stop).await {
+                panic!("api stopped: {err:#}");
+            }
+        });
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let mut stack = Stack {
+            db,
+            db_name,
+            namespace,
+            env,
+            api_url,
+            emulator,
+            keyring,
+            http,
+            stop_api,
+            workers: Vec::new(),
+            _catalog_dir: catalog_dir,
+        };
+        stack.wait_ready().await;
+        for _ in 0..options.workers {
+            stack.start_worker().await;
+        }
+        stack
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..300 {
+            if let Ok(r) = self
+                .http
+                .get(format!("{}/readyz", self.api_url))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("api did not become ready");
+    }
+
+    /// Starts a worker inside this test process.
+    pub async fn start_worker(&mut self) {
+        let mut env = self.env.clone();
+        env.set("CLAWLINK_WORKER_ID", format!("w{}", self.workers.len() + 1));
+        let config = clawlink_worker::config::WorkerConfig::from_env(&env).expect("worker config");
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(clawlink_worker::run(config, stop.clone()));
+        self.workers.push((stop, handle));
+        // Consumers are attached once the queue shows them.
+        self.wait_for_consumers(self.workers.len() as u32).await;
+    }
+
+    /// Stops every in-process worker gracefully.
+    pub async fn stop_workers(&mut self) {
+        for (stop, handle) in self.workers.drain(..) {
+            stop.cancel();
+            handle
+                .await
+                .expect("worker task")
+                .expect("worker stopped cleanly");
+        }
+    }
+
+    /// Starts a worker as a child process (the debug binary), with its output captured in
+    /// `log`. Used where a test kills a worker.
+    pub fn spawn_worker_process(
+        &self,
+        id: &str,
+        extra: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> tokio::process::Child {
+        let bin = bin_dir().join("clawlink-worker");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo build --workspace --bins` first",
+            bin.display()
+        );
+        let out = std::fs::File::create(log).unwrap();
+        let err = out.try_clone().unwrap();
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "debug")
+            .env("CLAWLINK_WORKER_ID", id);
+        for (k, v) in self.env_pairs() {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true);
+        cmd.spawn().expect("spawn worker")
+    }
+
+    pub fn env_pairs(&self) -> Vec<(String, String)> {
+        self.env
+            .with_prefix("")
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    pub async fn amqp_channel(&self) -> lapin::Channel {
+        let url = std::env::var("CLAWLINK_AMQP_URL")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+            .await
+            .expect("amqp");
+        let channel = conn.create_channel().await.unwrap();
+        // Keep the connection alive as long as the channel is used.
+        std::mem::forget(conn);
+        channel
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology::new(&self.namespace)
+    }
+
+    /// (messages ready, consumers) of a queue.
+    pub async fn queue_state(&self, queue: &str) -> (u32, u32) {
+        let channel = self.amqp_channel().await;
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .expect("queue exists");
+        let state = (q.message_count(), q.consumer_count());
+        let _ = channel.close(200, "done".into()).await;
+        state
+    }
+
+    pub async fn wait_for_consumers(&self, n: u32) {
+        let queue = self
+            .topology()
+            .work_queue(clawlink_common::queue::Lane::Interactive);
+        for _ in 0..400 {
+            let channel = self.amqp_channel().await;
+            let declared = channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    lapin::options::QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    Default::default(),
+                )
+                .await;
+            let _ = channel.close(200, "done".into()).await;
+            if let Ok(q) = declared {
+                if q.consumer_count() >= n {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("workers did not attach to {queue}");
+    }
+
+    /// A user with a paired device (and no connection yet).
+    pub async fn user(&self, email: &str) -> TestUser {
+        let mut conn = self.db.acquire().await.unwrap();
+        let id = users::upsert(&mut conn, email, &hash_password("pw").unwrap(), "Test")
+            .await
+            .unwrap();
+        let token = tokens::new_device_credential();
+        devices::create(
+            &mut conn,
+            id,
+            "test-device",
+            &token_hash(token.expose()),
+            &tokens::display_prefix(token.expose()),
+        )
+        .await
+        .unwrap();
+        TestUser {
+            id,
+            api_key: token.expose().to_string(),
+        }
+    }
+
+    /// Adds a sandbox connection with `token` as its credential.
+    pub async fn sandbox_connection(&self, user: UserId, label: &str, token: &str) -> ConnectionId {
+        let mut tx = self.db.begin().await.unwrap();
+        let id = connections::insert(
+            &mut tx,
+            &connections::NewConnection {
+                user,
+                integration: "sandbox",
+                connection_label: label,
+                account_label: label,
+                external_account_id: None,
+            },
+        )
+        .await
+        .unwrap();
+        let bundle = CredentialBundle::Bearer {
+            token: SecretString::new(token),
+        };
+        let sealed = self
+            .keyring
+            .seal(RowIdentity::connection(user, id), &bundle.to_plaintext())
+            .unwrap();
+        connections::store_credential(&mut tx, id, user, &sealed)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        id
+    }
+
+    /// A user with one default sandbox connection.
+    pub async fn sandbox_user(&self, email: &str) -> (TestUser, ConnectionId) {
+        let user = self.user(email).await;
+        let conn = self
+            .sandbox_connection(user.id, "main", SANDBOX_TOKEN)
+            .await;
+        (user, conn)
+    }
+
+    /// `POST /api/tools/{tool}/execute` → (status, body).
+    pub async fn execute(
+        &self,
+        key: &str,
+        tool: &str,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/api/tools/{tool}/execute", self.api_url))
+            .header("x-clawlink-api-key", key)
+            .json(&body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("execute request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.api_url))
+            .header("x-clawlink-api-key", key)
+            .send()
+            .await
+            .expect("get");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The execution's row status.
+    pub async fn execution_status(&self, id: &str) -> String {
+        let id: uuid::Uuid = id.parse().unwrap();
+        sqlx::query_scalar::<_, String>("SELECT status FROM executions WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
+    /// Stops everything and removes the test's database and queues.
+    pub async fn finish(mut self) {
+        self.stop_workers().await;
+        self.stop_api.cancel();
+        let channel = self.amqp_channel().await;
+        let t = self.topology();
+        let mut names = vec![t.dead_letter_queue()];
+        for lane in clawlink_common::queue::Lane::ALL {
+            names.push(t.work_queue(lane));
+            for secs in clawlink_common::queue::DELAY_TIERS_SECS {
+                names.push(t.delay_queue(lane, secs));
+            }
+        }
+        for name in names {
+            let _ = channel
+                .queue_delete(name.as_str().into(), Default::default())
+                .await;
+        }
+        self.db.close().await;
+        if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.db_name
+            )))
+            .execute(&admin)
+            .await;
+        }
+    }
+}

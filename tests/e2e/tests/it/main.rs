@@ -1,0 +1,5 @@
+//! Cross-binary tests of the spine against real Postgres, RabbitMQ and Redis, with the
+//! provider emulator over real HTTP. One test binary keeps link time down.
+
+mod execute;
+mod reliability;
