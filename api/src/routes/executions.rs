@@ -59,13 +59,9 @@ pub async fn get_execution(
         .ok_or_else(not_found)?;
     drop(conn);
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(state.config.max_poll_wait);
-    let outcome = if row.is_final() {
-        stored_outcome(&state, id).await?
-    } else if wait.is_zero() {
-        None
-    } else {
-        await_outcome(&state, id, wait).await?
-    };
+    // The worker writes the result to Redis before it updates the row, so a row that is
+    // not final yet may already have its result: always look at the result store.
+    let outcome = await_outcome(&state, id, wait).await?;
     let mut body = json!({
         "executionId": id,
         "status": row.status,

@@ -567,7 +567,7 @@ guidance = { examples = [{ description = "item 1", arguments = { item_id = "1" }
         let broken = GOOD.replace("mode = \"read\"", "mode = read");
         let err = load(&broken).unwrap_err().to_string();
         assert!(err.contains("demo.toml"), "{err}");
-        assert!(err.contains("line 14"), "{err}");
+        assert!(err.contains("line 13, column 8"), "{err}");
     }
 
     #[test]

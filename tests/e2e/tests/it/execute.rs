@@ -26,7 +26,10 @@ async fn sync_execute_returns_the_providers_answer() {
     assert_eq!(body["meta"]["attempts"], 1);
     assert!(body["meta"]["durationMs"].is_u64());
     let id = body["executionId"].as_str().unwrap();
-    assert_eq!(stack.execution_status(id).await, "succeeded");
+    // Polling right after the answer shows the same final state.
+    let (_, polled) = stack.get(&user.api_key, &format!("/api/executions/{id}")).await;
+    assert_eq!(polled["status"], "succeeded", "{polled}");
+    assert_eq!(polled["data"]["message"], "hi there");
     assert_eq!(stack.emulator.stats().count("GET", "/echo"), 1);
     stack.finish().await;
 }
@@ -380,7 +383,9 @@ async fn permanent_failures_are_not_retried() {
     assert_eq!(body["meta"]["attempts"], 1);
     assert_eq!(stack.emulator.stats().count("DELETE", "/notes/note_999"), 1);
     let id = body["executionId"].as_str().unwrap();
-    assert_eq!(stack.execution_status(id).await, "failed");
+    let (_, polled) = stack.get(&user.api_key, &format!("/api/executions/{id}")).await;
+    assert_eq!(polled["status"], "failed", "{polled}");
+    assert_eq!(polled["error"]["providerStatus"], 404);
 
     // A wrong provider token is the provider's 401: permanent, not retried.
     let user2 = stack.user("badtoken@example.test").await;
