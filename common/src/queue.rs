@@ -167,6 +167,31 @@ impl Topology {
     }
 }
 
+impl Topology {
+    /// Declares every queue on a fresh channel, retrying: when several processes start at
+    /// once they race to create the same quorum queues, and RabbitMQ answers the losers
+    /// with NOT_FOUND ("home node … down or inaccessible") until creation settles. Each
+    /// attempt needs a new channel because the error closes the old one.
+    pub async fn declare_on(&self, connection: &Connection) -> Result<(), lapin::Error> {
+        let mut attempt = 0u32;
+        loop {
+            let channel = connection.create_channel().await?;
+            match self.declare(&channel).await {
+                Ok(()) => {
+                    let _ = channel.close(200, "declared".into()).await;
+                    return Ok(());
+                }
+                Err(err) if attempt < 10 => {
+                    attempt += 1;
+                    tracing::info!(error = %err, attempt, "queue declaration raced another process; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
 /// Opens a connection with lapin's automatic recovery: channels, queues and consumers
 /// are re-established after a broker restart or a network cut.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {

@@ -32,15 +32,7 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
     )
     .await?;
     let topology = Topology::new(&config.infra.namespace);
-    let channel = infra
-        .amqp
-        .create_channel()
-        .await
-        .context("opening a channel")?;
-    topology
-        .declare(&channel)
-        .await
-        .context("declaring queues")?;
+    topology.declare_on(&infra.amqp).await.context("declaring queues")?;
     let publisher = Publisher::new(&infra.amqp, topology.clone())
         .await
         .context("opening the publisher")?;

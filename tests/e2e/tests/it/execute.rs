@@ -443,3 +443,28 @@ async fn a_sync_call_past_its_bound_answers_202_and_completes() {
     assert_eq!(status, 404);
     stack.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_retry_wait_travels_through_a_delay_queue() {
+    // Waits above 100 ms leave the worker: the retry is parked in the 2 s delay queue.
+    let stack = Stack::start(Options {
+        env: vec![("CLAWLINK_WORKER_MAX_INLINE_WAIT_MS".into(), "100".into())],
+        ..Default::default()
+    })
+    .await;
+    let (user, _) = stack.sandbox_user("delay@example.test").await;
+    stack.emulator.add_fault(Fault {
+        method: Some("GET".into()),
+        path: Some("/echo".into()),
+        kind: FaultKind::Status { status: 503, retry_after: Some("1".into()), body: None, headers: vec![] },
+        times: 1,
+    });
+    let (status, body) = stack.execute(&user.api_key, "sandbox_echo", json!({"arguments": {"message": "parked"}}), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["message"], "parked");
+    assert_eq!(body["meta"]["attempts"], 2);
+    let times: Vec<u64> = stack.emulator.stats().requests.iter().filter(|r| r.path == "/echo").map(|r| r.at_ms).collect();
+    assert_eq!(times.len(), 2);
+    assert!(times[1] - times[0] >= 1900, "the delay queue held the retry for {} ms", times[1] - times[0]);
+    stack.finish().await;
+}

@@ -1,0 +1,48 @@
+//! Lints the real catalog: every file loads (schemas valid, path parameters declared,
+//! examples match their schema, names unique) and every tool carries what an agent needs.
+
+use clawlink_common::catalog::{Catalog, Mode, default_dir, render_request, validate_arguments};
+use std::collections::BTreeMap;
+
+fn catalog() -> Catalog {
+    Catalog::load_dir(&default_dir(None), &BTreeMap::new()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn every_tool_is_complete() {
+    let catalog = catalog();
+    let mut problems = Vec::new();
+    for entry in catalog.tools() {
+        let t = &entry.tool;
+        if t.guidance.examples.is_empty() {
+            problems.push(format!("{}: no example", entry.name));
+        }
+        if t.description.len() < 20 {
+            problems.push(format!("{}: description too short", entry.name));
+        }
+        if t.guidance.when_to_use.is_empty() {
+            problems.push(format!("{}: no guidance.when_to_use", entry.name));
+        }
+        if t.mode != Mode::Read && t.guidance.ask_before.is_empty() {
+            problems.push(format!("{}: a {} tool needs guidance.ask_before", entry.name, t.mode.as_str()));
+        }
+        for (i, example) in t.guidance.examples.iter().enumerate() {
+            if let Err(e) = validate_arguments(entry, &example.arguments) {
+                problems.push(format!("{}: example {i} is invalid: {:?}", entry.name, e.details));
+            } else if let Err(e) = render_request(entry, &example.arguments) {
+                problems.push(format!("{}: example {i} does not render: {e}", entry.name));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "catalog problems:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn every_provider_declares_its_basics() {
+    let catalog = catalog();
+    for p in catalog.providers() {
+        assert!(!p.name.is_empty() && !p.categories.is_empty(), "{}: name and categories", p.id);
+        assert!(!p.tools.is_empty(), "{}: no tools", p.id);
+        assert!(p.base_url.starts_with("https://") || p.id == "sandbox", "{}: base_url must be https", p.id);
+    }
+}
