@@ -43,7 +43,10 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
     )
     .await?;
     let topology = Topology::new(&config.infra.namespace);
-    topology.declare_on(&infra.amqp).await.context("declaring queues")?;
+    topology
+        .declare_on(&infra.amqp)
+        .await
+        .context("declaring queues")?;
     let publisher = Publisher::new(&infra.amqp, topology)
         .await
         .context("opening the publisher")?;

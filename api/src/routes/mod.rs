@@ -4,6 +4,7 @@ pub mod connection;
 pub mod execute;
 pub mod executions;
 pub mod health;
+pub mod tools;
 pub mod view;
 
 use crate::error::ApiError;
@@ -17,6 +18,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/api/catalog", get(tools::catalog))
+        .route("/api/integrations", get(tools::integrations))
+        .route("/api/tools", get(tools::list))
+        .route("/api/tools/search", get(tools::search_tools))
+        .route("/api/tools/{name}", get(tools::describe))
+        .route("/api/tools/{name}/preview", post(tools::preview))
         .route("/api/tools/{name}/execute", post(execute::execute))
         .route("/api/executions/{id}", get(executions::get_execution))
         .fallback(|| async { ApiError::not_found("route_not_found", "There is no such endpoint.") })

@@ -7,6 +7,7 @@
 
 mod arguments;
 mod render;
+pub mod search;
 
 pub use arguments::{ArgumentErrors, validate_arguments};
 pub use render::{RenderError, RenderedRequest, render_preview, render_request};
@@ -46,6 +47,17 @@ pub enum Auth {
     },
     /// HTTP basic authentication with a user name and password (or token).
     Basic,
+}
+
+impl Auth {
+    /// `oauth2`, `api_key` or `basic`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Auth::Oauth2 { .. } => "oauth2",
+            Auth::ApiKey { .. } => "api_key",
+            Auth::Basic => "basic",
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -236,6 +248,9 @@ pub struct Provider {
     /// Header carrying the provider's request id, shown to the agent for support.
     #[serde(default)]
     pub request_id_header: Option<String>,
+    /// Fixed headers sent on every request (an API version, for example).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub tools: Vec<Tool>,
 }
@@ -249,6 +264,8 @@ pub struct ToolEntry {
     pub validator: jsonschema::Validator,
     /// Whether the tool needs `confirmed: true` (mode not read, or risk not safe).
     pub requires_confirmation: bool,
+    /// The tool's weighted search words, built on first search.
+    pub(crate) search_words: std::sync::OnceLock<std::collections::HashMap<String, f64>>,
 }
 
 /// The whole catalog, loaded once and shared read-only.
@@ -336,6 +353,7 @@ impl Catalog {
                     tool: tool.clone(),
                     validator,
                     requires_confirmation,
+                    search_words: Default::default(),
                 };
                 catalog.tools.insert(name, Arc::new(entry));
             }

@@ -87,7 +87,12 @@ pub fn render_request(tool: &ToolEntry, arguments: &Value) -> Result<RenderedReq
         ArgLocation::Body
     };
     let mut body = Map::new();
-    let mut headers = Vec::new();
+    let mut headers: Vec<(String, String)> = tool
+        .provider
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let mut query = Vec::new();
     for (name, value) in args {
         if in_path.contains(&name.as_str()) {

@@ -27,7 +27,9 @@ async fn sync_execute_returns_the_providers_answer() {
     assert!(body["meta"]["durationMs"].is_u64());
     let id = body["executionId"].as_str().unwrap();
     // Polling right after the answer shows the same final state.
-    let (_, polled) = stack.get(&user.api_key, &format!("/api/executions/{id}")).await;
+    let (_, polled) = stack
+        .get(&user.api_key, &format!("/api/executions/{id}"))
+        .await;
     assert_eq!(polled["status"], "succeeded", "{polled}");
     assert_eq!(polled["data"]["message"], "hi there");
     assert_eq!(stack.emulator.stats().count("GET", "/echo"), 1);
@@ -383,7 +385,9 @@ async fn permanent_failures_are_not_retried() {
     assert_eq!(body["meta"]["attempts"], 1);
     assert_eq!(stack.emulator.stats().count("DELETE", "/notes/note_999"), 1);
     let id = body["executionId"].as_str().unwrap();
-    let (_, polled) = stack.get(&user.api_key, &format!("/api/executions/{id}")).await;
+    let (_, polled) = stack
+        .get(&user.api_key, &format!("/api/executions/{id}"))
+        .await;
     assert_eq!(polled["status"], "failed", "{polled}");
     assert_eq!(polled["error"]["providerStatus"], 404);
 
@@ -456,15 +460,38 @@ async fn a_long_retry_wait_travels_through_a_delay_queue() {
     stack.emulator.add_fault(Fault {
         method: Some("GET".into()),
         path: Some("/echo".into()),
-        kind: FaultKind::Status { status: 503, retry_after: Some("1".into()), body: None, headers: vec![] },
+        kind: FaultKind::Status {
+            status: 503,
+            retry_after: Some("1".into()),
+            body: None,
+            headers: vec![],
+        },
         times: 1,
     });
-    let (status, body) = stack.execute(&user.api_key, "sandbox_echo", json!({"arguments": {"message": "parked"}}), &[]).await;
+    let (status, body) = stack
+        .execute(
+            &user.api_key,
+            "sandbox_echo",
+            json!({"arguments": {"message": "parked"}}),
+            &[],
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["message"], "parked");
     assert_eq!(body["meta"]["attempts"], 2);
-    let times: Vec<u64> = stack.emulator.stats().requests.iter().filter(|r| r.path == "/echo").map(|r| r.at_ms).collect();
+    let times: Vec<u64> = stack
+        .emulator
+        .stats()
+        .requests
+        .iter()
+        .filter(|r| r.path == "/echo")
+        .map(|r| r.at_ms)
+        .collect();
     assert_eq!(times.len(), 2);
-    assert!(times[1] - times[0] >= 1900, "the delay queue held the retry for {} ms", times[1] - times[0]);
+    assert!(
+        times[1] - times[0] >= 1900,
+        "the delay queue held the retry for {} ms",
+        times[1] - times[0]
+    );
     stack.finish().await;
 }

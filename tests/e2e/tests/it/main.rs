@@ -3,3 +3,4 @@
 
 mod execute;
 mod reliability;
+mod tools;

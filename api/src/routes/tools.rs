@@ -1,0 +1,280 @@
+//! The tool catalog as an agent sees it: list, search, describe and preview
+//! (`/api/tools…`) and the list of integrations (`/api/catalog`).
+
+use crate::auth::AuthenticatedDevice;
+use crate::error::{ApiError, ApiJson};
+use crate::routes::connection::resolve_connection;
+use crate::routes::execute::{check_arguments, find_tool};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use clawlink_common::catalog::{ToolEntry, render_preview, search};
+use clawlink_common::db::connections::{self, Connection};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The caller's usable connections, grouped by integration.
+async fn connections_by_integration(
+    state: &AppState,
+    user: clawlink_common::ids::UserId,
+) -> Result<BTreeMap<String, Vec<Connection>>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let mut grouped: BTreeMap<String, Vec<Connection>> = BTreeMap::new();
+    for c in connections::list_for_user(&mut conn, user).await? {
+        grouped.entry(c.integration.clone()).or_default().push(c);
+    }
+    Ok(grouped)
+}
+
+/// The descriptor of CONTRACT.md.
+fn descriptor(tool: &ToolEntry, connections: Option<&Vec<Connection>>) -> Value {
+    let empty = Vec::new();
+    let connections = connections.unwrap_or(&empty);
+    let default = connections
+        .iter()
+        .find(|c| c.is_default)
+        .or(if connections.len() == 1 {
+            connections.first()
+        } else {
+            None
+        });
+    json!({
+        "integration": tool.provider.id,
+        "integrationName": tool.provider.name,
+        "name": tool.name,
+        "title": tool.tool.title,
+        "description": tool.tool.description,
+        "inputSchema": tool.tool.input_schema,
+        "mode": tool.tool.mode.as_str(),
+        "accessLevel": tool.tool.mode.as_str(),
+        "risk": tool.tool.risk.as_str(),
+        "guidanceAvailable": !tool.tool.guidance.when_to_use.is_empty(),
+        "requiresConfirmation": tool.requires_confirmation,
+        "previewAvailable": true,
+        "defaultConnectionId": default.map(|c| c.id),
+        "connectionCount": connections.len(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub integration: Option<String>,
+}
+
+fn check_integration(state: &AppState, integration: Option<&str>) -> Result<(), ApiError> {
+    match integration {
+        Some(id) if state.catalog.provider(id).is_none() => Err(ApiError::not_found(
+            "integration_not_found",
+            format!("There is no integration named {id:?}."),
+        )
+        .hint("GET /api/catalog lists every integration.")),
+        _ => Ok(()),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    AuthenticatedDevice(device): AuthenticatedDevice,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let integration = query.integration.as_deref().filter(|s| !s.is_empty());
+    check_integration(&state, integration)?;
+    let connections = connections_by_integration(&state, device.user_id).await?;
+    let tools: Vec<Value> = state
+        .catalog
+        .tools()
+        .filter(|t| integration.is_none_or(|i| t.provider.id == i))
+        .map(|t| descriptor(t, connections.get(&t.provider.id)))
+        .collect();
+    Ok(Json(
+        json!({"tools": tools, "count": tools.len(), "integration": integration}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SearchQuery {
+    #[serde(default, alias = "q")]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub integration: Option<String>,
+    #[serde(default)]
+    pub limit: Option<String>,
+}
+
+pub async fn search_tools(
+    State(state): State<AppState>,
+    AuthenticatedDevice(device): AuthenticatedDevice,
+    Query(query): Query<SearchQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let text = query.query.as_deref().map(str::trim).unwrap_or_default();
+    if text.is_empty() {
+        return Err(ApiError::bad_request(
+            "missing_query",
+            "Give a query: /api/tools/search?query=send+an+email",
+        )
+        .hint("Describe what you want to do in a few words."));
+    }
+    let limit = match query.limit.as_deref() {
+        None | Some("") => 10,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=25).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_limit",
+                    "limit must be a whole number from 1 to 25.",
+                ));
+            }
+        },
+    };
+    let integration = query.integration.as_deref().filter(|s| !s.is_empty());
+    check_integration(&state, integration)?;
+    let connections = connections_by_integration(&state, device.user_id).await?;
+    let tools: Vec<Value> = search::search(&state.catalog, text, integration, limit)
+        .into_iter()
+        .map(|(t, score)| {
+            let mut d = descriptor(t, connections.get(&t.provider.id));
+            d["score"] = json!((score * 1000.0).round() / 1000.0);
+            d
+        })
+        .collect();
+    Ok(Json(
+        json!({"tools": tools, "count": tools.len(), "query": text, "integration": integration}),
+    ))
+}
+
+pub async fn describe(
+    State(state): State<AppState>,
+    AuthenticatedDevice(device): AuthenticatedDevice,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tool = find_tool(&state, &name)?;
+    let mut conn = state.db.acquire().await?;
+    let connections =
+        connections::list_usable(&mut conn, device.user_id, &tool.provider.id).await?;
+    drop(conn);
+    let mut d = descriptor(&tool, Some(&connections));
+    let g = &tool.tool.guidance;
+    d["whenToUse"] = json!(g.when_to_use);
+    d["askBefore"] = json!(g.ask_before);
+    d["safeDefaults"] = json!(g.safe_defaults);
+    d["examples"] = json!(
+        g.examples
+            .iter()
+            .map(|e| json!({"description": e.description, "arguments": e.arguments}))
+            .collect::<Vec<_>>()
+    );
+    d["synonyms"] = json!(tool.tool.synonyms);
+    d["connections"] = json!(connections.iter().map(connection_view).collect::<Vec<_>>());
+    Ok(Json(json!({"tool": d})))
+}
+
+pub fn connection_view(c: &Connection) -> Value {
+    json!({
+        "id": c.id,
+        "connectionLabel": c.connection_label,
+        "accountLabel": c.account_label,
+        "isDefault": c.is_default,
+        "status": c.status,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewBody {
+    #[serde(default = "empty_object")]
+    pub arguments: Value,
+    #[serde(default)]
+    pub connection_id: Option<i64>,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+/// The same checks as execute, and nothing else: no row, no message, no provider call.
+pub async fn preview(
+    State(state): State<AppState>,
+    AuthenticatedDevice(device): AuthenticatedDevice,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<PreviewBody>,
+) -> Result<Json<Value>, ApiError> {
+    let tool = find_tool(&state, &name)?;
+    check_arguments(&tool, &body.arguments)?;
+    let mut conn = state.db.acquire().await?;
+    let connection =
+        resolve_connection(&mut conn, device.user_id, &tool, body.connection_id).await?;
+    let summary = render_preview(&tool.tool.preview, &body.arguments);
+    Ok(Json(json!({
+        "ok": true,
+        "mode": "preview",
+        "toolName": tool.name,
+        "integration": tool.provider.id,
+        "connectionId": connection.id,
+        "data": {
+            "preview": true,
+            "willExecute": false,
+            "confirmationRequired": tool.requires_confirmation,
+            "summary": summary,
+            "toolMode": tool.tool.mode.as_str(),
+            "risk": tool.tool.risk.as_str(),
+            "connection": connection_view(&connection),
+        },
+    })))
+}
+
+/// `GET /api/catalog`: every integration, with whether the caller has connected it.
+pub async fn catalog(
+    State(state): State<AppState>,
+    AuthenticatedDevice(device): AuthenticatedDevice,
+) -> Result<Json<Value>, ApiError> {
+    let connections = connections_by_integration(&state, device.user_id).await?;
+    let integrations: Vec<Value> = state
+        .catalog
+        .providers()
+        .map(|p| {
+            json!({
+                "integration": p.id,
+                "integrationName": p.name,
+                "categories": p.categories,
+                "authTypes": [p.auth.kind()],
+                "toolCount": p.tools.len(),
+                "connected": connections.get(&p.id).is_some_and(|c| !c.is_empty()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"integrations": integrations})))
+}
+
+/// `GET /api/integrations`: one entry per connection row of the caller.
+pub async fn integrations(
+    State(state): State<AppState>,
+    AuthenticatedDevice(device): AuthenticatedDevice,
+) -> Result<Json<Value>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let rows = connections::list_for_user(&mut conn, device.user_id).await?;
+    let fmt = |t: Option<time::OffsetDateTime>| {
+        t.and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+    };
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "integration": c.integration,
+                "integrationName": state.catalog.provider(&c.integration).map(|p| p.name.clone()).unwrap_or_else(|| c.integration.clone()),
+                "connectionLabel": c.connection_label,
+                "accountLabel": c.account_label,
+                "isDefault": c.is_default,
+                "status": c.status,
+                "expiresAt": fmt(c.token_expires_at),
+                "createdAt": fmt(Some(c.created_at)),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"integrations": list})))
+}
