@@ -32,7 +32,10 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
     )
     .await?;
     let topology = Topology::new(&config.infra.namespace);
-    topology.declare_on(&infra.amqp).await.context("declaring queues")?;
+    topology
+        .declare_on(&infra.amqp)
+        .await
+        .context("declaring queues")?;
     let publisher = Publisher::new(&infra.amqp, topology.clone())
         .await
         .context("opening the publisher")?;
