@@ -6,7 +6,7 @@
 //! or reached through DNS — except the `host:port` pairs a deployment allows (the
 //! emulator in tests). Redirects are not followed. Knows nothing about queues or storage.
 
-use crate::catalog::{Auth, Provider, RenderedRequest};
+use crate::catalog::{Auth, Provider, RenderedRequest, RequestBody};
 use crate::config::ProviderOverrides;
 use crate::secret::SecretString;
 use base64::Engine;
@@ -223,8 +223,10 @@ impl ProviderClient {
             builder = builder.header(header, key);
         }
         builder = apply_auth(builder, &provider.auth, credential)?;
-        if let Some(body) = &request.body {
-            builder = builder.json(body);
+        match &request.body {
+            Some(RequestBody::Json(body)) => builder = builder.json(body),
+            Some(RequestBody::Form(pairs)) => builder = builder.form(pairs),
+            None => {}
         }
         let started = Instant::now();
         let response = builder.send().await.map_err(classify_reqwest)?;

@@ -10,7 +10,7 @@ mod render;
 pub mod search;
 
 pub use arguments::{ArgumentErrors, validate_arguments};
-pub use render::{RenderError, RenderedRequest, render_preview, render_request};
+pub use render::{RenderError, RenderedRequest, RequestBody, render_preview, render_request};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -79,6 +79,9 @@ pub struct Identity {
     pub id: String,
     /// JSON pointer to a human label (email, login, workspace name).
     pub label: String,
+    /// A JSON body to send (a GraphQL query, for providers without a REST identity).
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
 }
 
 fn get() -> String {
@@ -178,6 +181,29 @@ pub enum ArgLocation {
     Header(String),
 }
 
+/// How a request body is encoded.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyEncoding {
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`, nested values in bracket notation
+    /// (`metadata[order]=42`, `items[0][price]=p_1`), as Stripe expects.
+    Form,
+}
+
+/// A small, reusable step for requests a template cannot express.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Transform {
+    /// Builds an RFC 5322 message from the `to`, `cc`, `bcc`, `subject` and `body`
+    /// arguments and puts it, base64url-encoded, at the JSON pointer `target` of the body
+    /// (Gmail: `/raw` to send, `/message/raw` for a draft).
+    Rfc5322Message { target: String },
+    /// Sends `{"query": query, "variables": {…the arguments…}}` (GraphQL over HTTP).
+    Graphql { query: String },
+}
+
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Example {
@@ -224,6 +250,9 @@ pub struct Tool {
     /// JSON pointer to the part of the response worth returning.
     #[serde(default)]
     pub result: Option<String>,
+    /// A request the path/query/body template cannot express.
+    #[serde(default)]
+    pub transform: Option<Transform>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -251,6 +280,8 @@ pub struct Provider {
     /// Fixed headers sent on every request (an API version, for example).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body_encoding: BodyEncoding,
     #[serde(default)]
     pub tools: Vec<Tool>,
 }

@@ -5,7 +5,8 @@
 //! the base URL's scheme, host and port. Authentication is added later by the worker, so a
 //! rendered request holds no secret and can be logged or previewed.
 
-use super::{ArgLocation, ToolEntry};
+use super::{ArgLocation, BodyEncoding, ToolEntry, Transform};
+use base64::Engine;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 
@@ -21,7 +22,13 @@ pub struct RenderedRequest {
     pub method: http::Method,
     pub url: url::Url,
     pub headers: Vec<(String, String)>,
-    pub body: Option<Value>,
+    pub body: Option<RequestBody>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestBody {
+    Json(Value),
+    Form(Vec<(String, String)>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -34,6 +41,8 @@ pub enum RenderError {
     BaseUrl(String),
     #[error("the request would leave the provider's host")]
     HostChanged,
+    #[error("argument {0} must be text")]
+    NotText(String),
 }
 
 fn scalar_text(v: &Value) -> String {
@@ -120,10 +129,31 @@ pub fn render_request(tool: &ToolEntry, arguments: &Value) -> Result<RenderedReq
     {
         return Err(RenderError::HostChanged);
     }
+    match &spec.transform {
+        Some(Transform::Graphql { query }) => {
+            let variables = Value::Object(std::mem::take(&mut body));
+            body.insert("query".into(), Value::String(query.clone()));
+            body.insert("variables".into(), variables);
+        }
+        Some(Transform::Rfc5322Message { target }) => {
+            let raw = rfc5322_message(&mut body)?;
+            insert_at(&mut body, target, Value::String(raw));
+        }
+        None => {}
+    }
     let body = if body.is_empty() && default_location == ArgLocation::Query {
         None
     } else {
-        Some(Value::Object(body))
+        Some(match tool.provider.body_encoding {
+            BodyEncoding::Json => RequestBody::Json(Value::Object(body)),
+            BodyEncoding::Form => {
+                let mut pairs = Vec::new();
+                for (k, v) in &body {
+                    flatten_form(k, v, &mut pairs);
+                }
+                RequestBody::Form(pairs)
+            }
+        })
     };
     Ok(RenderedRequest {
         method,
@@ -131,6 +161,78 @@ pub fn render_request(tool: &ToolEntry, arguments: &Value) -> Result<RenderedReq
         headers,
         body,
     })
+}
+
+/// Bracket notation for nested form values: `a[b]=1`, `a[0]=x`.
+fn flatten_form(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                flatten_form(&format!("{prefix}[{k}]"), v, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                flatten_form(&format!("{prefix}[{i}]"), v, out);
+            }
+        }
+        Value::Null => {}
+        other => out.push((prefix.to_string(), scalar_text(other))),
+    }
+}
+
+/// Puts `value` at the JSON pointer `target` inside `body`, creating objects on the way.
+fn insert_at(body: &mut Map<String, Value>, target: &str, value: Value) {
+    let parts: Vec<&str> = target.trim_start_matches('/').split('/').collect();
+    let mut current = body;
+    for part in &parts[..parts.len() - 1] {
+        let next = current
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !next.is_object() {
+            *next = Value::Object(Map::new());
+        }
+        current = next.as_object_mut().expect("made an object");
+    }
+    current.insert(parts[parts.len() - 1].to_string(), value);
+}
+
+/// One header line's value: CR and LF removed, so an argument cannot add headers.
+fn header_value(v: &Value) -> String {
+    let text = match v {
+        Value::Array(items) => items.iter().map(scalar_text).collect::<Vec<_>>().join(", "),
+        other => scalar_text(other),
+    };
+    text.replace(['\r', '\n'], " ")
+}
+
+/// An RFC 5322 message from the `to`, `cc`, `bcc`, `subject` and `body` arguments
+/// (removed from the body), base64url-encoded as Gmail's `raw` expects. The subject is
+/// RFC 2047-encoded when it is not plain ASCII; the body is UTF-8 text.
+fn rfc5322_message(body: &mut Map<String, Value>) -> Result<String, RenderError> {
+    let mut message = String::new();
+    for (arg, header) in [("to", "To"), ("cc", "Cc"), ("bcc", "Bcc")] {
+        if let Some(v) = body.remove(arg) {
+            message.push_str(&format!("{header}: {}\r\n", header_value(&v)));
+        }
+    }
+    if let Some(v) = body.remove("subject") {
+        let subject = header_value(&v);
+        if subject.is_ascii() {
+            message.push_str(&format!("Subject: {subject}\r\n"));
+        } else {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(subject.as_bytes());
+            message.push_str(&format!("Subject: =?UTF-8?B?{encoded}?=\r\n"));
+        }
+    }
+    let text = match body.remove("body") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(RenderError::NotText("body".into())),
+        None => String::new(),
+    };
+    message.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"UTF-8\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
+    message.push_str(&text.replace("\r\n", "\n").replace('\n', "\r\n"));
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(message.as_bytes()))
 }
 
 /// Fills a preview template (`Create note "{text}"`) from the arguments.
@@ -239,8 +341,114 @@ args = { trace = { header = "X-Trace" } }
         )
         .unwrap();
         assert_eq!(r.method, http::Method::POST);
-        assert_eq!(r.body, Some(json!({"name": "x"})));
+        assert_eq!(r.body, Some(RequestBody::Json(json!({"name": "x"}))));
         assert_eq!(r.headers, vec![("X-Trace".to_string(), "t1".to_string())]);
+    }
+
+    fn single(text: &str) -> Catalog {
+        Catalog::from_sources(
+            vec![(PathBuf::from("x.toml"), text.into())],
+            &BTreeMap::new(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn gmail_messages_are_built_and_cannot_inject_headers() {
+        let c = single(
+            r#"
+id = "mail"
+name = "Mail"
+base_url = "https://mail.example"
+auth = { type = "basic" }
+[[tools]]
+action = "send"
+title = "t"
+description = "d"
+method = "POST"
+path = "/send"
+mode = "write"
+risk = "confirm"
+preview = "p"
+transform = { type = "rfc5322_message", target = "/message/raw" }
+input_schema = { type = "object", properties = { to = { type = "array" }, subject = { type = "string" }, body = { type = "string" }, threadId = { type = "string" } } }
+"#,
+        );
+        let args = json!({"to": ["a@x.test", "b@x.test"], "subject": "Hi\r\nBcc: evil@x.test", "body": "line1\nline2", "threadId": "t1"});
+        let r = render_request(c.tool("mail_send").unwrap(), &args).unwrap();
+        let Some(RequestBody::Json(body)) = r.body else {
+            panic!("json body")
+        };
+        assert_eq!(body["threadId"], "t1");
+        let raw = body["message"]["raw"].as_str().unwrap();
+        let text = String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(raw)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            text.starts_with("To: a@x.test, b@x.test\r\nSubject: Hi  Bcc: evil@x.test\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("\r\nBcc:"), "{text}");
+        assert!(text.ends_with("\r\n\r\nline1\r\nline2"), "{text}");
+    }
+
+    #[test]
+    fn graphql_and_form_bodies() {
+        let c = single(
+            r#"
+id = "gq"
+name = "G"
+base_url = "https://gq.example"
+body_encoding = "form"
+auth = { type = "basic" }
+[[tools]]
+action = "q"
+title = "t"
+description = "d"
+method = "POST"
+path = "/graphql"
+mode = "read"
+risk = "safe"
+preview = "p"
+transform = { type = "graphql", query = "query($id: String!) { issue(id: $id) { id } }" }
+input_schema = { type = "object", properties = { id = { type = "string" } } }
+[[tools]]
+action = "f"
+title = "t"
+description = "d"
+method = "POST"
+path = "/customers"
+mode = "write"
+risk = "confirm"
+preview = "p"
+input_schema = { type = "object", properties = { email = { type = "string" }, metadata = { type = "object" }, expand = { type = "array" } } }
+"#,
+        );
+        let r = render_request(
+            c.tool("gq_f").unwrap(),
+            &json!({"email": "a@x.test", "metadata": {"order": 42}, "expand": ["sources"]}),
+        )
+        .unwrap();
+        assert_eq!(
+            r.body,
+            Some(RequestBody::Form(vec![
+                ("email".into(), "a@x.test".into()),
+                ("expand[0]".into(), "sources".into()),
+                ("metadata[order]".into(), "42".into()),
+            ]))
+        );
+        let r = render_request(c.tool("gq_q").unwrap(), &json!({"id": "ISS-1"})).unwrap();
+        let Some(RequestBody::Form(pairs)) = r.body else {
+            panic!("form")
+        };
+        assert!(
+            pairs
+                .iter()
+                .any(|(k, v)| k == "variables[id]" && v == "ISS-1")
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ const STOP_WORDS: &[&str] = &[
 
 /// Everyday words and the catalog words they stand for.
 const CONCEPTS: &[(&str, &[&str])] = &[
-    ("email", &["gmail", "message", "mail"]),
+    ("email", &["gmail", "message", "mail", "send"]),
     ("mail", &["gmail", "message", "email"]),
     ("inbox", &["gmail", "message"]),
     ("calendar", &["google_calendar", "event"]),
