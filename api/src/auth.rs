@@ -14,31 +14,18 @@ pub struct AuthenticatedDevice(pub DeviceAuth);
 /// The credential from `X-ClawLink-API-Key`, else `Authorization: Bearer` (the first wins
 /// when both are sent, as the plugin expects).
 fn presented_credential(parts: &Parts) -> Option<&str> {
-    if let Some(v) = parts
-        .headers
-        .get("x-clawlink-api-key")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(v) = parts.headers.get("x-clawlink-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v.trim());
     }
-    let auth = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let auth = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = auth.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
 }
 
 impl FromRequestParts<AppState> for AuthenticatedDevice {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = presented_credential(parts).ok_or_else(|| {
             ApiError::unauthorized(
                 "missing_credential",
@@ -47,11 +34,8 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
             .hint("Pair this agent with ClawLink to get a credential.")
         })?;
         let invalid = || {
-            ApiError::unauthorized(
-                "invalid_credential",
-                "This device credential is not valid or has been revoked.",
-            )
-            .hint("Pair this agent with ClawLink again to get a new credential.")
+            ApiError::unauthorized("invalid_credential", "This device credential is not valid or has been revoked.")
+                .hint("Pair this agent with ClawLink again to get a new credential.")
         };
         if !is_well_formed_device_credential(token) {
             return Err(invalid());
@@ -66,9 +50,22 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
                 found
             }
         };
-        match device {
-            Some(d) if !d.revoked => Ok(AuthenticatedDevice(d)),
-            _ => Err(invalid()),
+        let device = match device {
+            Some(d) if !d.revoked => d,
+            _ => return Err(invalid()),
+        };
+        if let Err(not_until) = state.device_budget.check_key(&device.device_id) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            let mut e = ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit",
+                "too_many_requests",
+                "This device is sending requests too fast; slow down.",
+            );
+            e.retry_after = Some(wait.as_secs().max(1));
+            return Err(e);
         }
+        state.last_used.lock().expect("last_used lock").insert(device.device_id, time::OffsetDateTime::now_utc());
+        Ok(AuthenticatedDevice(device))
     }
 }

@@ -15,10 +15,7 @@ pub async fn migrate(env: &Env) -> anyhow::Result<()> {
         clawlink_common::db::connect(infra.database_url.expose(), 2)
     })
     .await?;
-    clawlink_common::MIGRATOR
-        .run(&db)
-        .await
-        .context("running migrations")?;
+    clawlink_common::MIGRATOR.run(&db).await.context("running migrations")?;
     eprintln!("migrations applied");
     Ok(())
 }
@@ -31,21 +28,16 @@ pub async fn seed_demo(env: &Env, args: &[String]) -> anyhow::Result<()> {
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--sandbox-token" => {
-                sandbox_token = it.next().context("--sandbox-token needs a value")?.clone()
-            }
+            "--sandbox-token" => sandbox_token = it.next().context("--sandbox-token needs a value")?.clone(),
             "--email" => email = it.next().context("--email needs a value")?.clone(),
             other => anyhow::bail!("unknown option {other:?}; expected --sandbox-token or --email"),
         }
     }
     let infra = InfraConfig::from_env(env)?;
     let keyring = keyring_from_env(env)?;
-    let db = clawlink_common::db::connect(infra.database_url.expose(), 2)
-        .await
-        .context("connecting to postgres")?;
+    let db = clawlink_common::db::connect(infra.database_url.expose(), 2).await.context("connecting to postgres")?;
     let password = tokens::random_urlsafe(12);
-    let hash =
-        hash_password(&password).map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+    let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
 
     let mut tx = db.begin().await?;
     let user = users::upsert(&mut tx, &email, &hash, "Demo").await?;
@@ -66,14 +58,9 @@ pub async fn seed_demo(env: &Env, args: &[String]) -> anyhow::Result<()> {
             .await?
         }
     };
-    let bundle = CredentialBundle::Bearer {
-        token: SecretString::new(sandbox_token),
-    };
+    let bundle = CredentialBundle::Bearer { token: SecretString::new(sandbox_token) };
     let sealed = keyring
-        .seal(
-            RowIdentity::connection(user, connection),
-            &bundle.to_plaintext(),
-        )
+        .seal(RowIdentity::connection(user, connection), &bundle.to_plaintext())
         .map_err(|e| anyhow::anyhow!("sealing the credential: {e}"))?;
     connections::store_credential(&mut tx, connection, user, &sealed).await?;
     let credential = tokens::new_device_credential();

@@ -24,27 +24,20 @@ pub struct ApiConfig {
     pub providers: ProviderOverrides,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    pub keyring: clawlink_common::crypto::Keyring,
+    /// Requests per second one device may make to this replica, and the burst above it.
+    pub device_rate_per_sec: u32,
+    pub device_burst: u32,
 }
 
 impl ApiConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let instance_id = env.string(
-            "CLAWLINK_INSTANCE_ID",
-            &format!("api-{}", uuid::Uuid::new_v4().simple()),
-        );
+        let instance_id = env.string("CLAWLINK_INSTANCE_ID", &format!("api-{}", uuid::Uuid::new_v4().simple()));
         Ok(Self {
             infra: InfraConfig::from_env(env)?,
             addr: socket_addr(env, "CLAWLINK_API_ADDR", "127.0.0.1:8080")?,
-            public_api_url: env.url(
-                "CLAWLINK_PUBLIC_API_URL",
-                "http://127.0.0.1:8080",
-                &["http", "https"],
-            )?,
-            public_web_url: env.url(
-                "CLAWLINK_PUBLIC_WEB_URL",
-                "http://127.0.0.1:8081",
-                &["http", "https"],
-            )?,
+            public_api_url: env.url("CLAWLINK_PUBLIC_API_URL", "http://127.0.0.1:8080", &["http", "https"])?,
+            public_web_url: env.url("CLAWLINK_PUBLIC_WEB_URL", "http://127.0.0.1:8081", &["http", "https"])?,
             instance_id,
             sync_wait: env.millis("CLAWLINK_SYNC_WAIT_MS", 25_000)?,
             max_poll_wait: env.millis("CLAWLINK_MAX_POLL_WAIT_MS", 30_000)?,
@@ -55,11 +48,18 @@ impl ApiConfig {
             )?),
             catalog_dir: env.raw("CLAWLINK_CATALOG_DIR").map(String::from),
             providers: ProviderOverrides::from_env(env)?,
-            max_body_bytes: env.parse(
-                "CLAWLINK_MAX_BODY_BYTES",
-                256 * 1024,
-                "a whole number of bytes",
-            )?,
+            max_body_bytes: env.parse("CLAWLINK_MAX_BODY_BYTES", 256 * 1024, "a whole number of bytes")?,
+            keyring: clawlink_common::config::keyring_from_env(env)?,
+            device_rate_per_sec: positive(env, "CLAWLINK_DEVICE_RATE_PER_SEC", 100)?,
+            device_burst: positive(env, "CLAWLINK_DEVICE_BURST", 200)?,
         })
     }
+}
+
+fn positive(env: &Env, var: &str, default: u32) -> Result<u32, ConfigError> {
+    let v: u32 = env.parse(var, default, "a positive whole number")?;
+    if v == 0 {
+        return Err(ConfigError { var: var.into(), reason: "expected a positive whole number, got 0".into() });
+    }
+    Ok(v)
 }

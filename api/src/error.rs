@@ -36,8 +36,7 @@ impl ApiError {
             kind,
             code: code.into(),
             message: message.into(),
-            retryable: status == StatusCode::TOO_MANY_REQUESTS
-                || status == StatusCode::SERVICE_UNAVAILABLE,
+            retryable: status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE,
             missing_fields: Vec::new(),
             invalid_fields: Vec::new(),
             details: Vec::new(),
@@ -63,12 +62,7 @@ impl ApiError {
 
     /// A dependency is down: 503 with `Retry-After`.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        let mut e = Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "service_unavailable",
-            message,
-        );
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service_unavailable", message);
         e.retry_after = Some(2);
         e
     }
@@ -154,9 +148,7 @@ impl IntoResponse for ApiError {
         }
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -179,12 +171,7 @@ where
             Err(rejection) => {
                 let status = rejection.status();
                 let err = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        status,
-                        "validation",
-                        "body_too_large",
-                        "The request body is too large.",
-                    )
+                    ApiError::new(status, "validation", "body_too_large", "The request body is too large.")
                 } else if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
                     ApiError::new(
                         status,
@@ -195,10 +182,7 @@ where
                 } else {
                     ApiError::bad_request(
                         "invalid_body",
-                        format!(
-                            "The body is not valid JSON for this endpoint: {}",
-                            rejection.body_text()
-                        ),
+                        format!("The body is not valid JSON for this endpoint: {}", rejection.body_text()),
                     )
                 };
                 Err(err)

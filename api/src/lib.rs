@@ -31,10 +31,7 @@ pub fn load_catalog(
 
 /// Connects everything and returns the state, with the result listener running.
 pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::Result<AppState> {
-    let catalog = Arc::new(load_catalog(
-        config.catalog_dir.as_deref(),
-        &config.providers.base_urls,
-    )?);
+    let catalog = Arc::new(load_catalog(config.catalog_dir.as_deref(), &config.providers.base_urls)?);
     let infra = clawlink_common::startup::connect_infra(
         &config.infra,
         &config.instance_id,
@@ -43,13 +40,8 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
     )
     .await?;
     let topology = Topology::new(&config.infra.namespace);
-    topology
-        .declare_on(&infra.amqp)
-        .await
-        .context("declaring queues")?;
-    let publisher = Publisher::new(&infra.amqp, topology)
-        .await
-        .context("opening the publisher")?;
+    topology.declare_on(&infra.amqp).await.context("declaring queues")?;
+    let publisher = Publisher::new(&infra.amqp, topology).await.context("opening the publisher")?;
 
     let waiters = Waiters::default();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -64,7 +56,13 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
         .context("subscribing to the result channel timed out")?
         .context("the result listener stopped")?;
 
+    let quota =
+        governor::Quota::per_second(std::num::NonZeroU32::new(config.device_rate_per_sec).expect("checked positive"))
+            .allow_burst(std::num::NonZeroU32::new(config.device_burst).expect("checked positive"));
     Ok(AppState::new(Inner {
+        keyring: config.keyring.clone(),
+        device_budget: governor::DefaultKeyedRateLimiter::keyed(quota),
+        last_used: Default::default(),
         config,
         db: infra.db,
         results: infra.redis,
@@ -77,15 +75,13 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
 }
 
 /// Serves on `listener` until `stop` is cancelled, then finishes in-flight requests.
-pub async fn run(
-    config: ApiConfig,
-    listener: tokio::net::TcpListener,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(config: ApiConfig, listener: tokio::net::TcpListener, stop: CancellationToken) -> anyhow::Result<()> {
     let state = build_state(config, stop.clone()).await?;
     tracing::info!(addr = %listener.local_addr()?, instance = %state.config.instance_id, "clawlink-api listening");
+    tokio::spawn(state::flush_last_used(state.clone(), Duration::from_secs(10), stop.clone()));
     let app = router(state);
-    axum::serve(listener, app)
+    // Connect info gives handlers the client address (pairing caps guesses per address).
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(stop.cancelled_owned())
         .await?;
     Ok(())

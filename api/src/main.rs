@@ -12,9 +12,7 @@ async fn main() -> std::process::ExitCode {
         None | Some("serve") => clawlink_api::serve(&env).await,
         Some("migrate") => clawlink_api::commands::migrate(&env).await,
         Some("seed-demo") => clawlink_api::commands::seed_demo(&env, &args[1..]).await,
-        Some(other) => Err(anyhow::anyhow!(
-            "unknown command {other:?}; expected serve, migrate or seed-demo"
-        )),
+        Some(other) => Err(anyhow::anyhow!("unknown command {other:?}; expected serve, migrate or seed-demo")),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -22,6 +22,11 @@ pub struct Inner {
     pub waiters: Waiters,
     pub catalog: Arc<Catalog>,
     pub devices: DeviceCache,
+    pub keyring: clawlink_common::crypto::Keyring,
+    /// Per-device request budget of this replica.
+    pub device_budget: governor::DefaultKeyedRateLimiter<clawlink_common::ids::DeviceId>,
+    /// Devices seen since the last flush, with when; written in one batch (see `flush_last_used`).
+    pub last_used: Mutex<HashMap<clawlink_common::ids::DeviceId, time::OffsetDateTime>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -47,18 +52,12 @@ pub struct DeviceCache {
 
 impl DeviceCache {
     pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            entries: Mutex::new(HashMap::new()),
-        }
+        Self { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
     pub fn get(&self, hash: &[u8]) -> Option<Option<DeviceAuth>> {
         let entries = self.entries.lock().expect("device cache lock");
-        entries
-            .get(hash)
-            .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(d, _)| d.clone())
+        entries.get(hash).filter(|(_, at)| at.elapsed() < self.ttl).map(|(d, _)| d.clone())
     }
 
     pub fn put(&self, hash: Vec<u8>, device: Option<DeviceAuth>) {
@@ -68,5 +67,33 @@ impl DeviceCache {
             entries.retain(|_, (_, at)| at.elapsed() < ttl);
         }
         entries.insert(hash, (device, Instant::now()));
+    }
+}
+
+/// Writes the devices' last-use times every `every`, in one statement per flush, so
+/// recording use costs no database write per request.
+pub async fn flush_last_used(state: AppState, every: Duration, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.cancelled() => true,
+        };
+        let batch: Vec<_> = std::mem::take(&mut *state.last_used.lock().expect("last_used lock")).into_iter().collect();
+        if !batch.is_empty() {
+            let ids: Vec<i64> = batch.iter().map(|(d, _)| d.0).collect();
+            let at: Vec<time::OffsetDateTime> = batch.iter().map(|(_, t)| *t).collect();
+            let result = async {
+                let mut conn = state.db.acquire().await?;
+                clawlink_common::db::devices::touch_many(&mut conn, &ids, &at).await
+            }
+            .await;
+            if let Err(err) = result {
+                tracing::warn!(error = %err, devices = ids.len(), "could not record device last use");
+            }
+        }
+        if stopping {
+            return;
+        }
     }
 }

@@ -25,22 +25,11 @@ pub struct Env(BTreeMap<String, String>);
 
 impl Env {
     pub fn from_process() -> Self {
-        Self(
-            std::env::vars()
-                .filter(|(k, _)| k.starts_with("CLAWLINK_"))
-                .collect(),
-        )
+        Self(std::env::vars().filter(|(k, _)| k.starts_with("CLAWLINK_")).collect())
     }
 
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        Self(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 
     pub fn set(&mut self, key: &str, value: impl Into<String>) {
@@ -48,34 +37,25 @@ impl Env {
     }
 
     pub fn raw(&self, var: &str) -> Option<&str> {
-        self.0
-            .get(var)
-            .map(String::as_str)
-            .filter(|v| !v.trim().is_empty())
+        self.0.get(var).map(String::as_str).filter(|v| !v.trim().is_empty())
     }
 
     pub fn string(&self, var: &str, default: &str) -> String {
         self.raw(var).unwrap_or(default).to_string()
     }
 
-    pub fn parse<T: FromStr>(
-        &self,
-        var: &str,
-        default: T,
-        expected: &str,
-    ) -> Result<T, ConfigError> {
+    pub fn parse<T: FromStr>(&self, var: &str, default: T, expected: &str) -> Result<T, ConfigError> {
         match self.raw(var) {
             None => Ok(default),
-            Some(v) => v.trim().parse().map_err(|_| ConfigError {
-                var: var.into(),
-                reason: format!("expected {expected}, got {v:?}"),
-            }),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError { var: var.into(), reason: format!("expected {expected}, got {v:?}") }),
         }
     }
 
     pub fn millis(&self, var: &str, default_ms: u64) -> Result<Duration, ConfigError> {
-        self.parse(var, default_ms, "a whole number of milliseconds")
-            .map(Duration::from_millis)
+        self.parse(var, default_ms, "a whole number of milliseconds").map(Duration::from_millis)
     }
 
     pub fn url(&self, var: &str, default: &str, schemes: &[&str]) -> Result<String, ConfigError> {
@@ -84,10 +64,7 @@ impl Env {
         if !v.contains("://") || !schemes.contains(&scheme) {
             return Err(ConfigError {
                 var: var.into(),
-                reason: format!(
-                    "expected a URL with scheme {}, got {v:?}",
-                    schemes.join(" or ")
-                ),
+                reason: format!("expected a URL with scheme {}, got {v:?}", schemes.join(" or ")),
             });
         }
         Ok(v.trim_end_matches('/').to_string())
@@ -95,9 +72,7 @@ impl Env {
 
     /// Every variable starting with `prefix`, with the prefix removed.
     pub fn with_prefix(&self, prefix: &str) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .iter()
-            .filter_map(move |(k, v)| k.strip_prefix(prefix).map(|rest| (rest, v.as_str())))
+        self.0.iter().filter_map(move |(k, v)| k.strip_prefix(prefix).map(|rest| (rest, v.as_str())))
     }
 }
 
@@ -117,11 +92,7 @@ pub struct InfraConfig {
 impl InfraConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let namespace = env.string("CLAWLINK_NAMESPACE", "clawlink");
-        if namespace.is_empty()
-            || !namespace
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if namespace.is_empty() || !namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(ConfigError {
                 var: "CLAWLINK_NAMESPACE".into(),
                 reason: format!("expected letters, digits, '-' or '_', got {namespace:?}"),
@@ -135,25 +106,9 @@ impl InfraConfig {
                     &["postgres", "postgresql"],
                 )?
                 .into(),
-            database_max_connections: env.parse(
-                "CLAWLINK_DATABASE_MAX_CONNECTIONS",
-                16,
-                "a positive whole number",
-            )?,
-            amqp_url: env
-                .url(
-                    "CLAWLINK_AMQP_URL",
-                    "amqp://guest:guest@127.0.0.1:5672/%2f",
-                    &["amqp", "amqps"],
-                )?
-                .into(),
-            redis_url: env
-                .url(
-                    "CLAWLINK_REDIS_URL",
-                    "redis://127.0.0.1:6379/",
-                    &["redis", "rediss"],
-                )?
-                .into(),
+            database_max_connections: env.parse("CLAWLINK_DATABASE_MAX_CONNECTIONS", 16, "a positive whole number")?,
+            amqp_url: env.url("CLAWLINK_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f", &["amqp", "amqps"])?.into(),
+            redis_url: env.url("CLAWLINK_REDIS_URL", "redis://127.0.0.1:6379/", &["redis", "rediss"])?.into(),
             namespace,
         })
     }
@@ -195,10 +150,7 @@ impl ProviderOverrides {
                 });
             }
         }
-        Ok(Self {
-            base_urls,
-            allowed_private_hosts,
-        })
+        Ok(Self { base_urls, allowed_private_hosts })
     }
 }
 
@@ -208,7 +160,9 @@ pub fn keyring_from_env(env: &Env) -> Result<Keyring, ConfigError> {
     let var = "CLAWLINK_CREDENTIAL_KEYS";
     let raw = env.raw(var).ok_or_else(|| ConfigError {
         var: var.into(),
-        reason: "missing: expected id:base64-of-32-bytes[,id:…] (deploy/local/run generates one in .clawlink/secrets.env)".into(),
+        reason:
+            "missing: expected id:base64-of-32-bytes[,id:…] (deploy/local/run generates one in .clawlink/secrets.env)"
+                .into(),
     })?;
     let mut keys = Vec::new();
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -218,25 +172,16 @@ pub fn keyring_from_env(env: &Env) -> Result<Keyring, ConfigError> {
         })?;
         keys.push((id.trim().to_string(), SecretString::new(b64.trim())));
     }
-    let active = env
-        .raw("CLAWLINK_CREDENTIAL_ACTIVE_KEY")
-        .map(str::to_string);
+    let active = env.raw("CLAWLINK_CREDENTIAL_ACTIVE_KEY").map(str::to_string);
     Keyring::from_encoded(keys, active.as_deref()).map_err(|reason| ConfigError {
-        var: if reason.contains("active") {
-            "CLAWLINK_CREDENTIAL_ACTIVE_KEY".into()
-        } else {
-            var.into()
-        },
+        var: if reason.contains("active") { "CLAWLINK_CREDENTIAL_ACTIVE_KEY".into() } else { var.into() },
         reason,
     })
 }
 
 pub fn socket_addr(env: &Env, var: &str, default: &str) -> Result<SocketAddr, ConfigError> {
     let v = env.string(var, default);
-    v.parse().map_err(|_| ConfigError {
-        var: var.into(),
-        reason: format!("expected host:port, got {v:?}"),
-    })
+    v.parse().map_err(|_| ConfigError { var: var.into(), reason: format!("expected host:port, got {v:?}") })
 }
 
 #[cfg(test)]
@@ -249,15 +194,9 @@ mod tests {
         let err = InfraConfig::from_env(&env).unwrap_err();
         assert_eq!(err.var, "CLAWLINK_AMQP_URL");
         let env = Env::from_pairs([("CLAWLINK_DATABASE_MAX_CONNECTIONS", "many")]);
-        assert_eq!(
-            InfraConfig::from_env(&env).unwrap_err().var,
-            "CLAWLINK_DATABASE_MAX_CONNECTIONS"
-        );
+        assert_eq!(InfraConfig::from_env(&env).unwrap_err().var, "CLAWLINK_DATABASE_MAX_CONNECTIONS");
         let env = Env::from_pairs([("CLAWLINK_NAMESPACE", "a b")]);
-        assert_eq!(
-            InfraConfig::from_env(&env).unwrap_err().var,
-            "CLAWLINK_NAMESPACE"
-        );
+        assert_eq!(InfraConfig::from_env(&env).unwrap_err().var, "CLAWLINK_NAMESPACE");
     }
 
     #[test]
@@ -273,10 +212,7 @@ mod tests {
             ("CLAWLINK_PROVIDER_SANDBOX_BASE_URL", "http://127.0.0.1:9/"),
             ("CLAWLINK_PROVIDER_GITHUB_BASE_URL", "ftp://x"),
         ]);
-        assert_eq!(
-            ProviderOverrides::from_env(&env).unwrap_err().var,
-            "CLAWLINK_PROVIDER_GITHUB_BASE_URL"
-        );
+        assert_eq!(ProviderOverrides::from_env(&env).unwrap_err().var, "CLAWLINK_PROVIDER_GITHUB_BASE_URL");
         let env = Env::from_pairs([("CLAWLINK_PROVIDER_SANDBOX_BASE_URL", "http://127.0.0.1:9/")]);
         let o = ProviderOverrides::from_env(&env).unwrap();
         assert_eq!(o.base_urls["sandbox"], "http://127.0.0.1:9");
@@ -284,14 +220,8 @@ mod tests {
 
     #[test]
     fn keys_are_required_and_checked() {
-        assert_eq!(
-            keyring_from_env(&Env::default()).unwrap_err().var,
-            "CLAWLINK_CREDENTIAL_KEYS"
-        );
+        assert_eq!(keyring_from_env(&Env::default()).unwrap_err().var, "CLAWLINK_CREDENTIAL_KEYS");
         let env = Env::from_pairs([("CLAWLINK_CREDENTIAL_KEYS", "k1:short")]);
-        assert_eq!(
-            keyring_from_env(&env).unwrap_err().var,
-            "CLAWLINK_CREDENTIAL_KEYS"
-        );
+        assert_eq!(keyring_from_env(&env).unwrap_err().var, "CLAWLINK_CREDENTIAL_KEYS");
     }
 }

@@ -24,12 +24,16 @@ use std::sync::Arc;
 pub enum Purpose {
     /// The secret bundle of a connection (tokens, API key).
     Connection,
+    /// A device credential waiting, between exchange and finalize, for its plugin to
+    /// save it (the row is the pairing session).
+    Pairing,
 }
 
 impl Purpose {
     fn as_str(self) -> &'static str {
         match self {
             Purpose::Connection => "connection",
+            Purpose::Pairing => "pairing",
         }
     }
 }
@@ -38,27 +42,22 @@ impl Purpose {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowIdentity {
     pub user: UserId,
-    pub connection: ConnectionId,
+    /// The id of the row the ciphertext lives in (a connection, a pairing session).
+    pub row: i64,
     pub purpose: Purpose,
 }
 
 impl RowIdentity {
     pub fn connection(user: UserId, connection: ConnectionId) -> Self {
-        Self {
-            user,
-            connection,
-            purpose: Purpose::Connection,
-        }
+        Self { user, row: connection.0, purpose: Purpose::Connection }
+    }
+
+    pub fn pairing(user: UserId, pairing_session: i64) -> Self {
+        Self { user, row: pairing_session, purpose: Purpose::Pairing }
     }
 
     fn aad(&self) -> Vec<u8> {
-        format!(
-            "clawlink:v1:user={}:connection={}:purpose={}",
-            self.user,
-            self.connection,
-            self.purpose.as_str()
-        )
-        .into_bytes()
+        format!("clawlink:v1:user={}:{}={}", self.user, self.purpose.as_str(), self.row).into_bytes()
     }
 }
 
@@ -72,9 +71,7 @@ pub struct Sealed {
 
 impl std::fmt::Debug for Sealed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sealed")
-            .field("key_id", &self.key_id)
-            .finish_non_exhaustive()
+        f.debug_struct("Sealed").field("key_id", &self.key_id).finish_non_exhaustive()
     }
 }
 
@@ -110,20 +107,13 @@ impl std::fmt::Debug for Keyring {
 
 impl Keyring {
     /// Builds a keyring from `(id, base64 key)` pairs. The active key defaults to the first.
-    pub fn from_encoded(
-        keys: Vec<(String, SecretString)>,
-        active: Option<&str>,
-    ) -> Result<Self, String> {
+    pub fn from_encoded(keys: Vec<(String, SecretString)>, active: Option<&str>) -> Result<Self, String> {
         if keys.is_empty() {
             return Err("no keys given".into());
         }
         let mut ciphers = BTreeMap::new();
         for (id, b64) in &keys {
-            if id.is_empty()
-                || !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 return Err(format!("key id {id:?} must be letters, digits, '-' or '_'"));
             }
             let raw = zeroize::Zeroizing::new(
@@ -134,23 +124,16 @@ impl Keyring {
             if raw.len() != 32 {
                 return Err(format!("key {id:?} must be 32 bytes (got {})", raw.len()));
             }
-            let cipher =
-                Aes256Gcm::new_from_slice(&raw).map_err(|_| format!("key {id:?} is unusable"))?;
+            let cipher = Aes256Gcm::new_from_slice(&raw).map_err(|_| format!("key {id:?} is unusable"))?;
             if ciphers.insert(id.clone(), cipher).is_some() {
                 return Err(format!("key id {id:?} given twice"));
             }
         }
-        let active = active
-            .map(str::to_string)
-            .unwrap_or_else(|| keys[0].0.clone());
+        let active = active.map(str::to_string).unwrap_or_else(|| keys[0].0.clone());
         if !ciphers.contains_key(&active) {
-            return Err(format!(
-                "active key {active:?} is not among the configured keys"
-            ));
+            return Err(format!("active key {active:?} is not among the configured keys"));
         }
-        Ok(Self {
-            inner: Arc::new(KeyringInner { active, ciphers }),
-        })
+        Ok(Self { inner: Arc::new(KeyringInner { active, ciphers }) })
     }
 
     /// A keyring with one random key, for tests and tools.
@@ -158,8 +141,7 @@ impl Keyring {
         let mut raw = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut raw);
         let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
-        Self::from_encoded(vec![(id.to_string(), SecretString::new(b64))], None)
-            .expect("generated key is valid")
+        Self::from_encoded(vec![(id.to_string(), SecretString::new(b64))], None).expect("generated key is valid")
     }
 
     pub fn active_key_id(&self) -> &str {
@@ -173,39 +155,20 @@ impl Keyring {
         rand::thread_rng().fill_bytes(&mut nonce);
         let aad = row.aad();
         let ciphertext = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
             .map_err(|_| CryptoError::Encrypt)?;
-        Ok(Sealed {
-            key_id,
-            nonce: nonce.to_vec(),
-            ciphertext,
-        })
+        Ok(Sealed { key_id, nonce: nonce.to_vec(), ciphertext })
     }
 
     pub fn open(&self, row: RowIdentity, sealed: &Sealed) -> Result<SecretBytes, CryptoError> {
-        let cipher = self
-            .inner
-            .ciphers
-            .get(&sealed.key_id)
-            .ok_or_else(|| CryptoError::UnknownKey(sealed.key_id.clone()))?;
+        let cipher =
+            self.inner.ciphers.get(&sealed.key_id).ok_or_else(|| CryptoError::UnknownKey(sealed.key_id.clone()))?;
         if sealed.nonce.len() != 12 {
             return Err(CryptoError::Tampered);
         }
         let aad = row.aad();
         cipher
-            .decrypt(
-                Nonce::from_slice(&sealed.nonce),
-                Payload {
-                    msg: &sealed.ciphertext,
-                    aad: &aad,
-                },
-            )
+            .decrypt(Nonce::from_slice(&sealed.nonce), Payload { msg: &sealed.ciphertext, aad: &aad })
             .map(SecretBytes::new)
             .map_err(|_| CryptoError::Tampered)
     }
@@ -242,10 +205,7 @@ mod tests {
         assert_eq!(k.open(row(9, 2), &a).unwrap_err(), CryptoError::Tampered);
         let mut flipped = a.clone();
         flipped.ciphertext[0] ^= 1;
-        assert_eq!(
-            k.open(row(1, 2), &flipped).unwrap_err(),
-            CryptoError::Tampered
-        );
+        assert_eq!(k.open(row(1, 2), &flipped).unwrap_err(), CryptoError::Tampered);
     }
 
     #[test]
@@ -253,17 +213,13 @@ mod tests {
         let old = Keyring::generate("old");
         let sealed = old.seal(row(1, 2), b"secret").unwrap();
         let new = Keyring::generate("new");
-        assert_eq!(
-            new.open(row(1, 2), &sealed).unwrap_err(),
-            CryptoError::UnknownKey("old".into())
-        );
+        assert_eq!(new.open(row(1, 2), &sealed).unwrap_err(), CryptoError::UnknownKey("old".into()));
     }
 
     #[test]
     fn active_key_must_exist() {
         let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-        let err = Keyring::from_encoded(vec![("a".into(), SecretString::new(b64))], Some("b"))
-            .unwrap_err();
+        let err = Keyring::from_encoded(vec![("a".into(), SecretString::new(b64))], Some("b")).unwrap_err();
         assert!(err.contains("active"));
     }
 }
@@ -282,9 +238,5 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 /// Checks a password against a PHC string; `false` for a malformed hash too.
 pub fn verify_password(password: &str, phc: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(phc).is_ok_and(|h| {
-        argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
+    PasswordHash::new(phc).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }

@@ -78,26 +78,20 @@ impl Pacer {
         let mut local = HashMap::new();
         for p in providers {
             // The tightest per-connection window, as a governor quota.
-            let tightest = p.rate_limits.per_connection.iter().min_by_key(|w| {
-                u64::from(w.per_seconds) * 1_000_000 / u64::from(w.requests.max(1))
-            });
+            let tightest = p
+                .rate_limits
+                .per_connection
+                .iter()
+                .min_by_key(|w| u64::from(w.per_seconds) * 1_000_000 / u64::from(w.requests.max(1)));
             if let Some(w) = tightest {
                 let period = Duration::from_micros(window_cells(w).0.max(1));
                 if let Some(q) = Quota::with_period(period) {
                     let burst = NonZeroU32::new(w.burst + 1).expect("burst + 1 > 0");
-                    local.insert(
-                        p.id.clone(),
-                        DefaultKeyedRateLimiter::keyed(q.allow_burst(burst)),
-                    );
+                    local.insert(p.id.clone(), DefaultKeyedRateLimiter::keyed(q.allow_burst(burst)));
                 }
             }
         }
-        Self {
-            redis,
-            namespace: namespace.into(),
-            script: Arc::new(redis::Script::new(GCRA)),
-            local: Arc::new(local),
-        }
+        Self { redis, namespace: namespace.into(), script: Arc::new(redis::Script::new(GCRA)), local: Arc::new(local) }
     }
 
     fn pause_key(&self, provider: &str, connection: ConnectionId) -> String {
@@ -119,9 +113,8 @@ impl Pacer {
                 match limiter.check_key(&connection) {
                     Ok(()) => break,
                     Err(not_until) => {
-                        let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                            &governor::clock::DefaultClock::default(),
-                        ));
+                        let wait = not_until
+                            .wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
                         if started.elapsed() + wait > max_wait {
                             return Err(PaceError::WaitTooLong(wait));
                         }
@@ -134,18 +127,12 @@ impl Pacer {
         invocation.key(self.pause_key(&provider.id, connection));
         for (i, w) in provider.rate_limits.per_connection.iter().enumerate() {
             let (interval, tolerance) = window_cells(w);
-            invocation.key(format!(
-                "{}:pace:{}:c{}:w{}",
-                self.namespace, provider.id, connection, i
-            ));
+            invocation.key(format!("{}:pace:{}:c{}:w{}", self.namespace, provider.id, connection, i));
             invocation.arg(interval).arg(tolerance);
         }
         for (i, w) in provider.rate_limits.per_app.iter().enumerate() {
             let (interval, tolerance) = window_cells(w);
-            invocation.key(format!(
-                "{}:pace:{}:app:w{}",
-                self.namespace, provider.id, i
-            ));
+            invocation.key(format!("{}:pace:{}:app:w{}", self.namespace, provider.id, i));
             invocation.arg(interval).arg(tolerance);
         }
         loop {
@@ -164,12 +151,7 @@ impl Pacer {
 
     /// Pauses every worker's calls to `provider` for `connection` for `wait` (a 429's
     /// `Retry-After`). A longer pause already in place is kept.
-    pub async fn pause(
-        &self,
-        provider: &str,
-        connection: ConnectionId,
-        wait: Duration,
-    ) -> Result<(), PaceError> {
+    pub async fn pause(&self, provider: &str, connection: ConnectionId, wait: Duration) -> Result<(), PaceError> {
         let key = self.pause_key(provider, connection);
         let ms = wait.as_millis().max(1) as u64;
         let mut conn = self.redis.clone();

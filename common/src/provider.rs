@@ -69,10 +69,7 @@ pub enum CallError {
 impl CallError {
     /// Worth retrying (the network or the provider may do better next time).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            CallError::Timeout | CallError::Connect(_) | CallError::Body(_)
-        )
+        matches!(self, CallError::Timeout | CallError::Connect(_) | CallError::Body(_))
     }
 }
 
@@ -130,9 +127,10 @@ struct Guard {
 impl Guard {
     fn allows(&self, host: &str, port: u16, ip: IpAddr) -> bool {
         is_public_ip(ip)
-            || self.allowed.iter().any(|a| {
-                a == &format!("{host}:{port}") || a == &SocketAddr::new(ip, port).to_string()
-            })
+            || self
+                .allowed
+                .iter()
+                .any(|a| a == &format!("{host}:{port}") || a == &SocketAddr::new(ip, port).to_string())
     }
 }
 
@@ -147,16 +145,11 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let guard = self.guard.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let allowed: Vec<SocketAddr> = addrs
                 .into_iter()
                 .filter(|a| {
-                    is_public_ip(a.ip())
-                        || guard
-                            .allowed
-                            .iter()
-                            .any(|h| h.split(':').next() == Some(host.as_str()))
+                    is_public_ip(a.ip()) || guard.allowed.iter().any(|h| h.split(':').next() == Some(host.as_str()))
                 })
                 .collect();
             if allowed.is_empty() {
@@ -177,9 +170,7 @@ pub struct ProviderClient {
 impl ProviderClient {
     pub fn new(overrides: &ProviderOverrides, timeout: Duration) -> Result<Self, reqwest::Error> {
         install_crypto_provider();
-        let guard = Guard {
-            allowed: Arc::new(overrides.allowed_private_hosts.clone()),
-        };
+        let guard = Guard { allowed: Arc::new(overrides.allowed_private_hosts.clone()) };
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(5).min(timeout))
@@ -188,9 +179,7 @@ impl ProviderClient {
             .tcp_nodelay(true)
             .pool_max_idle_per_host(256)
             .user_agent(concat!("ClawLink/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(GuardedResolver {
-                guard: guard.clone(),
-            }))
+            .dns_resolver(Arc::new(GuardedResolver { guard: guard.clone() }))
             .build()?;
         Ok(Self { http, guard })
     }
@@ -232,41 +221,22 @@ impl ProviderClient {
         let response = builder.send().await.map_err(classify_reqwest)?;
         let status = response.status().as_u16();
         let header = |names: &[String]| {
-            names.iter().find_map(|n| {
-                response
-                    .headers()
-                    .get(n.as_str())
-                    .and_then(|v| v.to_str().ok())
-                    .map(String::from)
-            })
+            names
+                .iter()
+                .find_map(|n| response.headers().get(n.as_str()).and_then(|v| v.to_str().ok()).map(String::from))
         };
         let retry_after = header(&provider.retry_headers.retry_after);
         let reset = header(&provider.retry_headers.reset);
-        let request_id = provider
-            .request_id_header
-            .as_ref()
-            .and_then(|h| header(std::slice::from_ref(h)));
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| CallError::Body(e.to_string()))?;
+        let request_id = provider.request_id_header.as_ref().and_then(|h| header(std::slice::from_ref(h)));
+        let bytes = response.bytes().await.map_err(|e| CallError::Body(e.to_string()))?;
         let body = if bytes.is_empty() {
             serde_json::Value::Null
         } else {
             serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                serde_json::Value::String(
-                    String::from_utf8_lossy(&bytes).chars().take(4096).collect(),
-                )
+                serde_json::Value::String(String::from_utf8_lossy(&bytes).chars().take(4096).collect())
             })
         };
-        Ok(ProviderResponse {
-            status,
-            body,
-            retry_after,
-            reset,
-            request_id,
-            elapsed: started.elapsed(),
-        })
+        Ok(ProviderResponse { status, body, retry_after, reset, request_id, elapsed: started.elapsed() })
     }
 }
 
@@ -291,14 +261,7 @@ fn apply_auth(
             builder.bearer_auth(access_token.expose())
         }
         (_, CredentialBundle::Bearer { token }) => builder.bearer_auth(token.expose()),
-        (
-            Auth::ApiKey {
-                header,
-                query,
-                format,
-            },
-            CredentialBundle::ApiKey { key },
-        ) => {
+        (Auth::ApiKey { header, query, format }, CredentialBundle::ApiKey { key }) => {
             let value = format.replace("{key}", key.expose());
             match (header, query) {
                 (Some(h), _) => builder.header(h.as_str(), value),
@@ -354,13 +317,9 @@ mod tests {
 
     #[test]
     fn bundle_debug_is_redacted() {
-        let b = CredentialBundle::Bearer {
-            token: SecretString::new("tok-123-secret"),
-        };
+        let b = CredentialBundle::Bearer { token: SecretString::new("tok-123-secret") };
         assert!(!format!("{b:?}").contains("tok-123-secret"));
         let round = CredentialBundle::from_plaintext(&b.to_plaintext()).unwrap();
-        assert!(
-            matches!(round, CredentialBundle::Bearer { token } if token.expose() == "tok-123-secret")
-        );
+        assert!(matches!(round, CredentialBundle::Bearer { token } if token.expose() == "tok-123-secret"));
     }
 }

@@ -15,9 +15,7 @@
 //! storage or HTTP.
 
 use crate::ids::ExecutionId;
-use lapin::options::{
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
@@ -79,9 +77,7 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(namespace: &str) -> Self {
-        Self {
-            namespace: namespace.to_string(),
-        }
+        Self { namespace: namespace.to_string() }
     }
 
     pub fn work_queue(&self, lane: Lane) -> String {
@@ -99,25 +95,15 @@ impl Topology {
     /// The smallest delay tier at least `wait` long (the longest tier if none is).
     pub fn delay_tier(wait: Duration) -> u64 {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        DELAY_TIERS_SECS
-            .iter()
-            .copied()
-            .find(|t| *t >= secs)
-            .unwrap_or(DELAY_TIERS_SECS[DELAY_TIERS_SECS.len() - 1])
+        DELAY_TIERS_SECS.iter().copied().find(|t| *t >= secs).unwrap_or(DELAY_TIERS_SECS[DELAY_TIERS_SECS.len() - 1])
     }
 
     /// Declares every queue. Idempotent: the same arguments each time.
     pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
+        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
         let quorum = |extra: Vec<(&str, AMQPValue)>| {
             let mut t = FieldTable::default();
-            t.insert(
-                "x-queue-type".into(),
-                AMQPValue::LongString(LongString::from("quorum")),
-            );
+            t.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
             for (k, v) in extra {
                 t.insert(ShortString::from(k), v);
             }
@@ -125,13 +111,7 @@ impl Topology {
         };
         let text = |s: &str| AMQPValue::LongString(LongString::from(s));
 
-        channel
-            .queue_declare(
-                self.dead_letter_queue().as_str().into(),
-                durable,
-                quorum(vec![]),
-            )
-            .await?;
+        channel.queue_declare(self.dead_letter_queue().as_str().into(), durable, quorum(vec![])).await?;
         for lane in Lane::ALL {
             // Work queue: dead-letter to <ns>.dead after DELIVERY_LIMIT deliveries, or on
             // reject without requeue (a message we cannot parse). at-least-once
@@ -144,23 +124,16 @@ impl Topology {
                 ("x-dead-letter-strategy", text("at-least-once")),
                 ("x-overflow", text("reject-publish")),
             ]);
-            channel
-                .queue_declare(self.work_queue(lane).as_str().into(), durable, args)
-                .await?;
+            channel.queue_declare(self.work_queue(lane).as_str().into(), durable, args).await?;
             for secs in DELAY_TIERS_SECS {
                 let args = quorum(vec![
-                    (
-                        "x-message-ttl",
-                        AMQPValue::LongLongInt((secs * 1000) as i64),
-                    ),
+                    ("x-message-ttl", AMQPValue::LongLongInt((secs * 1000) as i64)),
                     ("x-dead-letter-exchange", text("")),
                     ("x-dead-letter-routing-key", text(&self.work_queue(lane))),
                     ("x-dead-letter-strategy", text("at-least-once")),
                     ("x-overflow", text("reject-publish")),
                 ]);
-                channel
-                    .queue_declare(self.delay_queue(lane, secs).as_str().into(), durable, args)
-                    .await?;
+                channel.queue_declare(self.delay_queue(lane, secs).as_str().into(), durable, args).await?;
             }
         }
         Ok(())
@@ -195,9 +168,7 @@ impl Topology {
 /// Opens a connection with lapin's automatic recovery: channels, queues and consumers
 /// are re-established after a broker restart or a network cut.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {
-    let props = ConnectionProperties::default()
-        .with_connection_name(LongString::from(name))
-        .enable_auto_recover();
+    let props = ConnectionProperties::default().with_connection_name(LongString::from(name)).enable_auto_recover();
     Connection::connect(url, props).await
 }
 
@@ -225,9 +196,7 @@ pub struct Publisher {
 impl Publisher {
     pub async fn new(connection: &Connection, topology: Topology) -> Result<Self, lapin::Error> {
         let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
         Ok(Self { channel, topology })
     }
 
@@ -240,12 +209,7 @@ impl Publisher {
     }
 
     /// Sends `job` back to `lane` after at least `wait`, through a delay queue.
-    pub async fn publish_delayed(
-        &self,
-        lane: Lane,
-        job: &Job,
-        wait: Duration,
-    ) -> Result<(), PublishError> {
+    pub async fn publish_delayed(&self, lane: Lane, job: &Job, wait: Duration) -> Result<(), PublishError> {
         let queue = self.topology.delay_queue(lane, Topology::delay_tier(wait));
         self.publish_to(&queue, job).await
     }
@@ -259,23 +223,14 @@ impl Publisher {
         let props = BasicProperties::default()
             .with_delivery_mode(2) // persistent: survives a broker restart
             .with_content_type(ShortString::from("application/json"));
-        let opts = BasicPublishOptions {
-            mandatory: true,
-            ..Default::default()
-        };
-        let confirm = match self
-            .channel
-            .basic_publish("".into(), queue.into(), opts, payload, props.clone())
-            .await
-        {
+        let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
+        let confirm = match self.channel.basic_publish("".into(), queue.into(), opts, payload, props.clone()).await {
             Ok(confirm) => confirm,
             // The channel was down before anything was sent: after recovery, sending once
             // more cannot duplicate.
             Err(err) => {
                 self.channel.wait_for_recovery(err).await?;
-                self.channel
-                    .basic_publish("".into(), queue.into(), opts, payload, props)
-                    .await?
+                self.channel.basic_publish("".into(), queue.into(), opts, payload, props).await?
             }
         };
         // A failure here is ambiguous (the message may have been queued); the caller must
@@ -292,14 +247,9 @@ impl Publisher {
 }
 
 /// Opens a consuming channel with `prefetch` unacknowledged deliveries at most.
-pub async fn consumer_channel(
-    connection: &Connection,
-    prefetch: u16,
-) -> Result<Channel, lapin::Error> {
+pub async fn consumer_channel(connection: &Connection, prefetch: u16) -> Result<Channel, lapin::Error> {
     let channel = connection.create_channel().await?;
-    channel
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await?;
+    channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
     Ok(channel)
 }
 
@@ -310,10 +260,7 @@ mod tests {
     #[test]
     fn job_wire_format_is_stable() {
         let id: ExecutionId = "0192f0c0-0000-7000-8000-000000000001".parse().unwrap();
-        let job = Job::ExecuteV1 {
-            execution_id: id,
-            reply_to: Some("api-1".into()),
-        };
+        let job = Job::ExecuteV1 { execution_id: id, reply_to: Some("api-1".into()) };
         let text = serde_json::to_string(&job).unwrap();
         assert_eq!(
             text,

@@ -92,11 +92,7 @@ impl ResultStore {
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(2);
         let conn = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Self {
-            conn,
-            namespace: namespace.into(),
-            ttl,
-        })
+        Ok(Self { conn, namespace: namespace.into(), ttl })
     }
 
     pub fn connection(&self) -> ConnectionManager {
@@ -116,22 +112,12 @@ impl ResultStore {
     }
 
     /// Stores the outcome and wakes the waiting instance, in one round trip.
-    pub async fn publish(
-        &self,
-        outcome: &Outcome,
-        reply_to: Option<&str>,
-    ) -> redis::RedisResult<()> {
+    pub async fn publish(&self, outcome: &Outcome, reply_to: Option<&str>) -> redis::RedisResult<()> {
         let payload = serde_json::to_vec(outcome).expect("outcome serialises");
         let mut pipe = redis::pipe();
-        pipe.set_ex(
-            self.result_key(outcome.execution_id),
-            &payload,
-            self.ttl.as_secs().max(1),
-        )
-        .ignore();
+        pipe.set_ex(self.result_key(outcome.execution_id), &payload, self.ttl.as_secs().max(1)).ignore();
         if let Some(instance) = reply_to {
-            pipe.publish(self.notify_channel(instance), &payload)
-                .ignore();
+            pipe.publish(self.notify_channel(instance), &payload).ignore();
         }
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn).await
@@ -159,11 +145,7 @@ pub struct WaitGuard {
 
 impl Drop for WaitGuard {
     fn drop(&mut self) {
-        self.waiters
-            .pending
-            .lock()
-            .expect("waiters lock")
-            .remove(&self.id);
+        self.waiters.pending.lock().expect("waiters lock").remove(&self.id);
     }
 }
 
@@ -173,11 +155,7 @@ impl Waiters {
     pub fn register(&self, id: ExecutionId) -> WaitGuard {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("waiters lock").insert(id, tx);
-        WaitGuard {
-            waiters: self.clone(),
-            id,
-            receiver: rx,
-        }
+        WaitGuard { waiters: self.clone(), id, receiver: rx }
     }
 
     pub fn len(&self) -> usize {
@@ -189,11 +167,7 @@ impl Waiters {
     }
 
     fn deliver(&self, outcome: Outcome) {
-        let sender = self
-            .pending
-            .lock()
-            .expect("waiters lock")
-            .remove(&outcome.execution_id);
+        let sender = self.pending.lock().expect("waiters lock").remove(&outcome.execution_id);
         if let Some(sender) = sender {
             let _ = sender.send(outcome);
         }

@@ -21,12 +21,7 @@ pub enum Classification {
 }
 
 /// Classifies an HTTP status with its retry headers (already looked up by name).
-pub fn classify_status(
-    status: u16,
-    retry_after: Option<&str>,
-    reset: Option<&str>,
-    now: SystemTime,
-) -> Classification {
+pub fn classify_status(status: u16, retry_after: Option<&str>, reset: Option<&str>, now: SystemTime) -> Classification {
     match status {
         200..=299 => Classification::Success,
         429 | 500..=599 | 408 => Classification::Transient {
@@ -45,8 +40,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
@@ -75,11 +69,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            base: Duration::from_millis(200),
-            cap: Duration::from_secs(60),
-        }
+        Self { max_attempts: 5, base: Duration::from_millis(200), cap: Duration::from_secs(60) }
     }
 }
 
@@ -96,8 +86,7 @@ impl RetryPolicy {
             .build()
             .nth(attempt.saturating_sub(1) as usize)
             .unwrap_or(self.cap);
-        let jittered =
-            Duration::from_millis(rand::thread_rng().gen_range(0..=ceiling.as_millis() as u64));
+        let jittered = Duration::from_millis(rand::thread_rng().gen_range(0..=ceiling.as_millis() as u64));
         match not_before {
             Some(floor) => floor.max(jittered),
             None => jittered,
@@ -116,27 +105,13 @@ mod tests {
     #[test]
     fn statuses_are_classified() {
         let now = SystemTime::now();
-        assert_eq!(
-            classify_status(201, None, None, now),
-            Classification::Success
-        );
-        assert_eq!(
-            classify_status(404, None, None, now),
-            Classification::Permanent
-        );
-        assert_eq!(
-            classify_status(422, None, None, now),
-            Classification::Permanent
-        );
-        assert_eq!(
-            classify_status(503, None, None, now),
-            Classification::Transient { not_before: None }
-        );
+        assert_eq!(classify_status(201, None, None, now), Classification::Success);
+        assert_eq!(classify_status(404, None, None, now), Classification::Permanent);
+        assert_eq!(classify_status(422, None, None, now), Classification::Permanent);
+        assert_eq!(classify_status(503, None, None, now), Classification::Transient { not_before: None });
         assert_eq!(
             classify_status(429, Some("2"), None, now),
-            Classification::Transient {
-                not_before: Some(Duration::from_secs(2))
-            }
+            Classification::Transient { not_before: Some(Duration::from_secs(2)) }
         );
     }
 
@@ -153,20 +128,13 @@ mod tests {
     #[test]
     fn reset_as_epoch_or_delta() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(
-            parse_reset("1700000030", now),
-            Some(Duration::from_secs(30))
-        );
+        assert_eq!(parse_reset("1700000030", now), Some(Duration::from_secs(30)));
         assert_eq!(parse_reset("12", now), Some(Duration::from_secs(12)));
     }
 
     #[test]
     fn waits_are_jittered_capped_and_honour_the_floor() {
-        let p = RetryPolicy {
-            max_attempts: 5,
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(1),
-        };
+        let p = RetryPolicy { max_attempts: 5, base: Duration::from_millis(100), cap: Duration::from_secs(1) };
         for attempt in 1..10 {
             let w = p.next_wait(attempt, None);
             assert!(w <= Duration::from_secs(1), "{attempt}: {w:?}");

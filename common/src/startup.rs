@@ -39,14 +39,10 @@ pub async fn connect_infra(
     result_ttl: Duration,
     budget: Duration,
 ) -> anyhow::Result<Infra> {
-    let db = wait_for("postgres", budget, || {
-        crate::db::connect(cfg.database_url.expose(), cfg.database_max_connections)
-    })
-    .await?;
-    let amqp = wait_for("rabbitmq", budget, || {
-        crate::queue::connect(cfg.amqp_url.expose(), name)
-    })
-    .await?;
+    let db =
+        wait_for("postgres", budget, || crate::db::connect(cfg.database_url.expose(), cfg.database_max_connections))
+            .await?;
+    let amqp = wait_for("rabbitmq", budget, || crate::queue::connect(cfg.amqp_url.expose(), name)).await?;
     let redis = wait_for("redis", budget, || {
         crate::results::ResultStore::connect(cfg.redis_url.expose(), &cfg.namespace, result_ttl)
     })
@@ -59,8 +55,8 @@ pub async fn cancel_on_signal(token: tokio_util::sync::CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

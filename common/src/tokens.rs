@@ -78,11 +78,7 @@ mod tests {
         let a = new_device_credential();
         let b = new_device_credential();
         assert_ne!(a.expose(), b.expose());
-        assert!(
-            is_well_formed_device_credential(a.expose()),
-            "{}",
-            a.expose().len()
-        );
+        assert!(is_well_formed_device_credential(a.expose()), "{}", a.expose().len());
         assert_eq!(a.expose().len(), DEVICE_PREFIX.len() + BODY_LEN + CHECK_LEN);
     }
 

@@ -24,44 +24,25 @@ fn every_tool_is_complete() {
             problems.push(format!("{}: no guidance.when_to_use", entry.name));
         }
         if t.mode != Mode::Read && t.guidance.ask_before.is_empty() {
-            problems.push(format!(
-                "{}: a {} tool needs guidance.ask_before",
-                entry.name,
-                t.mode.as_str()
-            ));
+            problems.push(format!("{}: a {} tool needs guidance.ask_before", entry.name, t.mode.as_str()));
         }
         for (i, example) in t.guidance.examples.iter().enumerate() {
             if let Err(e) = validate_arguments(entry, &example.arguments) {
-                problems.push(format!(
-                    "{}: example {i} is invalid: {:?}",
-                    entry.name, e.details
-                ));
+                problems.push(format!("{}: example {i} is invalid: {:?}", entry.name, e.details));
             } else if let Err(e) = render_request(entry, &example.arguments) {
                 problems.push(format!("{}: example {i} does not render: {e}", entry.name));
             }
         }
     }
-    assert!(
-        problems.is_empty(),
-        "catalog problems:\n{}",
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "catalog problems:\n{}", problems.join("\n"));
 }
 
 #[test]
 fn every_provider_declares_its_basics() {
     let catalog = catalog();
     for p in catalog.providers() {
-        assert!(
-            !p.name.is_empty() && !p.categories.is_empty(),
-            "{}: name and categories",
-            p.id
-        );
+        assert!(!p.name.is_empty() && !p.categories.is_empty(), "{}: name and categories", p.id);
         assert!(!p.tools.is_empty(), "{}: no tools", p.id);
-        assert!(
-            p.base_url.starts_with("https://") || p.id == "sandbox",
-            "{}: base_url must be https",
-            p.id
-        );
+        assert!(p.base_url.starts_with("https://") || p.id == "sandbox", "{}: base_url must be https", p.id);
     }
 }

@@ -11,10 +11,7 @@ const CASES: &[(&str, &str)] = &[
     ("file a bug on github", "github_create_issue"),
     ("close a github issue", "github_close_issue"),
     ("merge a pull request", "github_merge_pull_request"),
-    (
-        "what's on my calendar tomorrow",
-        "google_calendar_list_events",
-    ),
+    ("what's on my calendar tomorrow", "google_calendar_list_events"),
     ("schedule a meeting", "google_calendar_create_event"),
     ("cancel a calendar event", "google_calendar_delete_event"),
     ("when am I free this week", "google_calendar_find_free_busy"),
@@ -27,10 +24,7 @@ const CASES: &[(&str, &str)] = &[
     ("read an email", "gmail_get_message"),
     ("move an email to the trash", "gmail_trash_message"),
     ("find a file in google drive", "google_drive_list_files"),
-    (
-        "share a drive file with a colleague",
-        "google_drive_share_file",
-    ),
+    ("share a drive file with a colleague", "google_drive_share_file"),
     ("create a folder in drive", "google_drive_create_folder"),
     ("add a todo", "todoist_create_task"),
     ("mark a task as done", "todoist_close_task"),
@@ -54,25 +48,13 @@ fn natural_queries_find_the_intended_tool_in_the_top_three() {
     let catalog = Catalog::load_dir(&default_dir(None), &BTreeMap::new()).unwrap();
     let mut misses = Vec::new();
     for (query, expected) in CASES {
-        assert!(
-            catalog.tool(expected).is_some(),
-            "{expected} is not in the catalog"
-        );
-        let top: Vec<String> = search(&catalog, query, None, 3)
-            .into_iter()
-            .map(|(t, _)| t.name.clone())
-            .collect();
+        assert!(catalog.tool(expected).is_some(), "{expected} is not in the catalog");
+        let top: Vec<String> = search(&catalog, query, None, 3).into_iter().map(|(t, _)| t.name.clone()).collect();
         if !top.iter().any(|n| n == expected) {
             misses.push(format!("{query:?}: wanted {expected}, got {top:?}"));
         }
     }
-    assert!(
-        misses.is_empty(),
-        "{} of {} queries missed:\n{}",
-        misses.len(),
-        CASES.len(),
-        misses.join("\n")
-    );
+    assert!(misses.is_empty(), "{} of {} queries missed:\n{}", misses.len(), CASES.len(), misses.join("\n"));
 }
 
 #[test]
@@ -81,8 +63,5 @@ fn the_integration_filter_and_limit_hold() {
     let found = search(&catalog, "create", Some("github"), 25);
     assert!(!found.is_empty() && found.iter().all(|(t, _)| t.provider.id == "github"));
     assert!(search(&catalog, "create", None, 5).len() <= 5);
-    assert!(
-        search(&catalog, "the a of", None, 5).is_empty(),
-        "stop words alone match nothing"
-    );
+    assert!(search(&catalog, "the a of", None, 5).is_empty(), "stop words alone match nothing");
 }

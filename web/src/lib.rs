@@ -1,48 +1,91 @@
-//! clawlink-web: the browser plane. For now: health and a placeholder page; sign-in, the
-//! dashboard, connect flows and pairing approval land here next.
+//! clawlink-web: the browser plane — accounts, pairing approval and devices so far; the
+//! dashboard, connect flows and billing grow here. Server-rendered HTML (askama), one
+//! stylesheet, a CSRF check on every form.
 
+pub mod error;
+pub mod routes;
+pub mod session;
+
+use anyhow::Context;
 use axum::Router;
-use axum::response::Html;
-use axum::routing::get;
-use clawlink_common::config::{ConfigError, Env, socket_addr};
+use clawlink_common::config::{ConfigError, Env, InfraConfig, socket_addr};
+use sqlx::PgPool;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Debug)]
 pub struct WebConfig {
+    pub infra: InfraConfig,
     pub addr: SocketAddr,
+    /// How the web front is reached from outside; an `https` URL turns on Secure cookies
+    /// and is the only Origin accepted on forms.
+    pub public_web_url: String,
+    pub session_ttl: Duration,
 }
 
 impl WebConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
+            infra: InfraConfig::from_env(env)?,
             addr: socket_addr(env, "CLAWLINK_WEB_ADDR", "127.0.0.1:8081")?,
+            public_web_url: env.url("CLAWLINK_PUBLIC_WEB_URL", "http://127.0.0.1:8081", &["http", "https"])?,
+            session_ttl: Duration::from_secs(env.parse(
+                "CLAWLINK_SESSION_TTL_SECS",
+                14 * 86_400,
+                "a whole number of seconds",
+            )?),
         })
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.public_web_url.starts_with("https://")
     }
 }
 
-pub fn router() -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
-        .route(
-            "/",
-            get(|| async { Html(include_str!("placeholder.html")) }),
-        )
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: WebConfig,
+    pub db: PgPool,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: WebConfig, db: PgPool) -> Self {
+        Self(Arc::new(Inner { config, db }))
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Serves on `listener` until `stop`, then finishes in-flight requests.
+pub async fn run(config: WebConfig, listener: tokio::net::TcpListener, stop: CancellationToken) -> anyhow::Result<()> {
+    let db = clawlink_common::startup::wait_for("postgres", Duration::from_secs(60), || {
+        clawlink_common::db::connect(config.infra.database_url.expose(), config.infra.database_max_connections)
+    })
+    .await?;
+    tracing::info!(addr = %listener.local_addr()?, "clawlink-web listening");
+    axum::serve(listener, router(AppState::new(config, db))).with_graceful_shutdown(stop.cancelled_owned()).await?;
+    Ok(())
 }
 
 pub async fn serve(env: &Env) -> anyhow::Result<()> {
     let config = WebConfig::from_env(env)?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
-        .map_err(|e| {
-            anyhow::anyhow!("cannot listen on {} (CLAWLINK_WEB_ADDR): {e}", config.addr)
-        })?;
+        .with_context(|| format!("cannot listen on {} (CLAWLINK_WEB_ADDR)", config.addr))?;
     let stop = CancellationToken::new();
     tokio::spawn(clawlink_common::startup::cancel_on_signal(stop.clone()));
-    tracing::info!(addr = %config.addr, "clawlink-web listening");
-    axum::serve(listener, router())
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await?;
-    Ok(())
+    run(config, listener, stop).await
 }

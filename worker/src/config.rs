@@ -33,10 +33,7 @@ impl WorkerConfig {
         let positive = |var: &str, default: u16| -> Result<u16, ConfigError> {
             let v = env.parse(var, default, "a whole number from 1 to 1000")?;
             if v == 0 || v > 1000 {
-                return Err(ConfigError {
-                    var: var.into(),
-                    reason: format!("expected 1 to 1000, got {v}"),
-                });
+                return Err(ConfigError { var: var.into(), reason: format!("expected 1 to 1000, got {v}") });
             }
             Ok(v)
         };
@@ -53,10 +50,7 @@ impl WorkerConfig {
         }
         Ok(Self {
             infra: InfraConfig::from_env(env)?,
-            worker_id: env.string(
-                "CLAWLINK_WORKER_ID",
-                &format!("worker-{}", std::process::id()),
-            ),
+            worker_id: env.string("CLAWLINK_WORKER_ID", &format!("worker-{}", std::process::id())),
             interactive_concurrency: positive("CLAWLINK_WORKER_INTERACTIVE_CONCURRENCY", 64)?,
             bulk_concurrency: positive("CLAWLINK_WORKER_BULK_CONCURRENCY", 32)?,
             max_inline_wait: env.millis("CLAWLINK_WORKER_MAX_INLINE_WAIT_MS", 5_000)?,

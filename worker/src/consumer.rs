@@ -9,9 +9,7 @@ use crate::execute::{Disposition, Executor};
 use clawlink_common::queue::{Job, Lane, Topology, consumer_channel};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions,
-};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::types::FieldTable;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,9 +60,7 @@ pub async fn consume_lane(
         }
     }
     // Stop taking new work; in-flight calls finish and ack on this same channel.
-    let _ = channel
-        .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
-        .await;
+    let _ = channel.basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default()).await;
     Ok(())
 }
 
@@ -73,31 +69,17 @@ async fn handle(executor: &Executor, delivery: Delivery, lane: Lane) {
         Ok(job) => job,
         Err(err) => {
             tracing::error!(error = %err, bytes = delivery.data.len(), "unreadable message; dead-lettering it");
-            let _ = delivery
-                .acker
-                .reject(BasicRejectOptions { requeue: false })
-                .await;
+            let _ = delivery.acker.reject(BasicRejectOptions { requeue: false }).await;
             return;
         }
     };
-    let Job::ExecuteV1 {
-        execution_id,
-        reply_to,
-    } = job;
+    let Job::ExecuteV1 { execution_id, reply_to } = job;
     // Our own infrastructure failing is not the call's fault: keep the message and try
     // again with backoff, for a bounded time, before handing it back to the broker.
     let mut backoff = Duration::from_millis(200);
     let started = tokio::time::Instant::now();
     loop {
-        match executor
-            .process(
-                execution_id,
-                reply_to.as_deref(),
-                lane,
-                delivery.redelivered,
-            )
-            .await
-        {
+        match executor.process(execution_id, reply_to.as_deref(), lane, delivery.redelivered).await {
             Ok(Disposition::Ack) => {
                 if !executor.ack_delay.is_zero() {
                     tokio::time::sleep(executor.ack_delay).await;
@@ -111,10 +93,7 @@ async fn handle(executor: &Executor, delivery: Delivery, lane: Lane) {
             }
             Ok(Disposition::DeadLetter(reason)) => {
                 tracing::error!(%execution_id, reason, "dead-lettering message");
-                let _ = delivery
-                    .acker
-                    .reject(BasicRejectOptions { requeue: false })
-                    .await;
+                let _ = delivery.acker.reject(BasicRejectOptions { requeue: false }).await;
                 return;
             }
             Err(err) if started.elapsed() < Duration::from_secs(60) => {
@@ -124,13 +103,7 @@ async fn handle(executor: &Executor, delivery: Delivery, lane: Lane) {
             }
             Err(err) => {
                 tracing::error!(%execution_id, error = %err, "infrastructure error persists; returning the message to the queue");
-                let _ = delivery
-                    .acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        multiple: false,
-                    })
-                    .await;
+                let _ = delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
                 return;
             }
         }

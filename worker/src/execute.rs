@@ -68,13 +68,7 @@ fn failure(
     retryable: bool,
     provider_status: Option<u16>,
 ) -> OutcomeError {
-    OutcomeError {
-        kind: kind.into(),
-        code: code.into(),
-        message: message.into(),
-        retryable,
-        provider_status,
-    }
+    OutcomeError { kind: kind.into(), code: code.into(), message: message.into(), retryable, provider_status }
 }
 
 /// The most useful line of a provider's error body.
@@ -86,11 +80,7 @@ fn provider_message(body: &Value) -> Option<String> {
         body.pointer("/errors/0/message"),
         body.get("error").filter(|e| e.is_string()),
     ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find_map(|v| v.as_str())
-        .map(|s| s.chars().take(500).collect())
+    candidates.into_iter().flatten().find_map(|v| v.as_str()).map(|s| s.chars().take(500).collect())
 }
 
 /// The result of the attempts made during this delivery.
@@ -140,9 +130,7 @@ impl Executor {
                 let mut conn = self.db.acquire().await?;
                 executions::finish(&mut conn, &outcome).await?;
                 self.results.publish(&outcome, reply_to).await?;
-                tracing::info!(
-                    "result found from an earlier delivery; recorded without calling the provider"
-                );
+                tracing::info!("result found from an earlier delivery; recorded without calling the provider");
                 return Ok(Disposition::Ack);
             }
         }
@@ -150,23 +138,14 @@ impl Executor {
         let (attempted, attempts, provider_ms) = self.attempt(&claim).await?;
         match attempted {
             Attempted::Defer { wait, reason } => {
-                let job = Job::ExecuteV1 {
-                    execution_id,
-                    reply_to: reply_to.map(String::from),
-                };
+                let job = Job::ExecuteV1 { execution_id, reply_to: reply_to.map(String::from) };
                 let mut conn = self.db.acquire().await?;
                 executions::requeue(&mut conn, execution_id, attempts as i32, &reason).await?;
                 self.publisher.publish_delayed(lane, &job, wait).await?;
                 tracing::info!(wait_ms = wait.as_millis() as u64, %reason, "retry parked in a delay queue");
                 Ok(Disposition::Ack)
             }
-            Attempted::Done {
-                status,
-                data,
-                error,
-                provider_status,
-                request_id,
-            } => {
+            Attempted::Done { status, data, error, provider_status, request_id } => {
                 let ended = OffsetDateTime::now_utc();
                 let started = claim.started_at.unwrap_or(ended);
                 let outcome = Outcome {
@@ -178,8 +157,7 @@ impl Executor {
                         started_at: Some(started),
                         ended_at: Some(ended),
                         duration_ms: (ended - claim.created_at).whole_milliseconds().max(0) as u64,
-                        queue_wait_ms: (started - claim.created_at).whole_milliseconds().max(0)
-                            as u64,
+                        queue_wait_ms: (started - claim.created_at).whole_milliseconds().max(0) as u64,
                         provider_ms,
                         attempts,
                         provider_request_id: request_id,
@@ -193,12 +171,7 @@ impl Executor {
                 }
                 let mut conn = self.db.acquire().await?;
                 executions::finish(&mut conn, &outcome).await?;
-                tracing::info!(
-                    status = status.as_str(),
-                    attempts,
-                    provider_ms,
-                    "execution finished"
-                );
+                tracing::info!(status = status.as_str(), attempts, provider_ms, "execution finished");
                 Ok(Disposition::Ack)
             }
         }
@@ -227,13 +200,7 @@ impl Executor {
             return Ok((done_err(e), attempts, 0));
         };
         let (Some(connection), Some(sealed)) = (claim.connection_id, claim.sealed.as_ref()) else {
-            let e = failure(
-                "auth",
-                "connection_missing",
-                "The connection for this call was deleted.",
-                false,
-                None,
-            );
+            let e = failure("auth", "connection_missing", "The connection for this call was deleted.", false, None);
             return Ok((done_err(e), attempts, 0));
         };
         if claim.connection_status.as_deref() == Some("needs_reauth") {
@@ -269,47 +236,26 @@ impl Executor {
         let request = match render_request(&tool, &claim.arguments) {
             Ok(r) => r,
             Err(err) => {
-                let e = failure(
-                    "validation",
-                    "invalid_arguments",
-                    err.to_string(),
-                    false,
-                    None,
-                );
+                let e = failure("validation", "invalid_arguments", err.to_string(), false, None);
                 return Ok((done_err(e), attempts, 0));
             }
         };
         let idempotency_key = claim.id.to_string();
 
         loop {
-            match self
-                .pacer
-                .acquire(&tool.provider, connection, self.max_inline_wait)
-                .await
-            {
+            match self.pacer.acquire(&tool.provider, connection, self.max_inline_wait).await {
                 Ok(_) => {}
                 Err(PaceError::WaitTooLong(wait)) => {
                     // No attempt was made at this number: the next claim takes it.
                     return Ok((
-                        Attempted::Defer {
-                            wait,
-                            reason: "rate limit: waiting for a permit".into(),
-                        },
+                        Attempted::Defer { wait, reason: "rate limit: waiting for a permit".into() },
                         attempts - 1,
                         provider_ms,
                     ));
                 }
                 Err(PaceError::Redis(err)) => return Err(err.into()),
             }
-            let result = self
-                .client
-                .call(
-                    &tool.provider,
-                    &request,
-                    &credential,
-                    Some(&idempotency_key),
-                )
-                .await;
+            let result = self.client.call(&tool.provider, &request, &credential, Some(&idempotency_key)).await;
             let (classification, status) = match &result {
                 Ok(response) => {
                     provider_ms += response.elapsed.as_millis() as u64;
@@ -323,9 +269,7 @@ impl Executor {
                         Some(response.status),
                     )
                 }
-                Err(err) if err.is_transient() => {
-                    (Classification::Transient { not_before: None }, None)
-                }
+                Err(err) if err.is_transient() => (Classification::Transient { not_before: None }, None),
                 Err(_) => (Classification::Permanent, None),
             };
             match classification {
@@ -346,8 +290,7 @@ impl Executor {
                 Classification::Permanent => {
                     let e = match (&result, status) {
                         (Ok(response), Some(s)) => {
-                            let detail = provider_message(&response.body)
-                                .unwrap_or_else(|| "no details".into());
+                            let detail = provider_message(&response.body).unwrap_or_else(|| "no details".into());
                             OutcomeError {
                                 kind: "provider".into(),
                                 code: "provider_error".into(),
@@ -356,9 +299,7 @@ impl Executor {
                                 provider_status: Some(s),
                             }
                         }
-                        (Err(err), _) => {
-                            failure("provider", "provider_error", err.to_string(), false, None)
-                        }
+                        (Err(err), _) => failure("provider", "provider_error", err.to_string(), false, None),
                         _ => unreachable!("a permanent classification has a response or an error"),
                     };
                     let data = result.ok().map(|r| r.body).filter(|b| !b.is_null());
@@ -378,13 +319,10 @@ impl Executor {
                     if status == Some(429) {
                         // Every worker holds off this connection until the provider's time.
                         let pause = not_before.unwrap_or(Duration::from_secs(1));
-                        self.pacer
-                            .pause(&tool.provider.id, connection, pause)
-                            .await
-                            .map_err(|e| match e {
-                                PaceError::Redis(r) => InfraError::Redis(r),
-                                PaceError::WaitTooLong(_) => unreachable!("pause does not wait"),
-                            })?;
+                        self.pacer.pause(&tool.provider.id, connection, pause).await.map_err(|e| match e {
+                            PaceError::Redis(r) => InfraError::Redis(r),
+                            PaceError::WaitTooLong(_) => unreachable!("pause does not wait"),
+                        })?;
                     }
                     let reason = match (&result, status) {
                         (_, Some(429)) => "rate limited by the provider (429)".to_string(),
@@ -401,10 +339,7 @@ impl Executor {
                         let e = failure(
                             kind,
                             code,
-                            format!(
-                                "{} did not succeed after {attempts} attempts: {reason}",
-                                tool.provider.name
-                            ),
+                            format!("{} did not succeed after {attempts} attempts: {reason}", tool.provider.name),
                             true,
                             status,
                         );

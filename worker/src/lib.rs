@@ -20,10 +20,8 @@ use tokio_util::task::TaskTracker;
 /// Runs until `stop`: then stops consuming, lets in-flight calls finish (bounded by the
 /// shutdown grace) and returns.
 pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Result<()> {
-    let catalog = Arc::new(Catalog::load_dir(
-        &catalog::default_dir(config.catalog_dir.as_deref()),
-        &config.providers.base_urls,
-    )?);
+    let catalog =
+        Arc::new(Catalog::load_dir(&catalog::default_dir(config.catalog_dir.as_deref()), &config.providers.base_urls)?);
     let infra = clawlink_common::startup::connect_infra(
         &config.infra,
         &config.worker_id,
@@ -32,25 +30,15 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
     )
     .await?;
     let topology = Topology::new(&config.infra.namespace);
-    topology
-        .declare_on(&infra.amqp)
-        .await
-        .context("declaring queues")?;
-    let publisher = Publisher::new(&infra.amqp, topology.clone())
-        .await
-        .context("opening the publisher")?;
-    let pacer = Pacer::new(
-        infra.redis.connection(),
-        &config.infra.namespace,
-        catalog.providers(),
-    );
+    topology.declare_on(&infra.amqp).await.context("declaring queues")?;
+    let publisher = Publisher::new(&infra.amqp, topology.clone()).await.context("opening the publisher")?;
+    let pacer = Pacer::new(infra.redis.connection(), &config.infra.namespace, catalog.providers());
     let executor = Arc::new(Executor {
         db: infra.db,
         results: infra.redis,
         publisher,
         pacer,
-        client: ProviderClient::new(&config.providers, config.provider_timeout)
-            .context("building the HTTP client")?,
+        client: ProviderClient::new(&config.providers, config.provider_timeout).context("building the HTTP client")?,
         keyring: config.keyring.clone(),
         catalog,
         retry: config.retry,
@@ -60,10 +48,7 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
 
     let amqp = Arc::new(infra.amqp);
     let tracker = TaskTracker::new();
-    let lanes = [
-        (Lane::Interactive, config.interactive_concurrency),
-        (Lane::Bulk, config.bulk_concurrency),
-    ];
+    let lanes = [(Lane::Interactive, config.interactive_concurrency), (Lane::Bulk, config.bulk_concurrency)];
     let mut consumers = tokio::task::JoinSet::new();
     for (lane, prefetch) in lanes {
         let executor = executor.clone();
@@ -73,10 +58,7 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
         let stop = stop.clone();
         let tag = format!("{}-{}", config.worker_id, lane.as_str());
         consumers.spawn(async move {
-            consumer::consume_lane(
-                executor, &amqp, &topology, lane, prefetch, tag, tracker, stop,
-            )
-            .await
+            consumer::consume_lane(executor, &amqp, &topology, lane, prefetch, tag, tracker, stop).await
         });
     }
     tracing::info!(worker = %config.worker_id, "clawlink-worker running");
@@ -87,14 +69,8 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
         }
     }
     tracker.close();
-    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            in_flight = tracker.len(),
-            "shutdown grace over; unfinished calls will be redelivered"
-        );
+    if tokio::time::timeout(config.shutdown_grace, tracker.wait()).await.is_err() {
+        tracing::warn!(in_flight = tracker.len(), "shutdown grace over; unfinished calls will be redelivered");
     }
     let _ = amqp.close(200, "worker stopping".into()).await;
     tracing::info!("clawlink-worker stopped");

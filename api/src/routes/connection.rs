@@ -18,19 +18,12 @@ pub async fn resolve_connection(
     let integration = &tool.provider.id;
     let candidates = connections::list_usable(conn, user, integration).await?;
     let chosen = match requested {
-        Some(id) => candidates
-            .iter()
-            .find(|c| c.id.0 == id)
-            .cloned()
-            .ok_or_else(|| {
-                // Another user's id and a made-up id look the same: 404.
-                ApiError::not_found(
-                    "connection_not_found",
-                    format!("You have no {integration} connection with id {id}."),
-                )
+        Some(id) => candidates.iter().find(|c| c.id.0 == id).cloned().ok_or_else(|| {
+            // Another user's id and a made-up id look the same: 404.
+            ApiError::not_found("connection_not_found", format!("You have no {integration} connection with id {id}."))
                 .details(candidates.iter().map(|c| json!(c.id)))
                 .hint("GET /api/integrations lists your connections.")
-            })?,
+        })?,
         None => match candidates.iter().find(|c| c.is_default) {
             Some(c) => c.clone(),
             None if candidates.len() == 1 => candidates[0].clone(),
@@ -49,7 +42,10 @@ pub async fn resolve_connection(
                     StatusCode::CONFLICT,
                     "connection",
                     "ambiguous_connection",
-                    format!("You have several {} connections and none is the default; say which with connectionId.", tool.provider.name),
+                    format!(
+                        "You have several {} connections and none is the default; say which with connectionId.",
+                        tool.provider.name
+                    ),
                 )
                 .details(candidates.iter().map(|c| json!(c.id)))
                 .with("integration", json!(integration)));
@@ -59,10 +55,7 @@ pub async fn resolve_connection(
     if chosen.status == "needs_reauth" {
         return Err(ApiError::unauthorized(
             "needs_reauth",
-            format!(
-                "The {} connection {} must be reconnected before it can be used.",
-                tool.provider.name, chosen.id
-            ),
+            format!("The {} connection {} must be reconnected before it can be used.", tool.provider.name, chosen.id),
         )
         .hint("Ask the person to reconnect it in the ClawLink dashboard.")
         .with("connectionId", json!(chosen.id)));

@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use clawlink_common::catalog::{ToolEntry, render_request, validate_arguments};
+use clawlink_common::db::devices::DeviceAuth;
 use clawlink_common::db::executions::{self, Inserted, NewExecution};
 use clawlink_common::ids::{ConnectionId, ExecutionId};
 use clawlink_common::queue::{Job, Lane};
@@ -44,18 +45,9 @@ fn empty_object() -> Value {
 /// Looks a tool up, or answers 404 with the closest names.
 pub fn find_tool(state: &AppState, name: &str) -> Result<Arc<ToolEntry>, ApiError> {
     state.catalog.tool(name).cloned().ok_or_else(|| {
-        ApiError::not_found(
-            "tool_not_found",
-            format!("There is no tool named {name:?}."),
-        )
-        .details(
-            state
-                .catalog
-                .closest_names(name, 5)
-                .into_iter()
-                .map(Value::String),
-        )
-        .hint("Use GET /api/tools/search?query=… to find the right tool.")
+        ApiError::not_found("tool_not_found", format!("There is no tool named {name:?}."))
+            .details(state.catalog.closest_names(name, 5).into_iter().map(Value::String))
+            .hint("Use GET /api/tools/search?query=… to find the right tool.")
     })
 }
 
@@ -93,10 +85,7 @@ fn wants_async(headers: &HeaderMap, body: &ExecuteBody) -> bool {
             .get_all("prefer")
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
-            })
+            .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async")))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -120,33 +109,64 @@ pub async fn execute(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> Result<Response, ApiError> {
-    let tool = find_tool(&state, &name)?;
-    check_arguments(&tool, &body.arguments)?;
-    let idempotency_key = idempotency_key(&headers)?;
-    let is_async = wants_async(&headers, &body);
+    let call = ToolCall {
+        tool: find_tool(&state, &name)?,
+        is_async: wants_async(&headers, &body),
+        idempotency_key: idempotency_key(&headers)?,
+        arguments: body.arguments,
+        connection_id: body.connection_id,
+        confirmed: body.confirmed,
+    };
+    Ok(match call_tool(&state, &device, call).await? {
+        CallResult::Finished(ctx, outcome) => view::outcome_response(&ctx, &outcome),
+        CallResult::Accepted { id, status } => view::accepted(&state, id, status),
+    })
+}
+
+/// One tool call as the api receives it, from the REST route or from MCP.
+pub struct ToolCall {
+    pub tool: Arc<ToolEntry>,
+    pub arguments: Value,
+    pub connection_id: Option<i64>,
+    pub confirmed: bool,
+    pub is_async: bool,
+    pub idempotency_key: Option<String>,
+}
+
+pub enum CallResult {
+    /// The call finished (succeeded or failed) within the wait.
+    Finished(view::CallContext, Outcome),
+    /// Still queued or running: poll the execution.
+    Accepted { id: ExecutionId, status: &'static str },
+}
+
+/// Validates, resolves the connection, records the execution, publishes the job and —
+/// for a sync call — waits for the outcome up to the sync bound.
+pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) -> Result<CallResult, ApiError> {
+    let ToolCall { tool, arguments, connection_id, confirmed, is_async, idempotency_key } = call;
+    check_arguments(&tool, &arguments)?;
 
     let mut conn = state.db.acquire().await?;
-    let connection =
-        resolve_connection(&mut conn, device.user_id, &tool, body.connection_id).await?;
-    if tool.requires_confirmation && !body.confirmed {
-        let summary = clawlink_common::catalog::render_preview(&tool.tool.preview, &body.arguments);
+    let connection = resolve_connection(&mut conn, device.user_id, &tool, connection_id).await?;
+    if tool.requires_confirmation && !confirmed {
+        let summary = clawlink_common::catalog::render_preview(&tool.tool.preview, &arguments);
         return Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
             "confirmation",
             "confirmation_required",
-            format!("{} changes data ({}); confirm with the person, then call again with \"confirmed\": true.", tool.name, tool.tool.mode.as_str()),
+            format!(
+                "{} changes data ({}); confirm with the person, then call again with \"confirmed\": true.",
+                tool.name,
+                tool.tool.mode.as_str()
+            ),
         )
         .hint(format!("Will do: {summary}"))
         .with("summary", json!(summary)));
     }
 
-    let lane = if is_async {
-        Lane::Bulk
-    } else {
-        Lane::Interactive
-    };
+    let lane = if is_async { Lane::Bulk } else { Lane::Interactive };
     let id = ExecutionId::new();
-    let hash = request_hash(&tool.name, connection.id, &body.arguments);
+    let hash = request_hash(&tool.name, connection.id, &arguments);
     let inserted = executions::insert(
         &mut conn,
         &NewExecution {
@@ -156,7 +176,7 @@ pub async fn execute(
             connection: connection.id,
             integration: &tool.provider.id,
             tool_name: &tool.name,
-            arguments: &body.arguments,
+            arguments: &arguments,
             lane,
             idempotency_key: idempotency_key.as_deref(),
             request_hash: Some(&hash),
@@ -165,10 +185,7 @@ pub async fn execute(
     .await?;
     drop(conn);
 
-    let ctx = view::CallContext {
-        tool: tool.clone(),
-        connection_id: connection.id,
-    };
+    let ctx = view::CallContext { tool: tool.clone(), connection_id: connection.id };
     if let Inserted::Existing(existing) = inserted {
         if existing.request_hash.as_deref() != Some(hash.as_slice()) {
             return Err(ApiError::new(
@@ -181,23 +198,17 @@ pub async fn execute(
             .with("executionId", json!(existing.id)));
         }
         // A replay: the first execution answers, whatever state it is in.
-        let wait = if is_async {
-            Duration::ZERO
-        } else {
-            state.config.sync_wait
-        };
-        return Ok(
-            match crate::routes::executions::await_outcome(&state, existing.id, wait).await? {
-                Some(outcome) => view::outcome_response(&ctx, &outcome),
-                None => view::accepted(&state, existing.id, &existing.status),
+        let wait = if is_async { Duration::ZERO } else { state.config.sync_wait };
+        return Ok(match crate::routes::executions::await_outcome(state, existing.id, wait).await? {
+            Some(outcome) => CallResult::Finished(ctx, outcome),
+            None => CallResult::Accepted {
+                id: existing.id,
+                status: if existing.status == "running" { "running" } else { "queued" },
             },
-        );
+        });
     }
 
-    let job = Job::ExecuteV1 {
-        execution_id: id,
-        reply_to: (!is_async).then(|| state.config.instance_id.clone()),
-    };
+    let job = Job::ExecuteV1 { execution_id: id, reply_to: (!is_async).then(|| state.config.instance_id.clone()) };
     // Register before publishing so a fast result cannot slip past.
     let waiter = (!is_async).then(|| state.waiters.register(id));
     if let Err(err) = state.publisher.publish(lane, &job).await {
@@ -210,7 +221,7 @@ pub async fn execute(
         .with("executionId", json!(id)));
     }
     let Some(mut waiter) = waiter else {
-        return Ok(view::accepted(&state, id, "queued"));
+        return Ok(CallResult::Accepted { id, status: "queued" });
     };
 
     let deadline = Instant::now() + state.config.sync_wait;
@@ -220,13 +231,13 @@ pub async fn execute(
     loop {
         let until = deadline.min(Instant::now() + recheck);
         match tokio::time::timeout_at(until, &mut waiter.receiver).await {
-            Ok(Ok(outcome)) => return Ok(view::outcome_response(&ctx, &outcome)),
+            Ok(Ok(outcome)) => return Ok(CallResult::Finished(ctx, outcome)),
             Ok(Err(_)) | Err(_) => {
-                if let Some(outcome) = stored_outcome(&state, id).await? {
-                    return Ok(view::outcome_response(&ctx, &outcome));
+                if let Some(outcome) = stored_outcome(state, id).await? {
+                    return Ok(CallResult::Finished(ctx, outcome));
                 }
                 if Instant::now() >= deadline {
-                    return Ok(view::accepted(&state, id, "running"));
+                    return Ok(CallResult::Accepted { id, status: "running" });
                 }
                 recheck = (recheck * 2).min(Duration::from_secs(4));
             }
@@ -235,19 +246,14 @@ pub async fn execute(
 }
 
 /// The outcome from Redis, or from the row when Redis has lost it. `None` while running.
-pub async fn stored_outcome(
-    state: &AppState,
-    id: ExecutionId,
-) -> Result<Option<Outcome>, ApiError> {
+pub async fn stored_outcome(state: &AppState, id: ExecutionId) -> Result<Option<Outcome>, ApiError> {
     match state.results.get(id).await {
         Ok(Some(outcome)) => return Ok(Some(outcome)),
         Ok(None) => {}
         Err(err) => tracing::warn!(error = %err, "result store unavailable; reading the row"),
     }
     let mut conn = state.db.acquire().await?;
-    Ok(executions::get_final(&mut conn, id)
-        .await?
-        .and_then(|row| row.outcome()))
+    Ok(executions::get_final(&mut conn, id).await?.and_then(|row| row.outcome()))
 }
 
 impl IntoResponse for view::Accepted {

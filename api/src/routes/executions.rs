@@ -24,11 +24,7 @@ pub struct WaitQuery {
 
 /// Waits up to `wait` for the execution's outcome, checking the result store with a
 /// growing interval. `None` when it is still queued or running.
-pub async fn await_outcome(
-    state: &AppState,
-    id: ExecutionId,
-    wait: Duration,
-) -> Result<Option<Outcome>, ApiError> {
+pub async fn await_outcome(state: &AppState, id: ExecutionId, wait: Duration) -> Result<Option<Outcome>, ApiError> {
     let deadline = Instant::now() + wait;
     let mut interval = Duration::from_millis(20);
     loop {
@@ -50,13 +46,10 @@ pub async fn get_execution(
     Path(id): Path<String>,
     Query(query): Query<WaitQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let not_found =
-        || ApiError::not_found("execution_not_found", "There is no execution with this id.");
+    let not_found = || ApiError::not_found("execution_not_found", "There is no execution with this id.");
     let id: ExecutionId = id.parse().map_err(|_| not_found())?;
     let mut conn = state.db.acquire().await?;
-    let row = executions::get_for_user(&mut conn, device.user_id, id)
-        .await?
-        .ok_or_else(not_found)?;
+    let row = executions::get_for_user(&mut conn, device.user_id, id).await?.ok_or_else(not_found)?;
     drop(conn);
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(state.config.max_poll_wait);
     // The worker writes the result to Redis before it updates the row, so a row that is

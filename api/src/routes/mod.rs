@@ -4,8 +4,11 @@ pub mod connection;
 pub mod execute;
 pub mod executions;
 pub mod health;
+pub mod mcp;
+pub mod pairing;
 pub mod tools;
 pub mod view;
+pub mod whoami;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -18,6 +21,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/api/openclaw/pair/start", post(pairing::start))
+        .route("/api/openclaw/pair/sessions/{token}", get(pairing::status))
+        .route("/api/openclaw/pair/sessions/{token}/exchange", post(pairing::exchange))
+        .route("/api/openclaw/pair/sessions/{token}/finalize", post(pairing::finalize))
+        .route("/api/agent/whoami", get(whoami::whoami))
+        .route("/api/mcp", post(mcp::mcp))
         .route("/api/catalog", get(tools::catalog))
         .route("/api/integrations", get(tools::integrations))
         .route("/api/tools", get(tools::list))

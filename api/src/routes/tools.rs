@@ -31,14 +31,8 @@ async fn connections_by_integration(
 fn descriptor(tool: &ToolEntry, connections: Option<&Vec<Connection>>) -> Value {
     let empty = Vec::new();
     let connections = connections.unwrap_or(&empty);
-    let default = connections
-        .iter()
-        .find(|c| c.is_default)
-        .or(if connections.len() == 1 {
-            connections.first()
-        } else {
-            None
-        });
+    let default =
+        connections.iter().find(|c| c.is_default).or(if connections.len() == 1 { connections.first() } else { None });
     json!({
         "integration": tool.provider.id,
         "integrationName": tool.provider.name,
@@ -65,11 +59,10 @@ pub struct ListQuery {
 
 fn check_integration(state: &AppState, integration: Option<&str>) -> Result<(), ApiError> {
     match integration {
-        Some(id) if state.catalog.provider(id).is_none() => Err(ApiError::not_found(
-            "integration_not_found",
-            format!("There is no integration named {id:?}."),
-        )
-        .hint("GET /api/catalog lists every integration.")),
+        Some(id) if state.catalog.provider(id).is_none() => {
+            Err(ApiError::not_found("integration_not_found", format!("There is no integration named {id:?}."))
+                .hint("GET /api/catalog lists every integration."))
+        }
         _ => Ok(()),
     }
 }
@@ -88,9 +81,7 @@ pub async fn list(
         .filter(|t| integration.is_none_or(|i| t.provider.id == i))
         .map(|t| descriptor(t, connections.get(&t.provider.id)))
         .collect();
-    Ok(Json(
-        json!({"tools": tools, "count": tools.len(), "integration": integration}),
-    ))
+    Ok(Json(json!({"tools": tools, "count": tools.len(), "integration": integration})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,21 +101,15 @@ pub async fn search_tools(
 ) -> Result<Json<Value>, ApiError> {
     let text = query.query.as_deref().map(str::trim).unwrap_or_default();
     if text.is_empty() {
-        return Err(ApiError::bad_request(
-            "missing_query",
-            "Give a query: /api/tools/search?query=send+an+email",
-        )
-        .hint("Describe what you want to do in a few words."));
+        return Err(ApiError::bad_request("missing_query", "Give a query: /api/tools/search?query=send+an+email")
+            .hint("Describe what you want to do in a few words."));
     }
     let limit = match query.limit.as_deref() {
         None | Some("") => 10,
         Some(raw) => match raw.parse::<usize>() {
             Ok(n) if (1..=25).contains(&n) => n,
             _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_limit",
-                    "limit must be a whole number from 1 to 25.",
-                ));
+                return Err(ApiError::bad_request("invalid_limit", "limit must be a whole number from 1 to 25."));
             }
         },
     };
@@ -139,9 +124,7 @@ pub async fn search_tools(
             d
         })
         .collect();
-    Ok(Json(
-        json!({"tools": tools, "count": tools.len(), "query": text, "integration": integration}),
-    ))
+    Ok(Json(json!({"tools": tools, "count": tools.len(), "query": text, "integration": integration})))
 }
 
 pub async fn describe(
@@ -151,8 +134,7 @@ pub async fn describe(
 ) -> Result<Json<Value>, ApiError> {
     let tool = find_tool(&state, &name)?;
     let mut conn = state.db.acquire().await?;
-    let connections =
-        connections::list_usable(&mut conn, device.user_id, &tool.provider.id).await?;
+    let connections = connections::list_usable(&mut conn, device.user_id, &tool.provider.id).await?;
     drop(conn);
     let mut d = descriptor(&tool, Some(&connections));
     let g = &tool.tool.guidance;
@@ -160,10 +142,7 @@ pub async fn describe(
     d["askBefore"] = json!(g.ask_before);
     d["safeDefaults"] = json!(g.safe_defaults);
     d["examples"] = json!(
-        g.examples
-            .iter()
-            .map(|e| json!({"description": e.description, "arguments": e.arguments}))
-            .collect::<Vec<_>>()
+        g.examples.iter().map(|e| json!({"description": e.description, "arguments": e.arguments})).collect::<Vec<_>>()
     );
     d["synonyms"] = json!(tool.tool.synonyms);
     d["connections"] = json!(connections.iter().map(connection_view).collect::<Vec<_>>());
@@ -203,8 +182,7 @@ pub async fn preview(
     let tool = find_tool(&state, &name)?;
     check_arguments(&tool, &body.arguments)?;
     let mut conn = state.db.acquire().await?;
-    let connection =
-        resolve_connection(&mut conn, device.user_id, &tool, body.connection_id).await?;
+    let connection = resolve_connection(&mut conn, device.user_id, &tool, body.connection_id).await?;
     let summary = render_preview(&tool.tool.preview, &body.arguments);
     Ok(Json(json!({
         "ok": true,
@@ -254,12 +232,8 @@ pub async fn integrations(
 ) -> Result<Json<Value>, ApiError> {
     let mut conn = state.db.acquire().await?;
     let rows = connections::list_for_user(&mut conn, device.user_id).await?;
-    let fmt = |t: Option<time::OffsetDateTime>| {
-        t.and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-    };
+    let fmt =
+        |t: Option<time::OffsetDateTime>| t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
     let list: Vec<Value> = rows
         .iter()
         .map(|c| {

@@ -18,12 +18,9 @@ pub struct CallContext {
 pub struct Accepted(pub Value);
 
 fn rfc3339(t: Option<time::OffsetDateTime>) -> Value {
-    t.and_then(|t| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .ok()
-    })
-    .map(Value::String)
-    .unwrap_or(Value::Null)
+    t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .map(Value::String)
+        .unwrap_or(Value::Null)
 }
 
 pub fn meta(id: ExecutionId, m: &OutcomeMeta) -> Value {
@@ -75,10 +72,7 @@ pub fn outcome_response(ctx: &CallContext, outcome: &Outcome) -> Response {
                 e.error_extra.insert("providerStatus".into(), json!(s));
             }
             if error.code == "needs_reauth" {
-                e = e.hint(format!(
-                    "Reconnect {} in the ClawLink dashboard, then try again.",
-                    tool.provider.name
-                ));
+                e = e.hint(format!("Reconnect {} in the ClawLink dashboard, then try again.", tool.provider.name));
             }
             e.with("executionId", json!(outcome.execution_id))
                 .with("toolName", json!(tool.name))

@@ -127,10 +127,7 @@ fn default_retry_after() -> Vec<String> {
 
 impl Default for RetryHeaders {
     fn default() -> Self {
-        Self {
-            retry_after: default_retry_after(),
-            reset: Vec::new(),
-        }
+        Self { retry_after: default_retry_after(), reset: Vec::new() }
     }
 }
 
@@ -316,14 +313,8 @@ pub enum CatalogError {
 
 impl Catalog {
     /// Loads every `*.toml` in `dir`, applying base URL overrides.
-    pub fn load_dir(
-        dir: &Path,
-        base_urls: &BTreeMap<String, String>,
-    ) -> Result<Self, CatalogError> {
-        let folder_err = |reason: String| CatalogError::Folder {
-            path: dir.to_path_buf(),
-            reason,
-        };
+    pub fn load_dir(dir: &Path, base_urls: &BTreeMap<String, String>) -> Result<Self, CatalogError> {
+        let folder_err = |reason: String| CatalogError::Folder { path: dir.to_path_buf(), reason };
         let mut files = std::fs::read_dir(dir)
             .map_err(|e| folder_err(e.to_string()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -335,10 +326,8 @@ impl Catalog {
         }
         let mut sources = Vec::new();
         for path in files {
-            let text = std::fs::read_to_string(&path).map_err(|e| CatalogError::File {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| CatalogError::File { path: path.clone(), reason: e.to_string() })?;
             sources.push((path, text));
         }
         Self::from_sources(sources, base_urls)
@@ -351,21 +340,14 @@ impl Catalog {
     ) -> Result<Self, CatalogError> {
         let mut catalog = Catalog::default();
         for (path, text) in sources {
-            let file_err = |reason: String| CatalogError::File {
-                path: path.clone(),
-                reason,
-            };
-            let mut provider: Provider =
-                toml::from_str(&text).map_err(|e| file_err(describe_toml_error(&text, &e)))?;
+            let file_err = |reason: String| CatalogError::File { path: path.clone(), reason };
+            let mut provider: Provider = toml::from_str(&text).map_err(|e| file_err(describe_toml_error(&text, &e)))?;
             check_provider(&provider).map_err(file_err)?;
             if let Some(url) = base_urls.get(&provider.id) {
                 provider.base_url = url.clone();
             }
             if catalog.providers.contains_key(&provider.id) {
-                return Err(file_err(format!(
-                    "provider id {:?} is declared twice",
-                    provider.id
-                )));
+                return Err(file_err(format!("provider id {:?} is declared twice", provider.id)));
             }
             let provider = Arc::new(provider);
             for (index, tool) in provider.tools.iter().enumerate() {
@@ -373,9 +355,7 @@ impl Catalog {
                 let name = format!("{}_{}", provider.id, tool.action);
                 let validator = check_tool(tool).map_err(|r| file_err(format!("{place}: {r}")))?;
                 if catalog.tools.contains_key(&name) {
-                    return Err(file_err(format!(
-                        "{place}: tool name {name:?} is declared twice"
-                    )));
+                    return Err(file_err(format!("{place}: tool name {name:?} is declared twice")));
                 }
                 let requires_confirmation = tool.mode != Mode::Read || tool.risk != Risk::Safe;
                 let entry = ToolEntry {
@@ -411,17 +391,10 @@ impl Catalog {
 
     /// The names closest to `name`, best first, for a `tool_not_found` answer.
     pub fn closest_names(&self, name: &str, limit: usize) -> Vec<String> {
-        let mut scored = self
-            .tools
-            .keys()
-            .map(|candidate| (edit_distance(name, candidate), candidate))
-            .collect::<Vec<_>>();
+        let mut scored =
+            self.tools.keys().map(|candidate| (edit_distance(name, candidate), candidate)).collect::<Vec<_>>();
         scored.sort();
-        scored
-            .into_iter()
-            .take(limit)
-            .map(|(_, n)| n.clone())
-            .collect()
+        scored.into_iter().take(limit).map(|(_, n)| n.clone()).collect()
     }
 }
 
@@ -451,35 +424,20 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
 }
 
 fn is_slug(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn check_provider(p: &Provider) -> Result<(), String> {
     if !is_slug(&p.id) || p.id.contains("__") {
-        return Err(format!(
-            "id {:?} must be lower-case letters, digits and '_'",
-            p.id
-        ));
+        return Err(format!("id {:?} must be lower-case letters, digits and '_'", p.id));
     }
     if !(p.base_url.starts_with("https://") || p.base_url.starts_with("http://")) {
         return Err(format!("base_url {:?} must be an http(s) URL", p.base_url));
     }
-    if let Auth::ApiKey {
-        header: None,
-        query: None,
-        ..
-    } = p.auth
-    {
+    if let Auth::ApiKey { header: None, query: None, .. } = p.auth {
         return Err("auth: an api_key provider needs `header` or `query`".into());
     }
-    for w in p
-        .rate_limits
-        .per_connection
-        .iter()
-        .chain(&p.rate_limits.per_app)
-    {
+    for w in p.rate_limits.per_connection.iter().chain(&p.rate_limits.per_app) {
         if w.requests == 0 || w.per_seconds == 0 {
             return Err("rate_limits: requests and per_seconds must be positive".into());
         }
@@ -505,10 +463,7 @@ fn check_tool(t: &Tool) -> Result<jsonschema::Validator, String> {
         return Err("action must be lower-case letters, digits and '_'".into());
     }
     if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&t.method.as_str()) {
-        return Err(format!(
-            "method {:?} is not one of GET POST PUT PATCH DELETE",
-            t.method
-        ));
+        return Err(format!("method {:?} is not one of GET POST PUT PATCH DELETE", t.method));
     }
     if !t.path.starts_with('/') {
         return Err(format!("path {:?} must start with '/'", t.path));
@@ -516,8 +471,7 @@ fn check_tool(t: &Tool) -> Result<jsonschema::Validator, String> {
     if t.input_schema.get("type").and_then(|v| v.as_str()) != Some("object") {
         return Err("input_schema must be a JSON Schema with type = \"object\"".into());
     }
-    let validator = jsonschema::validator_for(&t.input_schema)
-        .map_err(|e| format!("input_schema is invalid: {e}"))?;
+    let validator = jsonschema::validator_for(&t.input_schema).map_err(|e| format!("input_schema is invalid: {e}"))?;
     let properties = t.input_schema.get("properties").and_then(|p| p.as_object());
     let declared = |name: &str| properties.is_some_and(|p| p.contains_key(name));
     let required = t
@@ -528,16 +482,12 @@ fn check_tool(t: &Tool) -> Result<jsonschema::Validator, String> {
         .unwrap_or_default();
     for name in placeholders(&t.path) {
         if !declared(name) || !required.contains(&name) {
-            return Err(format!(
-                "path parameter {{{name}}} must be a required property of input_schema"
-            ));
+            return Err(format!("path parameter {{{name}}} must be a required property of input_schema"));
         }
     }
     for name in placeholders(&t.preview) {
         if !declared(name) {
-            return Err(format!(
-                "preview placeholder {{{name}}} is not a property of input_schema"
-            ));
+            return Err(format!("preview placeholder {{{name}}} is not a property of input_schema"));
         }
     }
     for name in t.args.keys() {
@@ -547,9 +497,7 @@ fn check_tool(t: &Tool) -> Result<jsonschema::Validator, String> {
     }
     for (i, ex) in t.guidance.examples.iter().enumerate() {
         if !validator.is_valid(&ex.arguments) {
-            return Err(format!(
-                "guidance.examples[{i}] does not match input_schema"
-            ));
+            return Err(format!("guidance.examples[{i}] does not match input_schema"));
         }
     }
     Ok(validator)
@@ -561,9 +509,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -594,10 +540,7 @@ guidance = { examples = [{ description = "item 1", arguments = { item_id = "1" }
 "#;
 
     fn load(text: &str) -> Result<Catalog, CatalogError> {
-        Catalog::from_sources(
-            vec![(PathBuf::from("demo.toml"), text.to_string())],
-            &BTreeMap::new(),
-        )
+        Catalog::from_sources(vec![(PathBuf::from("demo.toml"), text.to_string())], &BTreeMap::new())
     }
 
     #[test]
@@ -605,10 +548,7 @@ guidance = { examples = [{ description = "item 1", arguments = { item_id = "1" }
         let c = load(GOOD).unwrap();
         let t = c.tool("demo_get_item").unwrap();
         assert!(!t.requires_confirmation);
-        assert_eq!(
-            c.closest_names("demo_get_itme", 1),
-            vec!["demo_get_item".to_string()]
-        );
+        assert_eq!(c.closest_names("demo_get_itme", 1), vec!["demo_get_item".to_string()]);
     }
 
     #[test]

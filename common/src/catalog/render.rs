@@ -11,11 +11,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 
 /// Everything except the unreserved characters of RFC 3986 §2.3.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenderedRequest {
@@ -59,23 +55,17 @@ pub fn render_request(tool: &ToolEntry, arguments: &Value) -> Result<RenderedReq
     let args = arguments.as_object().unwrap_or(&empty);
     let spec = &tool.tool;
     let method: http::Method = spec.method.parse().expect("method checked at load");
-    let base = url::Url::parse(&tool.provider.base_url)
-        .map_err(|e| RenderError::BaseUrl(e.to_string()))?;
+    let base = url::Url::parse(&tool.provider.base_url).map_err(|e| RenderError::BaseUrl(e.to_string()))?;
 
     // Path: replace each {name} with its encoded value.
     let mut path = String::with_capacity(spec.path.len() + 16);
     let mut in_path = Vec::new();
     let mut rest = spec.path.as_str();
     while let Some(start) = rest.find('{') {
-        let end = rest[start..]
-            .find('}')
-            .map(|e| start + e)
-            .expect("placeholders checked at load");
+        let end = rest[start..].find('}').map(|e| start + e).expect("placeholders checked at load");
         path.push_str(&rest[..start]);
         let name = &rest[start + 1..end];
-        let value = args
-            .get(name)
-            .ok_or_else(|| RenderError::MissingPathArgument(name.into()))?;
+        let value = args.get(name).ok_or_else(|| RenderError::MissingPathArgument(name.into()))?;
         let text = scalar_text(value);
         if text.is_empty() {
             return Err(RenderError::EmptyPathArgument(name.into()));
@@ -90,18 +80,11 @@ pub fn render_request(tool: &ToolEntry, arguments: &Value) -> Result<RenderedReq
     let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
     url.set_path(&joined);
 
-    let default_location = if matches!(method, http::Method::GET | http::Method::DELETE) {
-        ArgLocation::Query
-    } else {
-        ArgLocation::Body
-    };
+    let default_location =
+        if matches!(method, http::Method::GET | http::Method::DELETE) { ArgLocation::Query } else { ArgLocation::Body };
     let mut body = Map::new();
-    let mut headers: Vec<(String, String)> = tool
-        .provider
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut headers: Vec<(String, String)> =
+        tool.provider.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut query = Vec::new();
     for (name, value) in args {
         if in_path.contains(&name.as_str()) {
@@ -123,10 +106,7 @@ pub fn render_request(tool: &ToolEntry, arguments: &Value) -> Result<RenderedReq
     if !query.is_empty() {
         url.query_pairs_mut().extend_pairs(query);
     }
-    if url.scheme() != base.scheme()
-        || url.host_str() != base.host_str()
-        || url.port() != base.port()
-    {
+    if url.scheme() != base.scheme() || url.host_str() != base.host_str() || url.port() != base.port() {
         return Err(RenderError::HostChanged);
     }
     match &spec.transform {
@@ -155,12 +135,7 @@ pub fn render_request(tool: &ToolEntry, arguments: &Value) -> Result<RenderedReq
             }
         })
     };
-    Ok(RenderedRequest {
-        method,
-        url,
-        headers,
-        body,
-    })
+    Ok(RenderedRequest { method, url, headers, body })
 }
 
 /// Bracket notation for nested form values: `a[b]=1`, `a[0]=x`.
@@ -186,9 +161,7 @@ fn insert_at(body: &mut Map<String, Value>, target: &str, value: Value) {
     let parts: Vec<&str> = target.trim_start_matches('/').split('/').collect();
     let mut current = body;
     for part in &parts[..parts.len() - 1] {
-        let next = current
-            .entry(part.to_string())
-            .or_insert_with(|| Value::Object(Map::new()));
+        let next = current.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
         if !next.is_object() {
             *next = Value::Object(Map::new());
         }
@@ -230,7 +203,9 @@ fn rfc5322_message(body: &mut Map<String, Value>) -> Result<String, RenderError>
         Some(_) => return Err(RenderError::NotText("body".into())),
         None => String::new(),
     };
-    message.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"UTF-8\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
+    message.push_str(
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"UTF-8\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+    );
     message.push_str(&text.replace("\r\n", "\n").replace('\n', "\r\n"));
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(message.as_bytes()))
 }
@@ -299,24 +274,14 @@ preview = "Create {name}"
 input_schema = { type = "object", properties = { name = { type = "string" }, trace = { type = "string" } } }
 args = { trace = { header = "X-Trace" } }
 "#;
-        Catalog::from_sources(
-            vec![(PathBuf::from("demo.toml"), text.into())],
-            &BTreeMap::new(),
-        )
-        .unwrap()
+        Catalog::from_sources(vec![(PathBuf::from("demo.toml"), text.into())], &BTreeMap::new()).unwrap()
     }
 
     #[test]
     fn path_values_cannot_escape_their_segment() {
         let c = catalog();
         let t = c.tool("demo_get_item").unwrap();
-        for evil in [
-            "../../admin",
-            "a/b?x=1#frag",
-            "@evil.example",
-            "%2e%2e",
-            "//evil.example/x",
-        ] {
+        for evil in ["../../admin", "a/b?x=1#frag", "@evil.example", "%2e%2e", "//evil.example/x"] {
             let r = render_request(t, &json!({ "item_id": evil })).unwrap();
             assert_eq!(r.url.host_str(), Some("demo.example"), "{evil}");
             assert!(r.url.path().starts_with("/v1/items/"), "{evil} → {}", r.url);
@@ -328,29 +293,17 @@ args = { trace = { header = "X-Trace" } }
     #[test]
     fn query_body_and_headers_go_where_declared() {
         let c = catalog();
-        let r = render_request(
-            c.tool("demo_get_item").unwrap(),
-            &json!({"item_id": "7", "limit": 5}),
-        )
-        .unwrap();
+        let r = render_request(c.tool("demo_get_item").unwrap(), &json!({"item_id": "7", "limit": 5})).unwrap();
         assert_eq!(r.url.as_str(), "https://demo.example/v1/items/7?limit=5");
         assert_eq!(r.body, None);
-        let r = render_request(
-            c.tool("demo_create").unwrap(),
-            &json!({"name": "x", "trace": "t1"}),
-        )
-        .unwrap();
+        let r = render_request(c.tool("demo_create").unwrap(), &json!({"name": "x", "trace": "t1"})).unwrap();
         assert_eq!(r.method, http::Method::POST);
         assert_eq!(r.body, Some(RequestBody::Json(json!({"name": "x"}))));
         assert_eq!(r.headers, vec![("X-Trace".to_string(), "t1".to_string())]);
     }
 
     fn single(text: &str) -> Catalog {
-        Catalog::from_sources(
-            vec![(PathBuf::from("x.toml"), text.into())],
-            &BTreeMap::new(),
-        )
-        .unwrap()
+        Catalog::from_sources(vec![(PathBuf::from("x.toml"), text.into())], &BTreeMap::new()).unwrap()
     }
 
     #[test]
@@ -376,21 +329,11 @@ input_schema = { type = "object", properties = { to = { type = "array" }, subjec
         );
         let args = json!({"to": ["a@x.test", "b@x.test"], "subject": "Hi\r\nBcc: evil@x.test", "body": "line1\nline2", "threadId": "t1"});
         let r = render_request(c.tool("mail_send").unwrap(), &args).unwrap();
-        let Some(RequestBody::Json(body)) = r.body else {
-            panic!("json body")
-        };
+        let Some(RequestBody::Json(body)) = r.body else { panic!("json body") };
         assert_eq!(body["threadId"], "t1");
         let raw = body["message"]["raw"].as_str().unwrap();
-        let text = String::from_utf8(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(raw)
-                .unwrap(),
-        )
-        .unwrap();
-        assert!(
-            text.starts_with("To: a@x.test, b@x.test\r\nSubject: Hi  Bcc: evil@x.test\r\n"),
-            "{text}"
-        );
+        let text = String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).unwrap()).unwrap();
+        assert!(text.starts_with("To: a@x.test, b@x.test\r\nSubject: Hi  Bcc: evil@x.test\r\n"), "{text}");
         assert!(!text.contains("\r\nBcc:"), "{text}");
         assert!(text.ends_with("\r\n\r\nline1\r\nline2"), "{text}");
     }
@@ -441,21 +384,12 @@ input_schema = { type = "object", properties = { email = { type = "string" }, me
             ]))
         );
         let r = render_request(c.tool("gq_q").unwrap(), &json!({"id": "ISS-1"})).unwrap();
-        let Some(RequestBody::Form(pairs)) = r.body else {
-            panic!("form")
-        };
-        assert!(
-            pairs
-                .iter()
-                .any(|(k, v)| k == "variables[id]" && v == "ISS-1")
-        );
+        let Some(RequestBody::Form(pairs)) = r.body else { panic!("form") };
+        assert!(pairs.iter().any(|(k, v)| k == "variables[id]" && v == "ISS-1"));
     }
 
     #[test]
     fn previews_fill_placeholders() {
-        assert_eq!(
-            render_preview("Create {name} in {where}", &json!({"name": "x"})),
-            "Create x in —"
-        );
+        assert_eq!(render_preview("Create {name} in {where}", &json!({"name": "x"})), "Create x in —");
     }
 }

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 const STOP_WORDS: &[&str] = &[
-    "a", "an", "the", "my", "me", "i", "to", "on", "in", "for", "of", "is", "are", "what", "whats",
-    "what's", "do", "please", "and", "with", "from", "some", "can", "you", "it", "this", "that",
-    "at", "by", "be", "there", "any", "about", "our", "we",
+    "a", "an", "the", "my", "me", "i", "to", "on", "in", "for", "of", "is", "are", "what", "whats", "what's", "do",
+    "please", "and", "with", "from", "some", "can", "you", "it", "this", "that", "at", "by", "be", "there", "any",
+    "about", "our", "we",
 ];
 
 /// Everyday words and the catalog words they stand for.
@@ -99,11 +99,7 @@ const CONCEPTS: &[(&str, &[&str])] = &[
 ];
 
 fn normalise(word: &str) -> Option<String> {
-    let w: String = word
-        .chars()
-        .filter(|c| c.is_alphanumeric() || *c == '_')
-        .collect::<String>()
-        .to_lowercase();
+    let w: String = word.chars().filter(|c| c.is_alphanumeric() || *c == '_').collect::<String>().to_lowercase();
     if w.is_empty() || STOP_WORDS.contains(&w.as_str()) {
         return None;
     }
@@ -121,9 +117,7 @@ fn stem(w: &str) -> String {
 }
 
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '\''))
-        .flat_map(|w| w.split('_'))
-        .filter_map(normalise)
+    text.split(|c: char| !(c.is_alphanumeric() || c == '\'')).flat_map(|w| w.split('_')).filter_map(normalise)
 }
 
 /// A tool's searchable words with their weights.
@@ -148,10 +142,7 @@ fn bag(tool: &ToolEntry) -> HashMap<String, f64> {
     }
     add(&tool.tool.title, 3.0);
     add(&tool.tool.action, 3.0);
-    bag.insert(
-        tool.provider.id.clone(),
-        2.0_f64.max(*bag.get(&tool.provider.id).unwrap_or(&0.0)),
-    );
+    bag.insert(tool.provider.id.clone(), 2.0_f64.max(*bag.get(&tool.provider.id).unwrap_or(&0.0)));
     bag
 }
 
@@ -178,12 +169,7 @@ pub fn search<'a>(
             for w in &query_words {
                 // The query's verb naming the tool's own verb ("open" → create) decides
                 // between tools on the same thing.
-                if !verb_matched
-                    && (w == verb
-                        || CONCEPTS
-                            .iter()
-                            .any(|(k, rel)| *k == w && rel.contains(&verb)))
-                {
+                if !verb_matched && (w == verb || CONCEPTS.iter().any(|(k, rel)| *k == w && rel.contains(&verb))) {
                     score += 1.5;
                     verb_matched = true;
                 }
@@ -206,9 +192,7 @@ pub fn search<'a>(
         })
         .collect();
     scored.sort_by(|a, b| {
-        b.1.total_cmp(&a.1)
-            .then_with(|| a.0.name.len().cmp(&b.0.name.len()))
-            .then_with(|| a.0.name.cmp(&b.0.name))
+        b.1.total_cmp(&a.1).then_with(|| a.0.name.len().cmp(&b.0.name.len())).then_with(|| a.0.name.cmp(&b.0.name))
     });
     scored.truncate(limit);
     scored

@@ -27,10 +27,7 @@ pub struct NewConnection<'a> {
 
 /// Inserts a connection; it becomes the default when the user has no default for the
 /// integration yet. Call inside a transaction together with `store_credential`.
-pub async fn insert(
-    conn: &mut PgConnection,
-    new: &NewConnection<'_>,
-) -> sqlx::Result<ConnectionId> {
+pub async fn insert(conn: &mut PgConnection, new: &NewConnection<'_>) -> sqlx::Result<ConnectionId> {
     sqlx::query_scalar!(
         r#"INSERT INTO user_integrations
                (user_id, integration, connection_label, account_label, external_account_id, is_default)
@@ -72,11 +69,7 @@ pub async fn store_credential(
 }
 
 /// The user's connections to `integration` that can be used (not revoked), default first.
-pub async fn list_usable(
-    conn: &mut PgConnection,
-    user: UserId,
-    integration: &str,
-) -> sqlx::Result<Vec<Connection>> {
+pub async fn list_usable(conn: &mut PgConnection, user: UserId, integration: &str) -> sqlx::Result<Vec<Connection>> {
     sqlx::query_as!(
         Connection,
         r#"SELECT id AS "id: ConnectionId", user_id AS "user_id: UserId", integration, connection_label,

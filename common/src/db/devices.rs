@@ -33,10 +33,7 @@ pub async fn create(
 
 /// Looks a credential up by its hash. The hash is the index key, so the comparison
 /// happens inside Postgres on a digest: timing reveals nothing about the token.
-pub async fn find_by_hash(
-    conn: &mut PgConnection,
-    token_hash: &[u8],
-) -> sqlx::Result<Option<DeviceAuth>> {
+pub async fn find_by_hash(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<DeviceAuth>> {
     sqlx::query_as!(
         DeviceAuth,
         r#"SELECT id AS "device_id: DeviceId", user_id AS "user_id: UserId", label,
@@ -46,4 +43,62 @@ pub async fn find_by_hash(
     )
     .fetch_optional(conn)
     .await
+}
+
+#[derive(Clone, Debug)]
+pub struct DeviceRow {
+    pub id: DeviceId,
+    pub label: String,
+    pub token_prefix: String,
+    pub created_at: time::OffsetDateTime,
+    pub last_used_at: Option<time::OffsetDateTime>,
+    pub revoked_at: Option<time::OffsetDateTime>,
+}
+
+pub async fn list_for_user(conn: &mut PgConnection, user: UserId) -> sqlx::Result<Vec<DeviceRow>> {
+    sqlx::query_as!(
+        DeviceRow,
+        r#"SELECT id AS "id: DeviceId", label, token_prefix, created_at, last_used_at, revoked_at
+             FROM devices WHERE user_id = $1 ORDER BY revoked_at IS NOT NULL, created_at DESC"#,
+        user.0
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn get_for_user(conn: &mut PgConnection, user: UserId, id: DeviceId) -> sqlx::Result<Option<DeviceRow>> {
+    sqlx::query_as!(
+        DeviceRow,
+        r#"SELECT id AS "id: DeviceId", label, token_prefix, created_at, last_used_at, revoked_at
+             FROM devices WHERE user_id = $1 AND id = $2"#,
+        user.0,
+        id.0
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Revokes the user's device; false when it is not theirs (or already revoked).
+pub async fn revoke(conn: &mut PgConnection, user: UserId, id: DeviceId) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE devices SET revoked_at = now() WHERE user_id = $1 AND id = $2 AND revoked_at IS NULL",
+        user.0,
+        id.0
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records last use for many devices in one statement (the api batches these).
+pub async fn touch_many(conn: &mut PgConnection, ids: &[i64], at: &[time::OffsetDateTime]) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE devices d SET last_used_at = greatest(coalesce(d.last_used_at, u.at), u.at)
+           FROM UNNEST($1::bigint[], $2::timestamptz[]) AS u(id, at) WHERE d.id = u.id",
+        ids,
+        at
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }

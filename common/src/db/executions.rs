@@ -71,11 +71,7 @@ impl ExecutionRow {
         Some(Outcome {
             execution_id: self.id,
             status,
-            data: if status == FinalStatus::Succeeded {
-                self.result_excerpt.clone()
-            } else {
-                None
-            },
+            data: if status == FinalStatus::Succeeded { self.result_excerpt.clone() } else { None },
             error,
             meta: OutcomeMeta {
                 started_at: self.started_at,
@@ -132,9 +128,7 @@ pub async fn insert(conn: &mut PgConnection, new: &NewExecution<'_>) -> sqlx::Re
     if inserted.is_some() {
         return Ok(Inserted::New);
     }
-    let key = new
-        .idempotency_key
-        .expect("only an idempotency key can conflict");
+    let key = new.idempotency_key.expect("only an idempotency key can conflict");
     let existing = sqlx::query_as!(
         ExecutionRow,
         r#"SELECT id AS "id: ExecutionId", user_id AS "user_id: UserId", connection_id AS "connection_id: ConnectionId",
@@ -222,11 +216,7 @@ pub async fn claim(conn: &mut PgConnection, id: ExecutionId) -> sqlx::Result<Opt
         started_at: r.started_at,
         connection_status: r.connection_status,
         sealed: match (r.key_id, r.nonce, r.ciphertext) {
-            (Some(key_id), Some(nonce), Some(ciphertext)) => Some(Sealed {
-                key_id,
-                nonce,
-                ciphertext,
-            }),
+            (Some(key_id), Some(nonce), Some(ciphertext)) => Some(Sealed { key_id, nonce, ciphertext }),
             _ => None,
         },
     }))
@@ -234,12 +224,7 @@ pub async fn claim(conn: &mut PgConnection, id: ExecutionId) -> sqlx::Result<Opt
 
 /// Returns a claimed execution to `queued` (its retry waits in a delay queue), recording
 /// the attempts made so far and why it waits.
-pub async fn requeue(
-    conn: &mut PgConnection,
-    id: ExecutionId,
-    attempts: i32,
-    reason: &str,
-) -> sqlx::Result<()> {
+pub async fn requeue(conn: &mut PgConnection, id: ExecutionId, attempts: i32, reason: &str) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE executions SET status = 'queued', attempts = $2, error_message = $3
           WHERE id = $1 AND status = 'running'",
@@ -294,11 +279,7 @@ pub async fn finish(conn: &mut PgConnection, outcome: &Outcome) -> sqlx::Result<
 
 /// Fails an execution that could not be queued (the publish was refused or its confirm
 /// was lost), so a late delivery of the message finds it final and does nothing.
-pub async fn fail_unqueued(
-    conn: &mut PgConnection,
-    id: ExecutionId,
-    message: &str,
-) -> sqlx::Result<()> {
+pub async fn fail_unqueued(conn: &mut PgConnection, id: ExecutionId, message: &str) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE executions SET status = 'failed', finished_at = now(), error_code = 'queue_unavailable',
                 error_message = $2
@@ -312,10 +293,7 @@ pub async fn fail_unqueued(
 }
 
 /// The final row of an execution, for a redelivered message that must only re-publish.
-pub async fn get_final(
-    conn: &mut PgConnection,
-    id: ExecutionId,
-) -> sqlx::Result<Option<ExecutionRow>> {
+pub async fn get_final(conn: &mut PgConnection, id: ExecutionId) -> sqlx::Result<Option<ExecutionRow>> {
     sqlx::query_as!(
         ExecutionRow,
         r#"SELECT id AS "id: ExecutionId", user_id AS "user_id: UserId", connection_id AS "connection_id: ConnectionId",

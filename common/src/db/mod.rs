@@ -5,7 +5,9 @@
 pub mod connections;
 pub mod devices;
 pub mod executions;
+pub mod pairing;
 pub mod users;
+pub mod web_sessions;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};

@@ -31,10 +31,42 @@ pub async fn upsert(
 }
 
 pub async fn get(conn: &mut PgConnection, id: UserId) -> sqlx::Result<Option<User>> {
+    sqlx::query_as!(User, r#"SELECT id AS "id: UserId", email, display_name, is_admin FROM users WHERE id = $1"#, id.0)
+        .fetch_optional(conn)
+        .await
+}
+
+pub struct Credentials {
+    pub id: UserId,
+    pub password_hash: String,
+}
+
+/// The account and password hash for a sign-in. Emails compare case-insensitively.
+pub async fn find_for_sign_in(conn: &mut PgConnection, email: &str) -> sqlx::Result<Option<Credentials>> {
     sqlx::query_as!(
-        User,
-        r#"SELECT id AS "id: UserId", email, display_name, is_admin FROM users WHERE id = $1"#,
-        id.0
+        Credentials,
+        r#"SELECT id AS "id: UserId", password_hash FROM users WHERE lower(email) = lower($1)"#,
+        email
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Creates an account; `None` when the email is taken.
+pub async fn create(
+    conn: &mut PgConnection,
+    email: &str,
+    password_hash: &str,
+    display_name: &str,
+) -> sqlx::Result<Option<UserId>> {
+    sqlx::query_scalar!(
+        r#"INSERT INTO users (email, password_hash, display_name)
+           SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($1))
+           ON CONFLICT (email) DO NOTHING
+           RETURNING id AS "id: UserId""#,
+        email,
+        password_hash,
+        display_name
     )
     .fetch_optional(conn)
     .await

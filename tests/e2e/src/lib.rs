@@ -18,11 +18,12 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+pub mod browser;
+
 pub const SANDBOX_TOKEN: &str = "sandbox-test-token";
 
 fn admin_url() -> String {
-    std::env::var("CLAWLINK_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("CLAWLINK_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn with_database(url: &str, db: &str) -> String {
@@ -33,10 +34,7 @@ fn with_database(url: &str, db: &str) -> String {
 /// The folder of the workspace's built binaries (target/debug when tests run in debug).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .to_path_buf()
+    exe.parent().and_then(|deps| deps.parent()).expect("target dir").to_path_buf()
 }
 
 pub fn install_crypto() {
@@ -54,11 +52,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self {
-            workers: 1,
-            env: Vec::new(),
-            sandbox_rate: None,
-        }
+        Self { workers: 1, env: Vec::new(), sandbox_rate: None }
     }
 }
 
@@ -68,14 +62,13 @@ pub struct Stack {
     pub namespace: String,
     pub env: Env,
     pub api_url: String,
+    /// The web front (sign-in, pairing approval, devices).
+    pub web_url: String,
     pub emulator: Emulator,
     pub keyring: Keyring,
     pub http: reqwest::Client,
     stop_api: CancellationToken,
-    workers: Vec<(
-        CancellationToken,
-        tokio::task::JoinHandle<anyhow::Result<()>>,
-    )>,
+    workers: Vec<(CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>)>,
     _catalog_dir: Option<tempdir::TempDir>,
 }
 
@@ -100,9 +93,8 @@ impl Stack {
         install_crypto();
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let db_name = format!("clawlink_test_{suffix}");
-        let admin = sqlx::PgPool::connect(&admin_url())
-            .await
-            .expect("connect to postgres (CLAWLINK_TEST_DATABASE_URL)");
+        let admin =
+            sqlx::PgPool::connect(&admin_url()).await.expect("connect to postgres (CLAWLINK_TEST_DATABASE_URL)");
         // The name is ours: a fixed prefix and hex digits.
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
             .execute(&admin)
@@ -110,31 +102,20 @@ impl Stack {
             .expect("create test database");
         admin.close().await;
         let db_url = with_database(&admin_url(), &db_name);
-        let db = clawlink_common::db::connect(&db_url, 8)
-            .await
-            .expect("connect test database");
-        clawlink_common::MIGRATOR
-            .run(&db)
-            .await
-            .expect("migrations");
+        let db = clawlink_common::db::connect(&db_url, 8).await.expect("connect test database");
+        clawlink_common::MIGRATOR.run(&db).await.expect("migrations");
 
-        let emulator = Emulator::start(EmulatorConfig {
-            sandbox_tokens: vec![SANDBOX_TOKEN.into()],
-            ..Default::default()
-        })
-        .await
-        .expect("emulator");
+        let emulator =
+            Emulator::start(EmulatorConfig { sandbox_tokens: vec![SANDBOX_TOKEN.into()], ..Default::default() })
+                .await
+                .expect("emulator");
         let namespace = format!("t{suffix}");
         let key_b64 = {
             use base64::Engine;
             let raw: [u8; 32] = rand::random();
             base64::engine::general_purpose::STANDARD.encode(raw)
         };
-        let keyring = Keyring::from_encoded(
-            vec![("k1".into(), SecretString::new(key_b64.clone()))],
-            None,
-        )
-        .unwrap();
+        let keyring = Keyring::from_encoded(vec![("k1".into(), SecretString::new(key_b64.clone()))], None).unwrap();
 
         let catalog_dir = options.sandbox_rate.as_ref().map(|rate| {
             let dir = std::env::temp_dir().join(format!("clawlink-catalog-{suffix}"));
@@ -158,10 +139,7 @@ impl Stack {
             ("CLAWLINK_DATABASE_MAX_CONNECTIONS", "8".into()),
             ("CLAWLINK_NAMESPACE", namespace.clone()),
             ("CLAWLINK_PROVIDER_SANDBOX_BASE_URL", emulator.url()),
-            (
-                "CLAWLINK_ALLOW_PRIVATE_PROVIDER_HOSTS",
-                emulator.addr().to_string(),
-            ),
+            ("CLAWLINK_ALLOW_PRIVATE_PROVIDER_HOSTS", emulator.addr().to_string()),
             ("CLAWLINK_CREDENTIAL_KEYS", format!("k1:{key_b64}")),
             ("CLAWLINK_API_ADDR", "127.0.0.1:0".into()),
             ("CLAWLINK_SYNC_WAIT_MS", "15000".into()),
@@ -181,6 +159,9 @@ impl Stack {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api_url = format!("http://{}", listener.local_addr().unwrap());
         env.set("CLAWLINK_PUBLIC_API_URL", api_url.clone());
+        let web_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let web_url = format!("http://{}", web_listener.local_addr().unwrap());
+        env.set("CLAWLINK_PUBLIC_WEB_URL", web_url.clone());
         let api_config = clawlink_api::config::ApiConfig::from_env(&env).expect("api config");
         let stop_api = CancellationToken::new();
         let stop = stop_api.clone();
@@ -189,16 +170,21 @@ impl Stack {
                 panic!("api stopped: {err:#}");
             }
         });
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        let web_config = clawlink_web::WebConfig::from_env(&env).expect("web config");
+        let web_stop = stop_api.clone();
+        tokio::spawn(async move {
+            if let Err(err) = clawlink_web::run(web_config, web_listener, web_stop).await {
+                panic!("web stopped: {err:#}");
+            }
+        });
         let mut stack = Stack {
             db,
             db_name,
             namespace,
             env,
             api_url,
+            web_url,
             emulator,
             keyring,
             http,
@@ -215,12 +201,7 @@ impl Stack {
 
     async fn wait_ready(&self) {
         for _ in 0..300 {
-            if let Ok(r) = self
-                .http
-                .get(format!("{}/readyz", self.api_url))
-                .send()
-                .await
-            {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.api_url)).send().await {
                 if r.status().is_success() {
                     return;
                 }
@@ -246,10 +227,7 @@ impl Stack {
     pub async fn stop_workers(&mut self) {
         for (stop, handle) in self.workers.drain(..) {
             stop.cancel();
-            handle
-                .await
-                .expect("worker task")
-                .expect("worker stopped cleanly");
+            handle.await.expect("worker task").expect("worker stopped cleanly");
         }
     }
 
@@ -262,11 +240,7 @@ impl Stack {
         log: &std::path::Path,
     ) -> tokio::process::Child {
         let bin = bin_dir().join("clawlink-worker");
-        assert!(
-            bin.exists(),
-            "{} is missing: run `cargo build --workspace --bins` first",
-            bin.display()
-        );
+        assert!(bin.exists(), "{} is missing: run `cargo build --workspace --bins` first", bin.display());
         let out = std::fs::File::create(log).unwrap();
         let err = out.try_clone().unwrap();
         let mut cmd = tokio::process::Command::new(bin);
@@ -280,25 +254,17 @@ impl Stack {
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        cmd.stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .kill_on_drop(true);
+        cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err)).kill_on_drop(true);
         cmd.spawn().expect("spawn worker")
     }
 
     pub fn env_pairs(&self) -> Vec<(String, String)> {
-        self.env
-            .with_prefix("")
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        self.env.with_prefix("").map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     pub async fn amqp_channel(&self) -> lapin::Channel {
-        let url = std::env::var("CLAWLINK_AMQP_URL")
-            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
-            .await
-            .expect("amqp");
+        let url = std::env::var("CLAWLINK_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await.expect("amqp");
         let channel = conn.create_channel().await.unwrap();
         // Keep the connection alive as long as the channel is used.
         std::mem::forget(conn);
@@ -315,10 +281,7 @@ impl Stack {
         let q = channel
             .queue_declare(
                 queue.into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
+                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
                 Default::default(),
             )
             .await
@@ -329,18 +292,13 @@ impl Stack {
     }
 
     pub async fn wait_for_consumers(&self, n: u32) {
-        let queue = self
-            .topology()
-            .work_queue(clawlink_common::queue::Lane::Interactive);
+        let queue = self.topology().work_queue(clawlink_common::queue::Lane::Interactive);
         for _ in 0..400 {
             let channel = self.amqp_channel().await;
             let declared = channel
                 .queue_declare(
                     queue.as_str().into(),
-                    lapin::options::QueueDeclareOptions {
-                        passive: true,
-                        ..Default::default()
-                    },
+                    lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
                     Default::default(),
                 )
                 .await;
@@ -358,9 +316,7 @@ impl Stack {
     /// A user with a paired device (and no connection yet).
     pub async fn user(&self, email: &str) -> TestUser {
         let mut conn = self.db.acquire().await.unwrap();
-        let id = users::upsert(&mut conn, email, &hash_password("pw").unwrap(), "Test")
-            .await
-            .unwrap();
+        let id = users::upsert(&mut conn, email, &hash_password("pw").unwrap(), "Test").await.unwrap();
         let token = tokens::new_device_credential();
         devices::create(
             &mut conn,
@@ -371,10 +327,7 @@ impl Stack {
         )
         .await
         .unwrap();
-        TestUser {
-            id,
-            api_key: token.expose().to_string(),
-        }
+        TestUser { id, api_key: token.expose().to_string() }
     }
 
     /// Adds a sandbox connection with `token` as its credential.
@@ -392,16 +345,9 @@ impl Stack {
         )
         .await
         .unwrap();
-        let bundle = CredentialBundle::Bearer {
-            token: SecretString::new(token),
-        };
-        let sealed = self
-            .keyring
-            .seal(RowIdentity::connection(user, id), &bundle.to_plaintext())
-            .unwrap();
-        connections::store_credential(&mut tx, id, user, &sealed)
-            .await
-            .unwrap();
+        let bundle = CredentialBundle::Bearer { token: SecretString::new(token) };
+        let sealed = self.keyring.seal(RowIdentity::connection(user, id), &bundle.to_plaintext()).unwrap();
+        connections::store_credential(&mut tx, id, user, &sealed).await.unwrap();
         tx.commit().await.unwrap();
         id
     }
@@ -409,20 +355,12 @@ impl Stack {
     /// A user with one default sandbox connection.
     pub async fn sandbox_user(&self, email: &str) -> (TestUser, ConnectionId) {
         let user = self.user(email).await;
-        let conn = self
-            .sandbox_connection(user.id, "main", SANDBOX_TOKEN)
-            .await;
+        let conn = self.sandbox_connection(user.id, "main", SANDBOX_TOKEN).await;
         (user, conn)
     }
 
     /// `POST /api/tools/{tool}/execute` → (status, body).
-    pub async fn execute(
-        &self,
-        key: &str,
-        tool: &str,
-        body: Value,
-        headers: &[(&str, &str)],
-    ) -> (u16, Value) {
+    pub async fn execute(&self, key: &str, tool: &str, body: Value, headers: &[(&str, &str)]) -> (u16, Value) {
         let mut req = self
             .http
             .post(format!("{}/api/tools/{tool}/execute", self.api_url))
@@ -472,18 +410,13 @@ impl Stack {
             }
         }
         for name in names {
-            let _ = channel
-                .queue_delete(name.as_str().into(), Default::default())
-                .await;
+            let _ = channel.queue_delete(name.as_str().into(), Default::default()).await;
         }
         self.db.close().await;
         if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.db_name
-            )))
-            .execute(&admin)
-            .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name)))
+                .execute(&admin)
+                .await;
         }
     }
 }

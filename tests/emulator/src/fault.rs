@@ -69,33 +69,22 @@ impl Fault {
     /// Whether this fault applies to a request with this method and path.
     pub(crate) fn matches(&self, method: &str, path: &str) -> bool {
         self.times > 0
-            && self
-                .method
-                .as_deref()
-                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
             && self.path.as_deref().is_none_or(|p| p == path)
     }
 
     /// Check that the fault can be turned into a response, so a mistake surfaces when
     /// the fault is added rather than as a puzzling response later.
     pub fn validate(&self) -> Result<(), String> {
-        let FaultKind::Status {
-            status,
-            retry_after,
-            headers,
-            ..
-        } = &self.kind
-        else {
+        let FaultKind::Status { status, retry_after, headers, .. } = &self.kind else {
             return Ok(());
         };
         StatusCode::from_u16(*status).map_err(|_| format!("{status} is not an HTTP status"))?;
         if let Some(value) = retry_after {
-            HeaderValue::from_str(value)
-                .map_err(|_| format!("retry_after {value:?} is not a valid header value"))?;
+            HeaderValue::from_str(value).map_err(|_| format!("retry_after {value:?} is not a valid header value"))?;
         }
         for (name, value) in headers {
-            HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("{name:?} is not a valid header name"))?;
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a valid header name"))?;
             HeaderValue::from_str(value)
                 .map_err(|_| format!("header {name}: {value:?} is not a valid header value"))?;
         }
@@ -118,12 +107,9 @@ pub(crate) struct Dropped;
 impl FaultKind {
     pub(crate) fn injection(self) -> Injection {
         match self {
-            FaultKind::Status {
-                status,
-                retry_after,
-                body,
-                headers,
-            } => Injection::Respond(status_response(status, retry_after, body, headers)),
+            FaultKind::Status { status, retry_after, body, headers } => {
+                Injection::Respond(status_response(status, retry_after, body, headers))
+            }
             FaultKind::Delay { ms } => Injection::Delay(Duration::from_millis(ms)),
             FaultKind::Drop => Injection::Respond(dropped_response()),
         }
@@ -148,10 +134,7 @@ fn status_response(
         response_headers.insert(header::RETRY_AFTER, value);
     }
     for (name, value) in headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
             response_headers.append(name, value);
         }
     }
@@ -164,16 +147,10 @@ fn dropped_response() -> Response {
     let start = stream::once(async { Ok::<_, std::io::Error>(Bytes::from_static(b"{\"")) });
     let abort = stream::once(async {
         tokio::time::sleep(DROP_AFTER).await;
-        Err(std::io::Error::new(
-            std::io::ErrorKind::ConnectionAborted,
-            "emulator fault: connection dropped",
-        ))
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "emulator fault: connection dropped"))
     });
     let mut response = Response::new(Body::from_stream(start.chain(abort)));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response.extensions_mut().insert(Dropped);
     response
 }
@@ -195,9 +172,8 @@ mod tests {
         assert!(!fault.matches("GET", "/notes"));
         assert!(!fault.matches("POST", "/notes/note_1"));
 
-        let drop: Fault =
-            serde_json::from_value(serde_json::json!({"kind": {"type": "drop"}, "times": 3}))
-                .unwrap_or_else(|e| panic!("fault should parse: {e}"));
+        let drop: Fault = serde_json::from_value(serde_json::json!({"kind": {"type": "drop"}, "times": 3}))
+            .unwrap_or_else(|e| panic!("fault should parse: {e}"));
         assert!(matches!(drop.kind, FaultKind::Drop));
         assert!(drop.matches("DELETE", "/anything"));
     }
@@ -207,12 +183,7 @@ mod tests {
         let fault = Fault {
             method: None,
             path: None,
-            kind: FaultKind::Status {
-                status: 1000,
-                retry_after: None,
-                body: None,
-                headers: vec![],
-            },
+            kind: FaultKind::Status { status: 1000, retry_after: None, body: None, headers: vec![] },
             times: 1,
         };
         assert!(fault.validate().is_err());

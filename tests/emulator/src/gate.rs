@@ -1,13 +1,21 @@
 //! The gate in front of each provider's routes: checks the caller's credentials, then
 //! applies the first matching fault, then lets the handler run.
 //!
-//! Order matters: a refused token stays a `401` and does not use up a fault, and a
+//! Order matters: a refused credential stays a refusal and does not use up a fault, and a
 //! faulted request never reaches the handler, so a faulted write is not performed.
+//!
+//! Every provider is gated the same way; only where the secret travels differs (a
+//! [`Scheme`]) and what a refusal looks like. The secret must be one of the emulator's
+//! accepted tokens, the same set for every provider.
+
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use base64::Engine;
 
 use crate::error::error_body;
 use crate::fault::{FaultKind, Injection};
@@ -18,26 +26,91 @@ use crate::state::AppState;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Authorized;
 
-/// Gate for providers authenticated with `Authorization: Bearer <token>`, the token
-/// being one of the emulator's accepted tokens. Install with `route_layer`, so unknown
+/// Where a provider expects the secret, and in which format.
+#[derive(Clone, Debug)]
+pub(crate) enum Scheme {
+    /// `Authorization: Bearer <token>` (OAuth 2 access tokens, the sandbox).
+    Bearer,
+    /// A header holding `<prefix><token><suffix>`, e.g. Discord's `Authorization: Bot <token>`.
+    Header { name: HeaderName, prefix: String, suffix: String },
+    /// A query parameter holding `<prefix><token><suffix>`, e.g. Trello's `?key=<token>`.
+    Query { name: String, prefix: String, suffix: String },
+    /// `Authorization: Basic base64(user:password)`, the password being the token.
+    Basic,
+}
+
+impl Scheme {
+    /// A header or query scheme from an API key `format` such as `Bot {key}`.
+    pub(crate) fn header(name: HeaderName, format: &str) -> Scheme {
+        let (prefix, suffix) = split_format(format);
+        Scheme::Header { name, prefix, suffix }
+    }
+
+    pub(crate) fn query(name: &str, format: &str) -> Scheme {
+        let (prefix, suffix) = split_format(format);
+        Scheme::Query { name: name.to_owned(), prefix, suffix }
+    }
+
+    fn accepts(&self, request: &Request, tokens: &HashSet<String>) -> bool {
+        let accepted = |token: &str| tokens.contains(token);
+        match self {
+            Scheme::Bearer => bearer_token(request.headers()).is_some_and(accepted),
+            Scheme::Header { name, prefix, suffix } => request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| unwrap_format(v, prefix, suffix))
+                .is_some_and(accepted),
+            Scheme::Query { name, prefix, suffix } => {
+                url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+                    .find(|(k, _)| k == name)
+                    .is_some_and(|(_, v)| unwrap_format(&v, prefix, suffix).is_some_and(accepted))
+            }
+            Scheme::Basic => basic_password(request.headers()).is_some_and(|p| accepted(&p)),
+        }
+    }
+}
+
+/// Who may pass and what a refusal looks like.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    /// Every scheme must accept the request (Trello wants both `key` and `token`).
+    schemes: Vec<Scheme>,
+    refuse: Arc<dyn Fn() -> Response + Send + Sync>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate").field("schemes", &self.schemes).finish_non_exhaustive()
+    }
+}
+
+impl Gate {
+    pub(crate) fn new(schemes: Vec<Scheme>, refuse: impl Fn() -> Response + Send + Sync + 'static) -> Gate {
+        Gate { schemes, refuse: Arc::new(refuse) }
+    }
+
+    /// Bearer auth refused with the shared `{"error":{"message":"invalid token"}}`.
+    pub(crate) fn bearer() -> Gate {
+        Gate::new(vec![Scheme::Bearer], || error_body(StatusCode::UNAUTHORIZED, "invalid token"))
+    }
+}
+
+/// The gate middleware. Install with `route_layer` and `from_fn_with_state`, so unknown
 /// routes fall through to the `404` without an auth check.
-pub(crate) async fn bearer(
-    State(state): State<AppState>,
+pub(crate) async fn check(
+    State((state, gate)): State<(AppState, Arc<Gate>)>,
     request: Request,
     next: Next,
 ) -> Response {
     let fault = {
         let mut world = state.world();
-        let authorized = bearer_token(request.headers()).is_some_and(|t| world.tokens.contains(t));
+        let authorized = gate.schemes.iter().all(|scheme| scheme.accepts(&request, &world.tokens));
         if !authorized {
             drop(world);
-            return error_body(StatusCode::UNAUTHORIZED, "invalid token");
+            return (gate.refuse)();
         }
-        take_fault(
-            &mut world.faults,
-            request.method().as_str(),
-            full_path(&request),
-        )
+        take_fault(&mut world.faults, request.method().as_str(), full_path(&request))
     };
 
     let mut response = match fault.map(FaultKind::injection) {
@@ -58,13 +131,41 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+fn basic_password(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    (!user.is_empty()).then(|| password.to_owned())
+}
+
+/// `Bot {key}` → (`Bot `, ``).
+fn split_format(format: &str) -> (String, String) {
+    match format.split_once("{key}") {
+        Some((prefix, suffix)) => (prefix.to_owned(), suffix.to_owned()),
+        None => (format.to_owned(), String::new()),
+    }
+}
+
+/// The token inside `value` when it has the expected prefix (case-insensitive, as auth
+/// schemes are) and suffix.
+fn unwrap_format<'v>(value: &'v str, prefix: &str, suffix: &str) -> Option<&'v str> {
+    let head = value.get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix) {
+        return None;
+    }
+    let token = value[prefix.len()..].strip_suffix(suffix)?;
+    (!token.is_empty()).then_some(token)
+}
+
 /// The path as the client sent it. Inside a nested provider router the URI has lost its
 /// prefix; faults match the full path, which the request log noted on arrival.
 fn full_path(request: &Request) -> &str {
-    request
-        .extensions()
-        .get::<FullPath>()
-        .map_or_else(|| request.uri().path(), |path| &path.0)
+    request.extensions().get::<FullPath>().map_or_else(|| request.uri().path(), |path| &path.0)
 }
 
 /// Take the first fault matching this request, using up one of its `times`.
@@ -72,9 +173,29 @@ fn take_fault(faults: &mut Vec<crate::Fault>, method: &str, path: &str) -> Optio
     let index = faults.iter().position(|f| f.matches(method, path))?;
     let fault = &mut faults[index];
     fault.times -= 1;
-    if fault.times == 0 {
-        Some(faults.remove(index).kind)
-    } else {
-        Some(fault.kind.clone())
+    if fault.times == 0 { Some(faults.remove(index).kind) } else { Some(fault.kind.clone()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_wrap_the_token() {
+        let (p, s) = split_format("Bot {key}");
+        assert_eq!(unwrap_format("Bot abc", &p, &s), Some("abc"));
+        assert_eq!(unwrap_format("bot abc", &p, &s), Some("abc"));
+        assert_eq!(unwrap_format("Bearer abc", &p, &s), None);
+        assert_eq!(unwrap_format("Bot ", &p, &s), None);
+        let (p, s) = split_format("{key}");
+        assert_eq!(unwrap_format("abc", &p, &s), Some("abc"));
+    }
+
+    #[test]
+    fn basic_takes_the_password() {
+        let mut headers = HeaderMap::new();
+        let encoded = base64::engine::general_purpose::STANDARD.encode("ana@example.com:tok:1");
+        headers.insert(header::AUTHORIZATION, format!("Basic {encoded}").parse().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(basic_password(&headers).as_deref(), Some("tok:1"));
     }
 }

@@ -1,12 +1,14 @@
 //! ClawLink's provider emulator: a real HTTP server on loopback that plays provider
 //! APIs for tests and local runs, injects faults on request and counts side effects.
 //!
-//! Each provider is a module with its own router and its own data in the shared state
-//! (`state.rs`); it is nested under its own path prefix, except the sandbox
-//! (`sandbox.rs`), which is served at the root. Every provider route passes through the
-//! same two layers: `record.rs` logs the request, and a gate (`gate.rs`) checks
-//! credentials, then applies faults. The control plane (`control.rs`, under
-//! `/_emulator`) needs no auth and is not logged.
+//! The sandbox (`sandbox.rs`) is a hand-written module served at the root, with its own
+//! data in the shared state (`state.rs`). Every other provider comes from the catalog
+//! (`providers/`): nested under `/<provider id>`, it serves each tool's method and path,
+//! checks the credential and the request's shape as the catalog declares them, and
+//! answers from `fixtures/<provider>.toml`. Every provider route passes through the same
+//! two layers: `record.rs` logs the request, and a gate (`gate.rs`) checks credentials,
+//! then applies faults. The control plane (`control.rs`, under `/_emulator`) needs no
+//! auth and is not logged.
 //!
 //! Tests start one emulator each on port 0 with [`Emulator::start`]; local runs use the
 //! `clawlink-emulator` binary.
@@ -16,6 +18,7 @@ mod control;
 mod error;
 mod fault;
 mod gate;
+mod providers;
 mod record;
 mod sandbox;
 mod state;
@@ -34,6 +37,7 @@ use tokio::task::JoinHandle;
 pub use config::{DEFAULT_BINARY_ADDR, DEFAULT_SANDBOX_TOKEN, EmulatorConfig};
 pub use control::CONTROL_PREFIX;
 pub use fault::{Fault, FaultKind};
+pub use providers::Providers;
 pub use record::IDEMPOTENCY_KEY;
 pub use state::{AppState, NO_IDEMPOTENCY_KEY, REQUEST_LOG_CAPACITY, RequestRecord, Stats};
 
@@ -43,15 +47,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// The whole emulator as one router: control plane, providers, fallbacks and the
 /// request log. Exposed so a test can also drive it in-process without a port.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .nest(CONTROL_PREFIX, control::router())
-        .merge(sandbox::router(state.clone()))
-        // Further providers: `.nest("/<provider>", <provider>::router(state.clone()))`.
+pub fn router(state: AppState, providers: &Providers) -> anyhow::Result<Router> {
+    let app = Router::new().nest(CONTROL_PREFIX, control::router()).merge(sandbox::router(state.clone()));
+    Ok(providers
+        .mount(app, &state)?
         .fallback(error::no_such_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(from_fn_with_state(state.clone(), record::record))
-        .with_state(state)
+        .with_state(state))
 }
 
 /// Handle to a running emulator. Dropping it stops the server in the background;
@@ -66,13 +69,20 @@ pub struct Emulator {
 
 impl Emulator {
     /// Bind `config.addr` and start serving; returns once the socket is listening.
+    ///
+    /// Loads the catalog and the fixtures first; a catalog tool without a canned answer
+    /// is logged and answered `501` (the crate's tests fail on it).
     pub async fn start(config: EmulatorConfig) -> anyhow::Result<Emulator> {
+        let catalog_dir = config.catalog_dir.clone().unwrap_or_else(|| clawlink_common::catalog::default_dir(None));
+        let fixtures_dir = config.fixtures_dir.clone().unwrap_or_else(providers::default_fixtures_dir);
+        let providers = Providers::load(&catalog_dir, &fixtures_dir)?;
+        for problem in providers.problems() {
+            tracing::warn!("emulator fixtures: {problem}");
+        }
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding the provider emulator to {}", config.addr))?;
-        let addr = listener
-            .local_addr()
-            .context("reading the emulator's bound address")?;
+        let addr = listener.local_addr().context("reading the emulator's bound address")?;
         // Responses are small and written whole; Nagle would only add latency.
         let listener = listener.tap_io(|tcp| {
             if let Err(err) = tcp.set_nodelay(true) {
@@ -81,27 +91,19 @@ impl Emulator {
         });
 
         let state = AppState::new(config.sandbox_tokens);
-        let app = router(state.clone());
+        let app = router(state.clone(), &providers)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let signal = async {
                 // A dropped sender stops the server too.
                 let _ = stopped.await;
             };
-            if let Err(err) = axum::serve(listener, app)
-                .with_graceful_shutdown(signal)
-                .await
-            {
+            if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(signal).await {
                 tracing::error!("provider emulator stopped: {err}");
             }
         });
 
-        Ok(Emulator {
-            addr,
-            state,
-            stop: Some(stop),
-            server: Some(server),
-        })
+        Ok(Emulator { addr, state, stop: Some(stop), server: Some(server) })
     }
 
     /// Base URL without a trailing slash, e.g. `http://127.0.0.1:41234`. A wildcard bind
@@ -113,6 +115,12 @@ impl Emulator {
             ip => ip,
         };
         format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// Base URL of one provider: `{url}/{id}`, or the root for the sandbox. This is what
+    /// `CLAWLINK_PROVIDER_<ID>_BASE_URL` points at.
+    pub fn provider_url(&self, id: &str) -> String {
+        if id == "sandbox" { self.url() } else { format!("{}/{id}", self.url()) }
     }
 
     /// The bound address (with the real port when started on port 0).
@@ -155,9 +163,7 @@ impl Emulator {
             let _ = stop.send(());
         }
         if let Some(mut server) = self.server.take()
-            && tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
-                .await
-                .is_err()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err()
         {
             tracing::warn!("provider emulator did not stop in time; aborting it");
             server.abort();

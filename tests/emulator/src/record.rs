@@ -17,21 +17,22 @@ use crate::state::{AppState, RequestRecord};
 /// Header callers use to tag writes; counted per value in the side-effect stats.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// Marks a response a catalog provider served as one of its tools (see
+/// [`RequestRecord::tool`]), with the idempotency key it counted the write under.
+#[derive(Clone, Debug)]
+pub(crate) struct Served {
+    pub tool: String,
+    pub idempotency_key: Option<String>,
+}
+
 /// The request path before any provider prefix was stripped by nesting. (axum's
 /// `OriginalUri` does the same but sits behind a feature the workspace does not enable.)
 #[derive(Clone, Debug)]
 pub(crate) struct FullPath(pub String);
 
-pub(crate) async fn record(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn record(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if path
-        .strip_prefix(CONTROL_PREFIX)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    {
+    if path.strip_prefix(CONTROL_PREFIX).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) {
         return next.run(request).await;
     }
 
@@ -43,16 +44,14 @@ pub(crate) async fn record(
         idempotency_key: idempotency_key(request.headers()).map(str::to_owned),
         status: 0,
         authorized: false,
+        tool: None,
     });
     request.extensions_mut().insert(FullPath(path));
     let response = next.run(request).await;
-    let status = if response.extensions().get::<Dropped>().is_some() {
-        0
-    } else {
-        response.status().as_u16()
-    };
+    let status = if response.extensions().get::<Dropped>().is_some() { 0 } else { response.status().as_u16() };
     let authorized = response.extensions().get::<Authorized>().is_some();
-    state.record_completion(seq, status, authorized);
+    let served = response.extensions().get::<Served>().cloned();
+    state.record_completion(seq, status, authorized, served);
     response
 }
 

@@ -5,6 +5,7 @@
 //! Writes are never deduplicated by `Idempotency-Key`: a retried write creates a second
 //! note and counts twice, so tests can see exactly what a client replayed.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::Json;
@@ -46,7 +47,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/notes", get(list_notes).post(create_note))
         .route("/notes/{id}", delete(delete_note))
         .route("/me", get(me))
-        .route_layer(from_fn_with_state(state, gate::bearer))
+        .route_layer(from_fn_with_state((state, Arc::new(gate::Gate::bearer())), gate::check))
 }
 
 #[derive(Deserialize)]
@@ -76,11 +77,7 @@ async fn create_note(State(state): State<AppState>, headers: HeaderMap, body: By
         world.perform(idempotency_key(&headers));
         let sandbox = &mut world.sandbox;
         sandbox.created += 1;
-        let note = Note {
-            id: format!("note_{}", sandbox.created),
-            text,
-            created_at,
-        };
+        let note = Note { id: format!("note_{}", sandbox.created), text, created_at };
         sandbox.notes.push(note.clone());
         note
     };
@@ -93,11 +90,7 @@ async fn list_notes(State(state): State<AppState>) -> Json<serde_json::Value> {
 }
 
 /// Deleting is a write too: a performed delete counts under its idempotency key.
-async fn delete_note(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+async fn delete_note(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let mut world = state.world();
     let Some(index) = world.sandbox.notes.iter().position(|n| n.id == id) else {
         drop(world);
@@ -119,9 +112,7 @@ async fn me() -> Json<serde_json::Value> {
 
 /// RFC 3339 UTC timestamp with milliseconds, e.g. `2024-05-01T12:00:00.000Z`.
 fn rfc3339(at: SystemTime) -> String {
-    let since_epoch = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
+    let since_epoch = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = since_epoch.as_secs();
     let (days, day_secs) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);

@@ -13,6 +13,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::fault::Fault;
+use crate::record::Served;
 use crate::sandbox::SandboxData;
 
 /// How many request records the log keeps; older ones are dropped first.
@@ -30,7 +31,8 @@ pub struct RequestRecord {
     pub path: String,
     /// Milliseconds since the emulator started, taken when the request arrived.
     pub at_ms: u64,
-    /// The `Idempotency-Key` header, if the request carried one.
+    /// The idempotency key the request carried: its `Idempotency-Key` header, or the
+    /// provider's own idempotency header (Todoist's `X-Request-Id`) once it was served.
     pub idempotency_key: Option<String>,
     /// Status the emulator answered with. `0` means no complete response: the request is
     /// still in flight, or a [`FaultKind::Drop`](crate::FaultKind::Drop) cut it off.
@@ -38,6 +40,11 @@ pub struct RequestRecord {
     /// Whether the request passed the provider's auth check. Requests to unknown routes
     /// are never checked, so they show `false`.
     pub authorized: bool,
+    /// The catalog tool (`github_create_issue`) or identity endpoint (`github.identity`)
+    /// the request was answered as, when it passed the provider's auth and request-shape
+    /// checks and got its canned answer. `None` for the sandbox, refusals and faults.
+    #[serde(default)]
+    pub tool: Option<String>,
 }
 
 /// A snapshot of what the emulator has seen since start or the last reset.
@@ -55,10 +62,12 @@ pub struct Stats {
 impl Stats {
     /// How many recorded requests had this method (case-insensitive) and exact path.
     pub fn count(&self, method: &str, path: &str) -> usize {
-        self.requests
-            .iter()
-            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
-            .count()
+        self.requests.iter().filter(|r| r.method.eq_ignore_ascii_case(method) && r.path == path).count()
+    }
+
+    /// How many recorded requests were answered as this tool (see [`RequestRecord::tool`]).
+    pub fn served(&self, tool: &str) -> usize {
+        self.requests.iter().filter(|r| r.tool.as_deref() == Some(tool)).count()
     }
 
     /// How many times a write with this idempotency key was performed.
@@ -87,7 +96,7 @@ impl RequestLog {
         self.first_seq + self.records.len() as u64 - 1
     }
 
-    fn complete(&mut self, seq: u64, status: u16, authorized: bool) {
+    fn complete(&mut self, seq: u64, status: u16, authorized: bool, served: Option<Served>) {
         // A record evicted or cleared by a reset meanwhile is simply gone.
         let Some(index) = seq.checked_sub(self.first_seq) else {
             return;
@@ -95,6 +104,12 @@ impl RequestLog {
         if let Some(record) = self.records.get_mut(index as usize) {
             record.status = status;
             record.authorized = authorized;
+            if let Some(served) = served {
+                record.tool = Some(served.tool);
+                if record.idempotency_key.is_none() {
+                    record.idempotency_key = served.idempotency_key;
+                }
+            }
         }
     }
 
@@ -147,25 +162,14 @@ impl AppState {
     /// Fresh state accepting these bearer tokens, for driving [`router`](crate::router)
     /// in-process without a port.
     pub fn new(tokens: impl IntoIterator<Item = String>) -> Self {
-        let world = World {
-            tokens: tokens.into_iter().collect(),
-            ..World::default()
-        };
-        Self {
-            inner: Arc::new(Inner {
-                started: Instant::now(),
-                world: Mutex::new(world),
-            }),
-        }
+        let world = World { tokens: tokens.into_iter().collect(), ..World::default() };
+        Self { inner: Arc::new(Inner { started: Instant::now(), world: Mutex::new(world) }) }
     }
 
     /// Lock the world. A panic while holding the lock cannot leave it half-updated in a
     /// way that matters to a test double, so a poisoned lock is simply taken over.
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {
-        self.inner
-            .world
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn elapsed_ms(&self) -> u64 {
@@ -176,8 +180,8 @@ impl AppState {
         self.world().log.push(record)
     }
 
-    pub(crate) fn record_completion(&self, seq: u64, status: u16, authorized: bool) {
-        self.world().log.complete(seq, status, authorized);
+    pub(crate) fn record_completion(&self, seq: u64, status: u16, authorized: bool, served: Option<Served>) {
+        self.world().log.complete(seq, status, authorized, served);
     }
 
     pub(crate) fn add_token(&self, token: &str) {
@@ -192,10 +196,7 @@ impl AppState {
 
     pub(crate) fn stats(&self) -> Stats {
         let world = self.world();
-        Stats {
-            requests: world.log.records.iter().cloned().collect(),
-            side_effects: world.side_effects.clone(),
-        }
+        Stats { requests: world.log.records.iter().cloned().collect(), side_effects: world.side_effects.clone() }
     }
 
     /// Clear faults, the request log, side-effect counts and provider data; tokens stay.
@@ -220,6 +221,7 @@ mod tests {
             idempotency_key: None,
             status: 0,
             authorized: false,
+            tool: None,
         }
     }
 
@@ -228,17 +230,17 @@ mod tests {
         let mut log = RequestLog::default();
         let a = log.push(record("/a"));
         let b = log.push(record("/b"));
-        log.complete(b, 200, true);
-        log.complete(a, 503, true);
+        log.complete(b, 200, true, None);
+        log.complete(a, 503, true, None);
         let statuses: Vec<_> = log.records.iter().map(|r| (&*r.path, r.status)).collect();
         assert_eq!(statuses, [("/a", 503), ("/b", 200)]);
 
         log.clear();
         let c = log.push(record("/c"));
         // A request that was in flight across the reset must not touch the new record.
-        log.complete(a, 418, true);
+        log.complete(a, 418, true, None);
         assert_eq!(log.records[0].status, 0);
-        log.complete(c, 201, true);
+        log.complete(c, 201, true, None);
         assert_eq!(log.records[0].status, 201);
     }
 }

@@ -11,8 +11,8 @@
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::oneshot;
 
@@ -85,10 +85,7 @@ pub struct FloorClient {
 
 fn quorum_args() -> FieldTable {
     let mut t = FieldTable::default();
-    t.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString(LongString::from("quorum")),
-    );
+    t.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
     t
 }
 
@@ -109,16 +106,11 @@ impl Floor {
 
         let connection = amqp_connect(&config.amqp_url, "clawlink-bench publisher").await?;
         let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
         channel
             .queue_declare(
                 queue.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
+                QueueDeclareOptions { durable: true, ..Default::default() },
                 quorum_args(),
             )
             .await
@@ -131,17 +123,13 @@ impl Floor {
             .await
             .map_err(|_| anyhow::anyhow!("Redis did not answer within 10 s"))?
             .context("cannot connect to Redis")?;
-        pubsub
-            .subscribe(&notify_channel)
-            .await
-            .context("cannot subscribe to the floor's notify channel")?;
+        pubsub.subscribe(&notify_channel).await.context("cannot subscribe to the floor's notify channel")?;
         let listener = {
             let pending = pending.clone();
             tokio::spawn(async move {
                 let mut stream = pubsub.into_on_message();
                 while let Some(msg) = stream.next().await {
-                    if let Ok(outcome) = serde_json::from_slice::<FloorOutcome>(msg.get_payload_bytes())
-                    {
+                    if let Ok(outcome) = serde_json::from_slice::<FloorOutcome>(msg.get_payload_bytes()) {
                         let sender = pending.lock().expect("pending lock").remove(&outcome.id);
                         if let Some(sender) = sender {
                             let _ = sender.send(outcome.ok);
@@ -151,16 +139,8 @@ impl Floor {
             })
         };
 
-        let mut floor = Floor {
-            connection,
-            channel,
-            queue,
-            notify_channel,
-            pending,
-            listener,
-            child: None,
-            child_stdin: None,
-        };
+        let mut floor =
+            Floor { connection, channel, queue, notify_channel, pending, listener, child: None, child_stdin: None };
         if let Err(err) = floor.spawn_worker(config).await {
             floor.stop().await;
             return Err(err);
@@ -191,7 +171,9 @@ impl Floor {
         match tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await {
             Ok(Ok(Some(line))) if line.trim() == "ready" => Ok(()),
             Ok(Ok(Some(line))) => bail!("the floor worker said {line:?} instead of ready"),
-            Ok(Ok(None)) | Ok(Err(_)) => bail!("the floor worker exited during start-up (see its error above)"),
+            Ok(Ok(None)) | Ok(Err(_)) => {
+                bail!("the floor worker exited during start-up (see its error above)")
+            }
             Err(_) => bail!("the floor worker was not ready within 20 s"),
         }
     }
@@ -213,31 +195,20 @@ impl Floor {
     pub async fn stop(mut self) {
         // Closing its stdin asks the worker to exit; it is killed if it has not within 2 s.
         drop(self.child_stdin.take());
-        if let Some(mut child) = self.child.take() {
-            if tokio::time::timeout(Duration::from_secs(2), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
+        if let Some(mut child) = self.child.take()
+            && tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err()
+        {
+            let _ = child.kill().await;
         }
         let deleted = tokio::time::timeout(
             Duration::from_secs(10),
-            self.channel
-                .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default()),
+            self.channel.queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default()),
         )
         .await;
         if !matches!(deleted, Ok(Ok(_))) {
-            eprintln!(
-                "warning: could not delete the floor queue {}; delete it by hand",
-                self.queue
-            );
+            eprintln!("warning: could not delete the floor queue {}; delete it by hand", self.queue);
         }
-        let _ = tokio::time::timeout(
-            Duration::from_secs(5),
-            self.connection.close(200, "bench done".into()),
-        )
-        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.connection.close(200, "bench done".into())).await;
         self.listener.abort();
     }
 }
@@ -247,31 +218,18 @@ impl FloorClient {
     pub async fn call(&self) -> Result<(), String> {
         let id = uuid::Uuid::new_v4().to_string();
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .expect("pending lock")
-            .insert(id.clone(), tx);
-        let _guard = WaitGuard {
-            pending: self.pending.clone(),
-            id: id.clone(),
-        };
-        let payload = serde_json::to_vec(&FloorJob {
-            id: &id,
-            reply_to: &self.notify_channel,
-        })
-        .expect("job serialises");
-        let props = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type(ShortString::from("application/json"));
+        self.pending.lock().expect("pending lock").insert(id.clone(), tx);
+        let _guard = WaitGuard { pending: self.pending.clone(), id: id.clone() };
+        let payload =
+            serde_json::to_vec(&FloorJob { id: &id, reply_to: &self.notify_channel }).expect("job serialises");
+        let props =
+            BasicProperties::default().with_delivery_mode(2).with_content_type(ShortString::from("application/json"));
         let confirm = self
             .channel
             .basic_publish(
                 "".into(),
                 self.queue.as_ref().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
+                BasicPublishOptions { mandatory: true, ..Default::default() },
                 &payload,
                 props,
             )
@@ -314,11 +272,7 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(30))
         .build()
         .context("cannot build the HTTP client")?;
-    let echo_url: Arc<str> = format!(
-        "{}/echo?message=x",
-        args.emulator_url.trim_end_matches('/')
-    )
-    .into();
+    let echo_url: Arc<str> = format!("{}/echo?message=x", args.emulator_url.trim_end_matches('/')).into();
     let auth: Arc<str> = format!("Bearer {}", args.emulator_token).into();
 
     let client = redis::Client::open(args.redis_url.as_str()).context("bad Redis URL")?;
@@ -332,9 +286,7 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
 
     let connection = amqp_connect(&args.amqp_url, "clawlink-bench floor-worker").await?;
     let channel = connection.create_channel().await?;
-    channel
-        .basic_qos(args.prefetch, BasicQosOptions::default())
-        .await?;
+    channel.basic_qos(args.prefetch, BasicQosOptions::default()).await?;
     let mut consumer = channel
         .basic_consume(
             args.queue.as_str().into(),
@@ -346,11 +298,15 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot consume {}", args.queue))?;
 
     println!("ready");
-    let mut stdin = tokio::io::stdin();
-    let parent_gone = async move {
+    // No async stdin in this tokio build: a plain thread watches it.
+    let (gone_tx, parent_gone) = oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        use std::io::Read;
         let mut buf = [0u8; 64];
-        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
-    };
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = gone_tx.send(());
+    });
     tokio::pin!(parent_gone);
 
     loop {
@@ -377,11 +333,7 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                 let _ = delivery.acker.ack(BasicAckOptions::default()).await;
                 return;
             };
-            let response = http
-                .get(&*echo_url)
-                .header("authorization", &*auth)
-                .send()
-                .await;
+            let response = http.get(&*echo_url).header("authorization", &*auth).send().await;
             let (ok, data) = match response {
                 Ok(r) if r.status().is_success() => match r.text().await {
                     Ok(body) if !body.is_empty() => (true, body),
@@ -400,10 +352,6 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             let _ = delivery.acker.ack(BasicAckOptions::default()).await;
         });
     }
-    let _ = tokio::time::timeout(
-        Duration::from_secs(2),
-        connection.close(200, "floor worker done".into()),
-    )
-    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), connection.close(200, "floor worker done".into())).await;
     Ok(())
 }

@@ -102,8 +102,7 @@ impl Api {
             http,
             execute_url: format!("{base}/api/tools/sandbox_echo/execute").into(),
             executions_url: format!("{base}/api/executions").into(),
-            key: HeaderValue::from_str(key)
-                .map_err(|_| anyhow::anyhow!("the API key is not a valid header value"))?,
+            key: HeaderValue::from_str(key).map_err(|_| anyhow::anyhow!("the API key is not a valid header value"))?,
         })
     }
 
@@ -118,10 +117,7 @@ impl Api {
             .await
             .map_err(|e| format!("POST execute: {e}"))?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| format!("POST execute body: {e}"))?;
+        let body = response.bytes().await.map_err(|e| format!("POST execute body: {e}"))?;
         Ok((status, body.to_vec()))
     }
 
@@ -144,10 +140,7 @@ impl Api {
             return Err(format!("async execute answered {status}: {}", snippet(&body)));
         }
         match serde_json::from_slice::<ExecuteAnswer>(&body) {
-            Ok(ExecuteAnswer {
-                execution_id: Some(id),
-                ..
-            }) => Ok(id),
+            Ok(ExecuteAnswer { execution_id: Some(id), .. }) => Ok(id),
             _ => Err(format!("async execute answered 202 without executionId: {}", snippet(&body))),
         }
     }
@@ -166,8 +159,8 @@ impl Api {
         if status != StatusCode::OK {
             return Err(format!("GET execution answered {status}: {}", snippet(&body)));
         }
-        let answer: ExecuteAnswer = serde_json::from_slice(&body)
-            .map_err(|_| format!("GET execution: unreadable body: {}", snippet(&body)))?;
+        let answer: ExecuteAnswer =
+            serde_json::from_slice(&body).map_err(|_| format!("GET execution: unreadable body: {}", snippet(&body)))?;
         Ok(match (answer.status.as_deref(), answer.ok) {
             (Some("succeeded"), Some(true)) => Polled::Succeeded,
             (Some("succeeded" | "failed"), _) => Polled::Failed(snippet(&body)),
@@ -179,10 +172,7 @@ impl Api {
     pub async fn wait_final(&self, id: &str, bound: Duration) -> Result<(), String> {
         let deadline = Instant::now() + bound;
         loop {
-            let wait_ms = deadline
-                .saturating_duration_since(Instant::now())
-                .as_millis()
-                .min(5000) as u64;
+            let wait_ms = deadline.saturating_duration_since(Instant::now()).as_millis().min(5000) as u64;
             match self.poll(id, wait_ms).await? {
                 Polled::Succeeded => return Ok(()),
                 Polled::Failed(body) => return Err(format!("execution failed: {body}")),

@@ -21,7 +21,8 @@ pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// (comm, utime + stime ticks) of one process (all its threads).
+/// (comm, utime + stime ticks) of one process (all its threads); kernel threads get the
+/// comm `[kernel]`.
 fn stat(pid: u32) -> Option<(String, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let open = text.find('(')?;
@@ -29,6 +30,8 @@ fn stat(pid: u32) -> Option<(String, u64)> {
     let comm = text[open + 1..close].to_string();
     // Fields after the comm start at field 3 (state); utime and stime are fields 14, 15.
     let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let ppid: u32 = fields.get(1)?.parse().ok()?;
+    let comm = if pid == 2 || ppid == 2 { "[kernel]".to_string() } else { comm };
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some((comm, utime + stime))
@@ -49,6 +52,7 @@ impl Labels {
             "beam.smp" | "erl_child_setup" | "inet_gethost" | "epmd" => "rabbitmq",
             "redis-server" => "redis",
             c if c.starts_with("postgres") => "postgres",
+            "[kernel]" => "kernel",
             _ => "other",
         }
     }
@@ -75,21 +79,13 @@ pub fn snapshot() -> CpuSnapshot {
         }
     }
     let (busy, total) = machine_ticks().unwrap_or((0, 0));
-    CpuSnapshot {
-        per_pid,
-        busy,
-        total,
-    }
+    CpuSnapshot { per_pid, busy, total }
 }
 
 fn machine_ticks() -> Option<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|n| n.parse().ok())
-        .collect();
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|n| n.parse().ok()).collect();
     // user nice system idle iowait irq softirq steal (guest is already in user)
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
@@ -117,14 +113,7 @@ pub fn usage(before: &CpuSnapshot, after: &CpuSnapshot, labels: &Labels) -> CpuU
     }
     let total = after.total.saturating_sub(before.total);
     let busy = after.busy.saturating_sub(before.busy);
-    CpuUsage {
-        seconds,
-        machine_busy: if total == 0 {
-            0.0
-        } else {
-            busy as f64 / total as f64
-        },
-    }
+    CpuUsage { seconds, machine_busy: if total == 0 { 0.0 } else { busy as f64 / total as f64 } }
 }
 
 /// nproc, CPU model, kernel, memory: for the report's header.
@@ -158,9 +147,7 @@ pub fn machine() -> Machine {
         .map(|kib| kib / 1024.0 / 1024.0)
         .unwrap_or(0.0);
     Machine {
-        nproc: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
+        nproc: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         cpu_model,
         kernel,
         mem_total_gib,
@@ -186,8 +173,5 @@ pub fn worker_pids(dir: &Path) -> Vec<(String, u32)> {
         })
         .unwrap_or_default();
     names.sort();
-    names
-        .into_iter()
-        .filter_map(|n| pid_file(dir, &n).map(|p| (n, p)))
-        .collect()
+    names.into_iter().filter_map(|n| pid_file(dir, &n).map(|p| (n, p))).collect()
 }

@@ -25,11 +25,7 @@ pub struct CellResult {
 impl CellResult {
     pub fn rate(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
-        if secs <= 0.0 {
-            0.0
-        } else {
-            self.ok as f64 / secs
-        }
+        if secs <= 0.0 { 0.0 } else { self.ok as f64 / secs }
     }
 
     /// Nearest-rank percentile in milliseconds; `None` without successful calls.
@@ -96,12 +92,7 @@ where
         let call = call.clone();
         let errors = errors.clone();
         tasks.push(tokio::spawn(async move {
-            let mut tally = TaskTally {
-                ok: 0,
-                errors: 0,
-                latencies_us: Vec::with_capacity(4096),
-                last_end: None,
-            };
+            let mut tally = TaskTally { ok: 0, errors: 0, latencies_us: Vec::with_capacity(4096), last_end: None };
             loop {
                 let start = Instant::now();
                 if start >= deadline {

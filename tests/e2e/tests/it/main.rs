@@ -1,6 +1,8 @@
 //! Cross-binary tests of the spine against real Postgres, RabbitMQ and Redis, with the
 //! provider emulator over real HTTP. One test binary keeps link time down.
 
+mod agent;
 mod execute;
+mod mcp;
 mod reliability;
 mod tools;

@@ -8,10 +8,7 @@ use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use serde_json::json;
 use std::time::Duration;
 
-async fn wait_until<F: std::future::Future<Output = bool>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) {
+async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
     for _ in 0..400 {
         if check().await {
             return;
@@ -23,16 +20,11 @@ async fn wait_until<F: std::future::Future<Output = bool>>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_after_recording_a_result_never_calls_the_provider_again() {
-    let mut stack = Stack::start(Options {
-        workers: 0,
-        ..Default::default()
-    })
-    .await;
+    let mut stack = Stack::start(Options { workers: 0, ..Default::default() }).await;
     let (user, _) = stack.sandbox_user("crash@example.test").await;
     let log = std::env::temp_dir().join(format!("{}-crash-worker.log", stack.namespace));
     // This worker records results but waits 30 s before acking: the kill lands in that window.
-    let mut doomed =
-        stack.spawn_worker_process("doomed", &[("CLAWLINK_WORKER_ACK_DELAY_MS", "30000")], &log);
+    let mut doomed = stack.spawn_worker_process("doomed", &[("CLAWLINK_WORKER_ACK_DELAY_MS", "30000")], &log);
     stack.wait_for_consumers(1).await;
 
     let (status, body) = stack
@@ -45,10 +37,7 @@ async fn a_worker_killed_after_recording_a_result_never_calls_the_provider_again
         .await;
     assert_eq!(status, 200, "{body}");
     let id = body["executionId"].as_str().unwrap().to_string();
-    wait_until("the row to be recorded", || async {
-        stack.execution_status(&id).await == "succeeded"
-    })
-    .await;
+    wait_until("the row to be recorded", || async { stack.execution_status(&id).await == "succeeded" }).await;
     doomed.kill().await.expect("SIGKILL the worker");
 
     // The unacked message is redelivered to a fresh worker.
@@ -59,33 +48,20 @@ async fn a_worker_killed_after_recording_a_result_never_calls_the_provider_again
         let q = channel
             .queue_declare(
                 queue.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
+                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
                 Default::default(),
             )
             .await
             .unwrap();
         q.message_count() == 0
-            && sqlx::query_scalar::<_, i32>("SELECT attempts FROM executions")
-                .fetch_one(&stack.db)
-                .await
-                .unwrap()
-                >= 1
+            && sqlx::query_scalar::<_, i32>("SELECT attempts FROM executions").fetch_one(&stack.db).await.unwrap() >= 1
     })
     .await;
     // Give the redelivery time to be processed, then check nothing was done twice.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        stack.emulator.stats().performed(&id),
-        1,
-        "the note was created exactly once"
-    );
+    assert_eq!(stack.emulator.stats().performed(&id), 1, "the note was created exactly once");
     assert_eq!(stack.emulator.stats().count("POST", "/notes"), 1);
-    let (_, polled) = stack
-        .get(&user.api_key, &format!("/api/executions/{id}"))
-        .await;
+    let (_, polled) = stack.get(&user.api_key, &format!("/api/executions/{id}")).await;
     assert_eq!(polled["status"], "succeeded");
     stack.finish().await;
 }
@@ -95,10 +71,8 @@ async fn a_poison_message_lands_on_the_dead_letter_queue() {
     let stack = Stack::start(Options::default()).await;
     let channel = stack.amqp_channel().await;
     let topology = stack.topology();
-    for payload in [
-        &b"{not json"[..],
-        br#"{"type":"execute.v1","executionId":"0192f0c0-0000-7000-8000-000000000009"}"#,
-    ] {
+    for payload in [&b"{not json"[..], br#"{"type":"execute.v1","executionId":"0192f0c0-0000-7000-8000-000000000009"}"#]
+    {
         channel
             .basic_publish(
                 "".into(),
@@ -113,60 +87,31 @@ async fn a_poison_message_lands_on_the_dead_letter_queue() {
             .unwrap();
     }
     let dead = topology.dead_letter_queue();
-    wait_until("two dead letters", || async {
-        stack.queue_state(&dead).await.0 == 2
-    })
-    .await;
+    wait_until("two dead letters", || async { stack.queue_state(&dead).await.0 == 2 }).await;
     let message = channel
         .basic_get(dead.as_str().into(), BasicGetOptions { no_ack: true })
         .await
         .unwrap()
         .expect("a dead letter");
-    assert_eq!(
-        message.delivery.data, b"{not json",
-        "the dead letter is the original message"
-    );
+    assert_eq!(message.delivery.data, b"{not json", "the dead letter is the original message");
     stack.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unroutable_publish_is_reported_not_lost() {
-    let stack = Stack::start(Options {
-        workers: 0,
-        ..Default::default()
-    })
-    .await;
+    let stack = Stack::start(Options { workers: 0, ..Default::default() }).await;
     let (user, _) = stack.sandbox_user("unroutable@example.test").await;
     let channel = stack.amqp_channel().await;
     channel
-        .queue_delete(
-            stack
-                .topology()
-                .work_queue(Lane::Interactive)
-                .as_str()
-                .into(),
-            Default::default(),
-        )
+        .queue_delete(stack.topology().work_queue(Lane::Interactive).as_str().into(), Default::default())
         .await
         .unwrap();
-    let (status, body) = stack
-        .execute(
-            &user.api_key,
-            "sandbox_echo",
-            json!({"arguments": {"message": "x"}}),
-            &[],
-        )
-        .await;
+    let (status, body) =
+        stack.execute(&user.api_key, "sandbox_echo", json!({"arguments": {"message": "x"}}), &[]).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["retryable"], true);
-    let id = body["executionId"]
-        .as_str()
-        .expect("the execution id is reported");
-    assert_eq!(
-        stack.execution_status(id).await,
-        "failed",
-        "the caller was told; the row says so too"
-    );
+    let id = body["executionId"].as_str().expect("the execution id is reported");
+    assert_eq!(stack.execution_status(id).await, "failed", "the caller was told; the row says so too");
     stack.finish().await;
 }
 
@@ -175,9 +120,7 @@ async fn pacing_across_two_workers_stays_within_the_limit() {
     // 10 calls per second with a burst of 2, shared by two workers.
     let mut stack = Stack::start(Options {
         workers: 1,
-        sandbox_rate: Some(
-            "per_connection = [{ requests = 10, per_seconds = 1, burst = 2 }]".into(),
-        ),
+        sandbox_rate: Some("per_connection = [{ requests = 10, per_seconds = 1, burst = 2 }]".into()),
         ..Default::default()
     })
     .await;
@@ -197,27 +140,16 @@ async fn pacing_across_two_workers_stays_within_the_limit() {
         ids.push(body["executionId"].as_str().unwrap().to_string());
     }
     for id in &ids {
-        let (_, polled) = stack
-            .get(&user.api_key, &format!("/api/executions/{id}?waitMs=20000"))
-            .await;
+        let (_, polled) = stack.get(&user.api_key, &format!("/api/executions/{id}?waitMs=20000")).await;
         assert_eq!(polled["status"], "succeeded", "{polled}");
     }
-    let times: Vec<u64> = stack
-        .emulator
-        .stats()
-        .requests
-        .iter()
-        .filter(|r| r.path == "/echo")
-        .map(|r| r.at_ms)
-        .collect();
+    let times: Vec<u64> =
+        stack.emulator.stats().requests.iter().filter(|r| r.path == "/echo").map(|r| r.at_ms).collect();
     assert_eq!(times.len(), 40);
     // Every one-second window holds at most rate + burst calls.
     for (i, start) in times.iter().enumerate() {
         let in_window = times[i..].iter().take_while(|t| **t < start + 1000).count();
-        assert!(
-            in_window <= 12,
-            "{in_window} calls in the second after {start} ms"
-        );
+        assert!(in_window <= 12, "{in_window} calls in the second after {start} ms");
     }
     let span = (times[39] - times[0]) as f64 / 1000.0;
     assert!(span >= 2.5, "40 calls at 10/s (burst 2) took only {span} s");
@@ -226,11 +158,7 @@ async fn pacing_across_two_workers_stays_within_the_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_queue_messages_or_logs() {
-    let stack = Stack::start(Options {
-        workers: 0,
-        ..Default::default()
-    })
-    .await;
+    let stack = Stack::start(Options { workers: 0, ..Default::default() }).await;
     let (user, _) = stack.sandbox_user("secret@example.test").await;
     let (status, body) = stack
         .execute(
@@ -251,55 +179,25 @@ async fn secrets_never_reach_queue_messages_or_logs() {
         .unwrap()
         .expect("a queued job");
     let text = String::from_utf8(message.delivery.data.clone()).unwrap();
-    assert!(
-        !text.contains(SANDBOX_TOKEN) && !text.contains(&user.api_key),
-        "{text}"
-    );
-    assert!(
-        !text.contains("hello"),
-        "arguments stay in the database: {text}"
-    );
+    assert!(!text.contains(SANDBOX_TOKEN) && !text.contains(&user.api_key), "{text}");
+    assert!(!text.contains("hello"), "arguments stay in the database: {text}");
     let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(parsed["executionId"], body["executionId"]);
-    message
-        .delivery
-        .acker
-        .nack(lapin::options::BasicNackOptions {
-            requeue: true,
-            multiple: false,
-        })
-        .await
-        .unwrap();
+    message.delivery.acker.nack(lapin::options::BasicNackOptions { requeue: true, multiple: false }).await.unwrap();
 
     // A worker at debug level processes it; its whole log is free of secrets.
     let log = std::env::temp_dir().join(format!("{}-secret-worker.log", stack.namespace));
     let mut worker = stack.spawn_worker_process("watched", &[], &log);
     let id = body["executionId"].as_str().unwrap().to_string();
-    let (_, polled) = stack
-        .get(&user.api_key, &format!("/api/executions/{id}?waitMs=15000"))
-        .await;
+    let (_, polled) = stack.get(&user.api_key, &format!("/api/executions/{id}?waitMs=15000")).await;
     assert_eq!(polled["status"], "succeeded", "{polled}");
     worker.kill().await.unwrap();
     let logged = std::fs::read_to_string(&log).unwrap();
     let _ = std::fs::remove_file(&log);
-    assert!(
-        logged.contains(&id),
-        "the log mentions the execution (so it was captured)"
-    );
-    assert!(
-        !logged.contains(SANDBOX_TOKEN),
-        "the provider token leaked into the worker log"
-    );
+    assert!(logged.contains(&id), "the log mentions the execution (so it was captured)");
+    assert!(!logged.contains(SANDBOX_TOKEN), "the provider token leaked into the worker log");
     assert!(!logged.contains(&user.api_key));
-    let key_b64 = stack
-        .env
-        .raw("CLAWLINK_CREDENTIAL_KEYS")
-        .unwrap()
-        .trim_start_matches("k1:")
-        .to_string();
-    assert!(
-        !logged.contains(&key_b64),
-        "the encryption key leaked into the worker log"
-    );
+    let key_b64 = stack.env.raw("CLAWLINK_CREDENTIAL_KEYS").unwrap().trim_start_matches("k1:").to_string();
+    assert!(!logged.contains(&key_b64), "the encryption key leaked into the worker log");
     stack.finish().await;
 }

@@ -5,11 +5,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_search_describe_and_catalog() {
-    let stack = Stack::start(Options {
-        workers: 0,
-        ..Default::default()
-    })
-    .await;
+    let stack = Stack::start(Options { workers: 0, ..Default::default() }).await;
     let (user, conn) = stack.sandbox_user("tools@example.test").await;
     let key = &user.api_key;
 
@@ -19,13 +15,8 @@ async fn list_search_describe_and_catalog() {
     let (status, sandbox) = stack.get(key, "/api/tools?integration=sandbox").await;
     assert_eq!(status, 200);
     assert_eq!(sandbox["integration"], "sandbox");
-    let echo = sandbox["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "sandbox_echo")
-        .expect("echo listed")
-        .clone();
+    let echo =
+        sandbox["tools"].as_array().unwrap().iter().find(|t| t["name"] == "sandbox_echo").expect("echo listed").clone();
     for field in [
         "integration",
         "integrationName",
@@ -41,10 +32,7 @@ async fn list_search_describe_and_catalog() {
         "defaultConnectionId",
         "connectionCount",
     ] {
-        assert!(
-            echo.get(field).is_some(),
-            "descriptor lacks {field}: {echo}"
-        );
+        assert!(echo.get(field).is_some(), "descriptor lacks {field}: {echo}");
     }
     assert_eq!(echo["defaultConnectionId"], conn.0);
     assert_eq!(echo["connectionCount"], 1);
@@ -52,12 +40,7 @@ async fn list_search_describe_and_catalog() {
     let (status, body) = stack.get(key, "/api/tools?integration=nope").await;
     assert_eq!(status, 404, "{body}");
 
-    let (status, found) = stack
-        .get(
-            key,
-            "/api/tools/search?query=open%20a%20github%20issue&limit=3",
-        )
-        .await;
+    let (status, found) = stack.get(key, "/api/tools/search?query=open%20a%20github%20issue&limit=3").await;
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["tools"][0]["name"], "github_create_issue");
     assert!(found["count"].as_u64().unwrap() <= 3);
@@ -81,15 +64,9 @@ async fn list_search_describe_and_catalog() {
     assert_eq!(status, 200);
     let integrations = catalog["integrations"].as_array().unwrap();
     assert!(integrations.len() >= 13);
-    let sandbox = integrations
-        .iter()
-        .find(|i| i["integration"] == "sandbox")
-        .unwrap();
+    let sandbox = integrations.iter().find(|i| i["integration"] == "sandbox").unwrap();
     assert_eq!(sandbox["connected"], true);
-    let github = integrations
-        .iter()
-        .find(|i| i["integration"] == "github")
-        .unwrap();
+    let github = integrations.iter().find(|i| i["integration"] == "github").unwrap();
     assert_eq!(github["connected"], false);
     assert_eq!(github["authTypes"], json!(["oauth2"]));
 
@@ -105,26 +82,17 @@ async fn list_search_describe_and_catalog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preview_validates_like_execute_and_changes_nothing() {
-    let stack = Stack::start(Options {
-        workers: 0,
-        ..Default::default()
-    })
-    .await;
+    let stack = Stack::start(Options { workers: 0, ..Default::default() }).await;
     let (user, conn) = stack.sandbox_user("preview@example.test").await;
     let post = |body: serde_json::Value| {
         stack
             .http
-            .post(format!(
-                "{}/api/tools/sandbox_delete_note/preview",
-                stack.api_url
-            ))
+            .post(format!("{}/api/tools/sandbox_delete_note/preview", stack.api_url))
             .header("x-clawlink-api-key", &user.api_key)
             .json(&body)
             .send()
     };
-    let resp = post(json!({"arguments": {"note_id": "note_7"}}))
-        .await
-        .unwrap();
+    let resp = post(json!({"arguments": {"note_id": "note_7"}})).await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["ok"], true);
@@ -139,14 +107,8 @@ async fn preview_validates_like_execute_and_changes_nothing() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["missingFields"], json!(["note_id"]));
 
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM executions")
-        .fetch_one(&stack.db)
-        .await
-        .unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM executions").fetch_one(&stack.db).await.unwrap();
     assert_eq!(count, 0, "a preview records nothing");
-    assert!(
-        stack.emulator.stats().requests.is_empty(),
-        "a preview calls no provider"
-    );
+    assert!(stack.emulator.stats().requests.is_empty(), "a preview calls no provider");
     stack.finish().await;
 }

@@ -1,5 +1,7 @@
 //! The emulator over real HTTP: auth, the sandbox API, fault injection, side-effect
-//! counting and the control plane.
+//! counting and the control plane; the catalog providers in `catalog.rs`.
+
+mod catalog;
 
 use std::time::{Duration, Instant};
 
@@ -10,9 +12,7 @@ use serde_json::{Value, json};
 const TOKEN: &str = "sandbox-demo-token";
 
 async fn start() -> Emulator {
-    Emulator::start(EmulatorConfig::default())
-        .await
-        .unwrap_or_else(|e| panic!("emulator should start: {e:#}"))
+    Emulator::start(EmulatorConfig::default()).await.unwrap_or_else(|e| panic!("emulator should start: {e:#}"))
 }
 
 fn client() -> reqwest::Client {
@@ -26,18 +26,10 @@ fn client() -> reqwest::Client {
 }
 
 async fn json_of(response: reqwest::Response) -> Value {
-    response
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("response should be JSON: {e}"))
+    response.json().await.unwrap_or_else(|e| panic!("response should be JSON: {e}"))
 }
 
-async fn create_note(
-    client: &reqwest::Client,
-    emulator: &Emulator,
-    key: &str,
-    text: &str,
-) -> reqwest::Response {
+async fn create_note(client: &reqwest::Client, emulator: &Emulator, key: &str, text: &str) -> reqwest::Response {
     client
         .post(format!("{}/notes", emulator.url()))
         .bearer_auth(TOKEN)
@@ -75,10 +67,7 @@ async fn refuses_missing_and_unknown_tokens_without_using_up_faults() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        json_of(missing).await,
-        json!({"error": {"message": "invalid token"}})
-    );
+    assert_eq!(json_of(missing).await, json!({"error": {"message": "invalid token"}}));
     let wrong = client
         .get(format!("{}/me", emulator.url()))
         .bearer_auth("not-a-token")
@@ -103,11 +92,7 @@ async fn refuses_missing_and_unknown_tokens_without_using_up_faults() {
     assert_eq!(json_of(me).await["id"], "sandbox-user-1");
 
     let stats = emulator.stats();
-    let seen: Vec<_> = stats
-        .requests
-        .iter()
-        .map(|r| (r.status, r.authorized))
-        .collect();
+    let seen: Vec<_> = stats.requests.iter().map(|r| (r.status, r.authorized)).collect();
     assert_eq!(seen, [(401, false), (401, false), (503, true), (200, true)]);
     assert_eq!(stats.performed("k1"), 0);
     emulator.shutdown().await;
@@ -119,10 +104,7 @@ async fn echo_and_notes_count_every_performed_write() {
     let client = client();
 
     let echo = client
-        .get(format!(
-            "{}/echo?message=hi%20there%20%26%20more",
-            emulator.url()
-        ))
+        .get(format!("{}/echo?message=hi%20there%20%26%20more", emulator.url()))
         .bearer_auth(TOKEN)
         .send()
         .await
@@ -136,11 +118,7 @@ async fn echo_and_notes_count_every_performed_write() {
     let first = json_of(first).await;
     assert_eq!(first["id"], "note_1");
     assert_eq!(first["text"], "hello");
-    assert!(
-        first["createdAt"]
-            .as_str()
-            .is_some_and(|t| t.ends_with('Z'))
-    );
+    assert!(first["createdAt"].as_str().is_some_and(|t| t.ends_with('Z')));
     let second = create_note(&client, &emulator, "exec-1", "hello").await;
     assert_eq!(json_of(second).await["id"], "note_2");
 
@@ -153,10 +131,7 @@ async fn echo_and_notes_count_every_performed_write() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        json_of(bad).await,
-        json!({"error": {"message": "text is required"}})
-    );
+    assert_eq!(json_of(bad).await, json!({"error": {"message": "text is required"}}));
 
     let list = client
         .get(format!("{}/notes", emulator.url()))
@@ -178,10 +153,7 @@ async fn echo_and_notes_count_every_performed_write() {
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     let gone = delete("note_1").await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
-    assert_eq!(
-        json_of(gone).await,
-        json!({"error": {"message": "note not found"}})
-    );
+    assert_eq!(json_of(gone).await, json!({"error": {"message": "note not found"}}));
 
     let stats = emulator.stats();
     assert_eq!(stats.count("POST", "/notes"), 3);
@@ -206,26 +178,13 @@ async fn status_fault_carries_retry_after_and_is_used_up() {
     for _ in 0..2 {
         let limited = create_note(&client, &emulator, "exec-1", "x").await;
         assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(
-            limited.headers().get("retry-after").map(|v| v.as_bytes()),
-            Some(&b"2"[..])
-        );
-        assert_eq!(
-            limited
-                .headers()
-                .get("x-ratelimit-remaining")
-                .map(|v| v.as_bytes()),
-            Some(&b"0"[..])
-        );
+        assert_eq!(limited.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"2"[..]));
+        assert_eq!(limited.headers().get("x-ratelimit-remaining").map(|v| v.as_bytes()), Some(&b"0"[..]));
         assert!(json_of(limited).await["error"]["message"].is_string());
     }
     // The fault matched only POST /notes: other requests pass meanwhile.
-    let me = client
-        .get(format!("{}/me", emulator.url()))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let me =
+        client.get(format!("{}/me", emulator.url())).bearer_auth(TOKEN).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(me.status(), StatusCode::OK);
 
     let created = create_note(&client, &emulator, "exec-1", "x").await;
@@ -243,12 +202,7 @@ async fn status_fault_carries_retry_after_and_is_used_up() {
 async fn drop_fault_makes_the_client_fail_and_performs_nothing() {
     let emulator = start().await;
     let client = client();
-    emulator.add_fault(Fault {
-        method: None,
-        path: Some("/notes".into()),
-        kind: FaultKind::Drop,
-        times: 1,
-    });
+    emulator.add_fault(Fault { method: None, path: Some("/notes".into()), kind: FaultKind::Drop, times: 1 });
 
     let outcome = match client
         .post(format!("{}/notes", emulator.url()))
@@ -278,12 +232,7 @@ async fn drop_fault_makes_the_client_fail_and_performs_nothing() {
 async fn delay_fault_delays_then_performs() {
     let emulator = start().await;
     let client = client();
-    emulator.add_fault(Fault {
-        method: Some("post".into()),
-        path: None,
-        kind: FaultKind::Delay { ms: 200 },
-        times: 1,
-    });
+    emulator.add_fault(Fault { method: Some("post".into()), path: None, kind: FaultKind::Delay { ms: 200 }, times: 1 });
 
     let started = Instant::now();
     let created = create_note(&client, &emulator, "exec-1", "x").await;
@@ -304,32 +253,19 @@ async fn control_plane_over_http() {
     let client = client();
     let control = |path: &str| format!("{}/_emulator/{path}", emulator.url());
 
-    let health = client
-        .get(control("health"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let health = client.get(control("health")).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(health.text().await.ok().as_deref(), Some("ok"));
 
-    let added = client
-        .post(control("tokens"))
-        .json(&json!({"token": "t2"}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let added =
+        client.post(control("tokens")).json(&json!({"token": "t2"})).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(added.status(), StatusCode::NO_CONTENT);
     let fault = json!({
         "method": "GET", "path": "/echo",
         "kind": {"type": "status", "status": 503, "retry_after": "Wed, 21 Oct 2015 07:28:00 GMT",
                  "body": {"message": "busy"}},
     });
-    let added = client
-        .post(control("faults"))
-        .json(&fault)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let added = client.post(control("faults")).json(&fault).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(added.status(), StatusCode::NO_CONTENT);
     let refused = client
         .post(control("faults"))
@@ -346,28 +282,14 @@ async fn control_plane_over_http() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(echo.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        echo.headers().get("retry-after").map(|v| v.as_bytes()),
-        Some(&b"Wed, 21 Oct 2015 07:28:00 GMT"[..])
-    );
+    assert_eq!(echo.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"Wed, 21 Oct 2015 07:28:00 GMT"[..]));
     assert_eq!(json_of(echo).await, json!({"message": "busy"}));
 
-    let unknown = client
-        .get(format!("{}/nope", emulator.url()))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let unknown = client.get(format!("{}/nope", emulator.url())).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    assert_eq!(
-        json_of(unknown).await,
-        json!({"error": {"message": "no such route"}})
-    );
+    assert_eq!(json_of(unknown).await, json!({"error": {"message": "no such route"}}));
 
-    let stats = client
-        .get(control("stats"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let stats = client.get(control("stats")).send().await.unwrap_or_else(|e| panic!("{e}"));
     let stats = json_of(stats).await;
     // Control-plane calls are not logged; the two provider requests are.
     assert_eq!(stats["requests"].as_array().map(Vec::len), Some(2));
@@ -376,11 +298,7 @@ async fn control_plane_over_http() {
     assert_eq!(stats["requests"][1]["authorized"], false);
     assert!(stats["requests"][0]["atMs"].is_u64());
 
-    let reset = client
-        .post(control("reset"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let reset = client.post(control("reset")).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(reset.status(), StatusCode::NO_CONTENT);
     assert!(emulator.stats().requests.is_empty());
     emulator.shutdown().await;

@@ -1,0 +1,84 @@
+//! A minimal browser for tests of the web front: keeps cookies, does not follow
+//! redirects (tests look at them), and reads the CSRF token out of a form.
+
+use std::collections::BTreeMap;
+
+pub struct Browser {
+    pub base: String,
+    http: reqwest::Client,
+    pub cookies: BTreeMap<String, String>,
+}
+
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Page {
+    /// The value of the first hidden `csrf` field.
+    pub fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let start = self.body.find(marker).expect("the page has a form with a csrf field") + marker.len();
+        let end = self.body[start..].find('"').unwrap();
+        self.body[start..start + end].to_string()
+    }
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Self {
+        crate::install_crypto();
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { base: base.to_string(), http, cookies: BTreeMap::new() }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn finish(&mut self, resp: reqwest::Response) -> Page {
+        for value in resp.headers().get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            if v.is_empty() || text.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), v.to_string());
+            }
+        }
+        let status = resp.status().as_u16();
+        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_string());
+        Page { status, location, body: resp.text().await.unwrap_or_default() }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        let resp =
+            self.http.get(format!("{}{path}", self.base)).header("cookie", self.cookie_header()).send().await.unwrap();
+        self.finish(resp).await
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("origin", self.base.clone())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.finish(resp).await
+    }
+
+    /// Signs up (which signs in) through the real forms.
+    pub async fn sign_up(&mut self, email: &str, password: &str) -> Page {
+        let form = self.get("/signup").await;
+        let csrf = form.csrf();
+        self.post(
+            "/signup",
+            &[("csrf", &csrf), ("email", email), ("password", password), ("display_name", "Tester"), ("next", "/")],
+        )
+        .await
+    }
+}

@@ -1,0 +1,104 @@
+//! The pairing approval page (`pairUrl`): a signed-in person sees the device label and
+//! the display code, and approves or denies.
+
+use crate::AppState;
+use crate::error::{MessagePage, WebError, page};
+use crate::session::{SignedIn, check_form};
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use clawlink_common::db::pairing;
+use serde::Deserialize;
+
+#[derive(Template)]
+#[template(path = "pair.html")]
+struct PairPage {
+    signed_in_as: Option<String>,
+    csrf: String,
+    email: String,
+    token: String,
+    device_label: String,
+    display_code: String,
+    open: bool,
+    closed_message: String,
+}
+
+fn closed_message(status: &str) -> &'static str {
+    match status {
+        "expired" => "This pairing request has expired. Start pairing again from your agent.",
+        "failed" => "This pairing request was denied.",
+        _ => "This pairing request has been approved already. You can go back to your agent.",
+    }
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
+    let mut conn = state.db.acquire().await?;
+    let session = pairing::get(&mut conn, &token).await?.ok_or_else(WebError::not_found)?;
+    let status = session.effective_status().to_string();
+    page(&PairPage {
+        signed_in_as: Some(user.email.clone()),
+        csrf: user.csrf_token,
+        email: user.email,
+        token,
+        device_label: session.device_label,
+        display_code: session.display_code,
+        open: status == "awaiting_browser",
+        closed_message: closed_message(&status).into(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Decision {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    decision: String,
+}
+
+pub async fn decide(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<Decision>,
+) -> Result<Response, WebError> {
+    check_form(&state, &headers, &form.csrf, &user.csrf_token)?;
+    let approve = match form.decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => {
+            return Err(WebError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "Choose approve or deny",
+                "The form did not say whether to approve or deny.",
+            ));
+        }
+    };
+    let mut conn = state.db.acquire().await?;
+    let session = pairing::get(&mut conn, &token).await?.ok_or_else(WebError::not_found)?;
+    let changed = pairing::decide(&mut conn, &token, user.user_id, approve).await?;
+    let mut message = if !changed {
+        MessagePage::info("Nothing changed", closed_message(session.effective_status()))
+    } else if approve {
+        tracing::info!(user_id = %user.user_id, "pairing approved");
+        MessagePage::info(
+            "Agent approved",
+            &format!(
+                "{} can now act for you. You can go back to your agent: it finishes pairing by itself.",
+                session.device_label
+            ),
+        )
+    } else {
+        MessagePage::info("Pairing denied", "The agent was not paired. You can close this page.")
+    };
+    message.signed_in_as = Some(user.email);
+    message.csrf = user.csrf_token;
+    message.link = Some(("/devices".into(), "Your paired devices".into()));
+    page(&message)
+}
