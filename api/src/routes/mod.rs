@@ -5,6 +5,7 @@ pub mod execute;
 pub mod executions;
 pub mod health;
 pub mod mcp;
+pub mod openapi;
 pub mod pairing;
 pub mod tools;
 pub mod view;
@@ -16,25 +17,42 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+/// Declares every route once: the router is built from this table and so is the OpenAPI
+/// document (`/api/openapi.json`), so the two cannot drift apart.
+macro_rules! api_routes {
+    ($( $method:ident $path:literal => $handler:path, auth: $auth:literal, $summary:literal; )*) => {
+        fn with_routes(router: Router<AppState>) -> Router<AppState> {
+            router $( .route($path, $method($handler)) )*
+        }
+
+        /// (method, path, needs a device credential, summary) of every route.
+        pub const ROUTES: &[(&str, &str, bool, &str)] = &[ $( (stringify!($method), $path, $auth, $summary) ),* ];
+    };
+}
+
+api_routes! {
+    get "/healthz" => health::healthz, auth: false, "The process is alive.";
+    get "/readyz" => health::readyz, auth: false, "Postgres, RabbitMQ and Redis answer.";
+    get "/api/openapi.json" => openapi::document, auth: false, "This document.";
+    post "/api/openclaw/pair/start" => pairing::start, auth: false, "Start pairing an agent; the person approves at pairUrl.";
+    get "/api/openclaw/pair/sessions/{token}" => pairing::status, auth: false, "A pairing session's state (poll no faster than pollIntervalMs).";
+    post "/api/openclaw/pair/sessions/{token}/exchange" => pairing::exchange, auth: false, "Exchange the verifier for the device credential (repeatable until finalize).";
+    post "/api/openclaw/pair/sessions/{token}/finalize" => pairing::finalize, auth: false, "Confirm the credential is saved; the server keeps only its hash.";
+    get "/api/agent/whoami" => whoami::whoami, auth: true, "Who this credential belongs to.";
+    post "/api/mcp" => mcp::mcp, auth: true, "Model Context Protocol (streamable HTTP, JSON-RPC 2.0).";
+    get "/api/catalog" => tools::catalog, auth: true, "Every integration of the catalog.";
+    get "/api/integrations" => tools::integrations, auth: true, "The caller's connections.";
+    get "/api/tools" => tools::list, auth: true, "Tools, optionally of one integration.";
+    get "/api/tools/search" => tools::search_tools, auth: true, "Tools ranked for a natural-language query.";
+    get "/api/tools/{name}" => tools::describe, auth: true, "One tool with its guidance and the caller's connections.";
+    post "/api/tools/{name}/preview" => tools::preview, auth: true, "Validate a call and show what it would do, without doing it.";
+    post "/api/tools/{name}/execute" => execute::execute, auth: true, "Execute a tool call (sync, or async with \"async\": true).";
+    get "/api/executions/{id}" => executions::get_execution, auth: true, "An execution's state and result (long-poll with waitMs).";
+}
+
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/api/openclaw/pair/start", post(pairing::start))
-        .route("/api/openclaw/pair/sessions/{token}", get(pairing::status))
-        .route("/api/openclaw/pair/sessions/{token}/exchange", post(pairing::exchange))
-        .route("/api/openclaw/pair/sessions/{token}/finalize", post(pairing::finalize))
-        .route("/api/agent/whoami", get(whoami::whoami))
-        .route("/api/mcp", post(mcp::mcp))
-        .route("/api/catalog", get(tools::catalog))
-        .route("/api/integrations", get(tools::integrations))
-        .route("/api/tools", get(tools::list))
-        .route("/api/tools/search", get(tools::search_tools))
-        .route("/api/tools/{name}", get(tools::describe))
-        .route("/api/tools/{name}/preview", post(tools::preview))
-        .route("/api/tools/{name}/execute", post(execute::execute))
-        .route("/api/executions/{id}", get(executions::get_execution))
+    with_routes(Router::new())
         .fallback(|| async { ApiError::not_found("route_not_found", "There is no such endpoint.") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
