@@ -2,7 +2,6 @@
 //! provider emulator over real HTTP. One test binary keeps link time down.
 
 mod agent;
-mod catalog_tools;
 mod execute;
 mod mcp;
 mod openapi;
