@@ -118,7 +118,10 @@ impl InfraConfig {
 /// emulator in tests) and which private hosts outbound calls may reach.
 #[derive(Clone, Debug, Default)]
 pub struct ProviderOverrides {
-    /// provider id (lower case) → base URL, from `CLAWLINK_PROVIDER_<ID>_BASE_URL`.
+    /// Catalog overrides: provider id (lower case) → base URL, from
+    /// `CLAWLINK_PROVIDER_<ID>_BASE_URL`; and `<id>.authorize_url` / `<id>.token_url` → OAuth
+    /// endpoints, from `CLAWLINK_PROVIDER_<ID>_AUTHORIZE_URL` / `_TOKEN_URL` (the emulator's
+    /// authorization server in tests, a provider's regional endpoint in production).
     pub base_urls: BTreeMap<String, String>,
     /// `host:port` pairs that may be private or loopback (the emulator), from
     /// `CLAWLINK_ALLOW_PRIVATE_PROVIDER_HOSTS`.
@@ -129,10 +132,13 @@ impl ProviderOverrides {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let mut base_urls = BTreeMap::new();
         for (rest, _) in env.with_prefix("CLAWLINK_PROVIDER_") {
-            if let Some(id) = rest.strip_suffix("_BASE_URL") {
-                let var = format!("CLAWLINK_PROVIDER_{id}_BASE_URL");
-                let url = env.url(&var, "", &["http", "https"])?;
-                base_urls.insert(id.to_ascii_lowercase(), url);
+            for (suffix, key) in [("_BASE_URL", ""), ("_AUTHORIZE_URL", ".authorize_url"), ("_TOKEN_URL", ".token_url")]
+            {
+                if let Some(id) = rest.strip_suffix(suffix) {
+                    let var = format!("CLAWLINK_PROVIDER_{id}{suffix}");
+                    let url = env.url(&var, "", &["http", "https"])?;
+                    base_urls.insert(format!("{}{key}", id.to_ascii_lowercase()), url);
+                }
             }
         }
         let allowed_private_hosts = env
@@ -224,4 +230,27 @@ mod tests {
         let env = Env::from_pairs([("CLAWLINK_CREDENTIAL_KEYS", "k1:short")]);
         assert_eq!(keyring_from_env(&env).unwrap_err().var, "CLAWLINK_CREDENTIAL_KEYS");
     }
+}
+
+/// An OAuth client registered with a provider.
+#[derive(Clone, Debug)]
+pub struct OAuthClient {
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+}
+
+/// The OAuth clients of this deployment, from `CLAWLINK_PROVIDER_<ID>_CLIENT_ID` and
+/// `CLAWLINK_PROVIDER_<ID>_CLIENT_SECRET`, by provider id (lower case).
+pub fn oauth_clients_from_env(env: &Env) -> Result<BTreeMap<String, OAuthClient>, ConfigError> {
+    let mut clients = BTreeMap::new();
+    for (rest, value) in env.with_prefix("CLAWLINK_PROVIDER_") {
+        if let Some(id) = rest.strip_suffix("_CLIENT_ID") {
+            let secret = env.raw(&format!("CLAWLINK_PROVIDER_{id}_CLIENT_SECRET")).map(SecretString::new);
+            clients.insert(
+                id.to_ascii_lowercase(),
+                OAuthClient { client_id: value.trim().to_string(), client_secret: secret },
+            );
+        }
+    }
+    Ok(clients)
 }

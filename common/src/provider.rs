@@ -323,3 +323,61 @@ mod tests {
         assert!(matches!(round, CredentialBundle::Bearer { token } if token.expose() == "tok-123-secret"));
     }
 }
+
+/// The connected account, as the provider's identity endpoint describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountIdentity {
+    /// Stable id of the account at the provider.
+    pub id: String,
+    /// What a person recognises it by (email, login, workspace).
+    pub label: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("the provider refused the credential ({0})")]
+    Refused(u16),
+    #[error("the provider answered {0} to the identity request")]
+    Status(u16),
+    #[error("the provider's identity answer has no {0}")]
+    Missing(&'static str),
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+impl ProviderClient {
+    /// Asks the provider who `credential` belongs to (the catalog's `identity` request).
+    /// `None` when the provider declares no identity endpoint.
+    pub async fn fetch_identity(
+        &self,
+        provider: &Provider,
+        credential: &CredentialBundle,
+    ) -> Result<Option<AccountIdentity>, IdentityError> {
+        let Some(identity) = &provider.identity else { return Ok(None) };
+        let url = url::Url::parse(&format!("{}{}", provider.base_url.trim_end_matches('/'), identity.path))
+            .map_err(|e| CallError::Blocked(format!("identity URL: {e}")))?;
+        let method: http::Method = identity.method.parse().unwrap_or(http::Method::GET);
+        let request = RenderedRequest {
+            method,
+            url,
+            headers: provider.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            body: identity.body.clone().map(RequestBody::Json),
+        };
+        let response = self.call(provider, &request, credential, None).await?;
+        match response.status {
+            200..=299 => {}
+            401 | 403 => return Err(IdentityError::Refused(response.status)),
+            s => return Err(IdentityError::Status(s)),
+        }
+        let text = |pointer: &str| {
+            response.body.pointer(pointer).and_then(|v| match v {
+                serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+        };
+        let id = text(&identity.id).ok_or(IdentityError::Missing("account id"))?;
+        let label = text(&identity.label).unwrap_or_else(|| id.clone());
+        Ok(Some(AccountIdentity { id, label }))
+    }
+}

@@ -18,6 +18,10 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Debug)]
 pub struct WebConfig {
     pub infra: InfraConfig,
+    pub keyring: clawlink_common::crypto::Keyring,
+    pub providers: clawlink_common::config::ProviderOverrides,
+    pub oauth_clients: std::collections::BTreeMap<String, clawlink_common::config::OAuthClient>,
+    pub catalog_dir: Option<String>,
     pub addr: SocketAddr,
     /// How the web front is reached from outside; an `https` URL turns on Secure cookies
     /// and is the only Origin accepted on forms.
@@ -29,6 +33,10 @@ impl WebConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             infra: InfraConfig::from_env(env)?,
+            keyring: clawlink_common::config::keyring_from_env(env)?,
+            providers: clawlink_common::config::ProviderOverrides::from_env(env)?,
+            oauth_clients: clawlink_common::config::oauth_clients_from_env(env)?,
+            catalog_dir: env.raw("CLAWLINK_CATALOG_DIR").map(String::from),
             addr: socket_addr(env, "CLAWLINK_WEB_ADDR", "127.0.0.1:8081")?,
             public_web_url: env.url("CLAWLINK_PUBLIC_WEB_URL", "http://127.0.0.1:8081", &["http", "https"])?,
             session_ttl: Duration::from_secs(env.parse(
@@ -50,6 +58,11 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: WebConfig,
     pub db: PgPool,
+    pub catalog: Arc<clawlink_common::catalog::Catalog>,
+    /// Outbound calls to providers (identity checks), with the private-address guard.
+    pub providers: clawlink_common::provider::ProviderClient,
+    /// The OAuth token exchange client (no redirects).
+    pub oauth_http: reqwest::Client,
 }
 
 impl std::ops::Deref for AppState {
@@ -60,8 +73,17 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: WebConfig, db: PgPool) -> Self {
-        Self(Arc::new(Inner { config, db }))
+    pub fn new(config: WebConfig, db: PgPool) -> anyhow::Result<Self> {
+        let catalog = clawlink_common::catalog::Catalog::load_dir(
+            &clawlink_common::catalog::default_dir(config.catalog_dir.as_deref()),
+            &config.providers.base_urls,
+        )?;
+        let providers = clawlink_common::provider::ProviderClient::new(&config.providers, Duration::from_secs(15))?;
+        let oauth_http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(15))
+            .build()?;
+        Ok(Self(Arc::new(Inner { config, db, catalog: Arc::new(catalog), providers, oauth_http })))
     }
 }
 
@@ -76,7 +98,7 @@ pub async fn run(config: WebConfig, listener: tokio::net::TcpListener, stop: Can
     })
     .await?;
     tracing::info!(addr = %listener.local_addr()?, "clawlink-web listening");
-    axum::serve(listener, router(AppState::new(config, db))).with_graceful_shutdown(stop.cancelled_owned()).await?;
+    axum::serve(listener, router(AppState::new(config, db)?)).with_graceful_shutdown(stop.cancelled_owned()).await?;
     Ok(())
 }
 

@@ -54,7 +54,7 @@ fn session_view(s: &pairing::PairingSession) -> Value {
 }
 
 /// `XXXX-XXXX` from letters and digits that are hard to confuse.
-fn display_code() -> String {
+pub fn display_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::thread_rng();
     let mut code: String = (0..8).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();

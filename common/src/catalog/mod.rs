@@ -346,6 +346,14 @@ impl Catalog {
             if let Some(url) = base_urls.get(&provider.id) {
                 provider.base_url = url.clone();
             }
+            if let Auth::Oauth2 { authorize_url, token_url, .. } = &mut provider.auth {
+                if let Some(url) = base_urls.get(&format!("{}.authorize_url", provider.id)) {
+                    *authorize_url = url.clone();
+                }
+                if let Some(url) = base_urls.get(&format!("{}.token_url", provider.id)) {
+                    *token_url = url.clone();
+                }
+            }
             if catalog.providers.contains_key(&provider.id) {
                 return Err(file_err(format!("provider id {:?} is declared twice", provider.id)));
             }

@@ -97,3 +97,149 @@ pub async fn list_for_user(conn: &mut PgConnection, user: UserId) -> sqlx::Resul
     .fetch_all(conn)
     .await
 }
+
+pub async fn get_for_user(conn: &mut PgConnection, user: UserId, id: ConnectionId) -> sqlx::Result<Option<Connection>> {
+    sqlx::query_as!(
+        Connection,
+        r#"SELECT id AS "id: ConnectionId", user_id AS "user_id: UserId", integration, connection_label,
+                  account_label, is_default, status, token_expires_at, created_at
+           FROM user_integrations WHERE user_id = $1 AND id = $2"#,
+        user.0,
+        id.0
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Where a connect flow's account lands: the reconnected row, else the row of the same
+/// external account, else a new row (the default when it is the user's first for the
+/// integration). Call in the transaction that stores the credential.
+pub async fn upsert_account(
+    conn: &mut PgConnection,
+    user: UserId,
+    integration: &str,
+    reconnect: Option<ConnectionId>,
+    external_account_id: &str,
+    account_label: &str,
+    token_expires_at: Option<time::OffsetDateTime>,
+) -> sqlx::Result<ConnectionId> {
+    let existing = match reconnect {
+        Some(id) => Some(id),
+        None => {
+            sqlx::query_scalar!(
+                r#"SELECT id AS "id: ConnectionId" FROM user_integrations
+                WHERE user_id = $1 AND integration = $2 AND external_account_id = $3"#,
+                user.0,
+                integration,
+                external_account_id
+            )
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+    };
+    if let Some(id) = existing {
+        // A reconnect may bring another account than before; the row keeps its id either way.
+        let updated = sqlx::query_scalar!(
+            r#"UPDATE user_integrations
+                  SET account_label = $3, external_account_id = $4, status = 'active', token_expires_at = $5,
+                      updated_at = now()
+                WHERE id = $1 AND user_id = $2
+            RETURNING id AS "id: ConnectionId""#,
+            id.0,
+            user.0,
+            account_label,
+            external_account_id,
+            token_expires_at
+        )
+        .fetch_optional(&mut *conn)
+        .await;
+        match updated {
+            Ok(Some(id)) => return Ok(id),
+            Ok(None) => {}
+            // The reconnect brought an account that another of the user's rows holds.
+            Err(e) if super::is_unique_violation(&e, "user_integrations_external_account") => return Err(e),
+            Err(e) => return Err(e),
+        }
+    }
+    let label = account_label.to_string();
+    let id = insert(
+        conn,
+        &NewConnection {
+            user,
+            integration,
+            connection_label: &label,
+            account_label,
+            external_account_id: Some(external_account_id),
+        },
+    )
+    .await?;
+    sqlx::query!("UPDATE user_integrations SET token_expires_at = $2 WHERE id = $1", id.0, token_expires_at)
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+pub async fn rename(conn: &mut PgConnection, user: UserId, id: ConnectionId, label: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE user_integrations SET connection_label = $3, updated_at = now() WHERE user_id = $1 AND id = $2",
+        user.0,
+        id.0,
+        label
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Makes `id` the default of its integration; the partial unique index guarantees at
+/// most one. Call inside a transaction.
+pub async fn make_default(conn: &mut PgConnection, user: UserId, id: ConnectionId) -> sqlx::Result<bool> {
+    let Some(integration) = sqlx::query_scalar!(
+        "SELECT integration FROM user_integrations WHERE user_id = $1 AND id = $2 FOR UPDATE",
+        user.0,
+        id.0
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(false);
+    };
+    sqlx::query!(
+        "UPDATE user_integrations SET is_default = false WHERE user_id = $1 AND integration = $2 AND is_default",
+        user.0,
+        integration
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!("UPDATE user_integrations SET is_default = true WHERE id = $1", id.0).execute(conn).await?;
+    Ok(true)
+}
+
+/// Deletes one connection (its credential goes with it, by the foreign key). When it was
+/// the default, the most recently used active connection of the integration becomes the
+/// default. Call inside a transaction.
+pub async fn delete(conn: &mut PgConnection, user: UserId, id: ConnectionId) -> sqlx::Result<bool> {
+    let Some(row) = sqlx::query!(
+        "DELETE FROM user_integrations WHERE user_id = $1 AND id = $2 RETURNING integration, is_default",
+        user.0,
+        id.0
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(false);
+    };
+    if row.is_default {
+        sqlx::query!(
+            "UPDATE user_integrations SET is_default = true
+              WHERE id = (SELECT id FROM user_integrations
+                           WHERE user_id = $1 AND integration = $2 AND status = 'active'
+                           ORDER BY last_used_at DESC NULLS LAST, created_at DESC LIMIT 1)",
+            user.0,
+            row.integration
+        )
+        .execute(conn)
+        .await?;
+    }
+    Ok(true)
+}

@@ -2,6 +2,7 @@
 //! `&mut PgConnection` (a pooled connection or a transaction); handlers never hold SQL.
 //! Every query that reads user-owned rows filters by the owner.
 
+pub mod connect_sessions;
 pub mod connections;
 pub mod devices;
 pub mod executions;
@@ -20,6 +21,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        // A broken connection shows itself on use and sqlx drops it then; pinging before
+        // every acquire would add a round trip to every query.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
 }

@@ -71,6 +71,13 @@ impl Browser {
         self.finish(resp).await
     }
 
+    /// Signs in through the real form.
+    pub async fn sign_in(&mut self, email: &str, password: &str) -> Page {
+        let form = self.get("/signin").await;
+        let csrf = form.csrf();
+        self.post("/signin", &[("csrf", &csrf), ("email", email), ("password", password), ("next", "/")]).await
+    }
+
     /// Signs up (which signs in) through the real forms.
     pub async fn sign_up(&mut self, email: &str, password: &str) -> Page {
         let form = self.get("/signup").await;

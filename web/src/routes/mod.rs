@@ -1,6 +1,8 @@
 //! The web front's pages, one module per page family.
 
 pub mod account;
+pub mod connect;
+pub mod connections;
 pub mod devices;
 pub mod pairing;
 
@@ -42,6 +44,14 @@ pub fn router(state: AppState) -> Router {
         .route("/signin", get(account::sign_in_form).post(account::sign_in))
         .route("/signout", post(account::sign_out))
         .route("/pair/{token}", get(pairing::show).post(pairing::decide))
+        .route("/connections", get(connections::list))
+        .route("/connections/new", get(connections::new_form).post(connections::start))
+        .route("/connections/{id}/rename", post(connections::rename))
+        .route("/connections/{id}/default", post(connections::make_default))
+        .route("/connections/{id}/reconnect", post(connections::reconnect))
+        .route("/connections/{id}/delete", get(connections::confirm_delete).post(connections::delete))
+        .route("/connect/{token}", get(connect::show).post(connect::submit_key))
+        .route("/oauth/callback", get(connect::callback))
         .route("/devices", get(devices::list))
         .route("/devices/{id}/revoke", post(devices::revoke))
         .fallback(|| async { WebError::not_found() })

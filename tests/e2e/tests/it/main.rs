@@ -2,6 +2,7 @@
 //! provider emulator over real HTTP. One test binary keeps link time down.
 
 mod agent;
+mod connections;
 mod execute;
 mod mcp;
 mod openapi;
