@@ -1,4 +1,4 @@
-//! One-shot commands: `migrate` and `seed-demo`.
+//! One-shot commands: `migrate`, `seed-demo` and `rotate-keys`.
 
 use anyhow::Context;
 use clawlink_common::config::{Env, InfraConfig, keyring_from_env};
@@ -41,6 +41,8 @@ pub async fn seed_demo(env: &Env, args: &[String]) -> anyhow::Result<()> {
 
     let mut tx = db.begin().await?;
     let user = users::upsert(&mut tx, &email, &hash, "Demo").await?;
+    // The demo account runs benchmarks: give it the largest plan.
+    clawlink_common::db::billing::change_plan(&mut tx, user, "team", "seed-demo").await?;
     let existing = connections::list_usable(&mut tx, user, "sandbox").await?;
     let connection = match existing.first() {
         Some(c) => c.id,
@@ -76,5 +78,54 @@ pub async fn seed_demo(env: &Env, args: &[String]) -> anyhow::Result<()> {
     println!("CLAWLINK_API_KEY={}", credential.expose());
     println!("CLAWLINK_DEMO_EMAIL={email}");
     println!("CLAWLINK_DEMO_PASSWORD={password}");
+    Ok(())
+}
+
+/// `rotate-keys [--batch N]`: re-seals every credential not under the active key
+/// (`CLAWLINK_CREDENTIAL_ACTIVE_KEY`), N per transaction, while the service keeps serving.
+/// Stopping it at any moment is safe; running it again continues with what is left. Every
+/// api and worker must have the new key loaded first (README "Credential keys and rotation").
+pub async fn rotate_keys(env: &Env, args: &[String]) -> anyhow::Result<()> {
+    let mut batch: i64 = 100;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--batch" => {
+                let value = it.next().context("--batch needs a value")?;
+                batch = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .with_context(|| format!("--batch: expected a positive whole number, got {value:?}"))?;
+            }
+            other => anyhow::bail!("unknown option {other:?}; expected --batch N"),
+        }
+    }
+    let infra = InfraConfig::from_env(env)?;
+    let keyring = keyring_from_env(env)?;
+    let db = clawlink_common::db::connect(infra.database_url.expose(), 2).await.context("connecting to postgres")?;
+    let active = keyring.active_key_id().to_string();
+    eprintln!("re-sealing credentials under key {active:?}, {batch} per batch");
+    let progress = clawlink_common::rotation::rotate(&db, &keyring, batch, |p| {
+        eprintln!("  {} re-sealed, {} left", p.resealed, p.remaining);
+    })
+    .await
+    .context("rotating credential keys")?;
+    if !progress.unreadable.is_empty() {
+        let ids = progress.unreadable.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
+        anyhow::bail!(
+            "{} re-sealed, but {} credentials open with no loaded key (connections {ids}); they were left as they are",
+            progress.resealed,
+            progress.unreadable.len()
+        );
+    }
+    if progress.remaining > 0 {
+        anyhow::bail!(
+            "{} re-sealed; {} credentials stayed locked; run rotate-keys again",
+            progress.resealed,
+            progress.remaining
+        );
+    }
+    eprintln!("done: {} re-sealed; every credential is sealed under key {active:?}", progress.resealed);
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The api's configuration, read from `CLAWLINK_…` variables and checked at start-up.
 
-use clawlink_common::config::{ConfigError, Env, InfraConfig, ProviderOverrides, socket_addr};
+use clawlink_common::config::{ConfigError, Env, InfraConfig, OAuthClient, ProviderOverrides, socket_addr};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -28,6 +28,8 @@ pub struct ApiConfig {
     /// Requests per second one device may make to this replica, and the burst above it.
     pub device_rate_per_sec: u32,
     pub device_burst: u32,
+    /// Provider id → OAuth client, for the token refresh sweep.
+    pub oauth_clients: std::collections::BTreeMap<String, OAuthClient>,
 }
 
 impl ApiConfig {
@@ -52,6 +54,7 @@ impl ApiConfig {
             keyring: clawlink_common::config::keyring_from_env(env)?,
             device_rate_per_sec: positive(env, "CLAWLINK_DEVICE_RATE_PER_SEC", 100)?,
             device_burst: positive(env, "CLAWLINK_DEVICE_BURST", 200)?,
+            oauth_clients: clawlink_common::config::oauth_clients_from_env(env)?,
         })
     }
 }

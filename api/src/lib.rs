@@ -1,10 +1,11 @@
 //! clawlink-api: the agent plane. Routes per resource in `routes/`, the device-auth
-//! extractor in `auth`, the JSON error envelope in `error`.
+//! extractor in `auth`, the JSON error envelope in `error`, scheduled jobs in `jobs`.
 
 pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod jobs;
 pub mod routes;
 pub mod state;
 
@@ -79,6 +80,16 @@ pub async fn run(config: ApiConfig, listener: tokio::net::TcpListener, stop: Can
     let state = build_state(config, stop.clone()).await?;
     tracing::info!(addr = %listener.local_addr()?, instance = %state.config.instance_id, "clawlink-api listening");
     tokio::spawn(state::flush_last_used(state.clone(), Duration::from_secs(10), stop.clone()));
+    let refresher = clawlink_common::refresh::Refresher::new(
+        state.results.connection(),
+        &state.config.infra.namespace,
+        state.db.clone(),
+        state.keyring.clone(),
+        state.config.oauth_clients.clone(),
+        &state.config.providers,
+    )
+    .context("building the token refresh client")?;
+    tokio::spawn(jobs::TokenSweep::new(&state, refresher).run(stop.clone()));
     let app = router(state);
     // Connect info gives handlers the client address (pairing caps guesses per address).
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())

@@ -22,6 +22,12 @@ pub struct WebConfig {
     pub providers: clawlink_common::config::ProviderOverrides,
     pub oauth_clients: std::collections::BTreeMap<String, clawlink_common::config::OAuthClient>,
     pub catalog_dir: Option<String>,
+    /// The payment provider's checkout page; unset: plans cannot be bought here.
+    pub checkout_url: Option<String>,
+    /// The secret the payment provider signs webhooks with (HMAC-SHA256).
+    pub webhook_secret: Option<clawlink_common::secret::SecretString>,
+    /// How old a webhook's signed timestamp may be.
+    pub webhook_tolerance: Duration,
     pub addr: SocketAddr,
     /// How the web front is reached from outside; an `https` URL turns on Secure cookies
     /// and is the only Origin accepted on forms.
@@ -37,6 +43,16 @@ impl WebConfig {
             providers: clawlink_common::config::ProviderOverrides::from_env(env)?,
             oauth_clients: clawlink_common::config::oauth_clients_from_env(env)?,
             catalog_dir: env.raw("CLAWLINK_CATALOG_DIR").map(String::from),
+            checkout_url: match env.raw("CLAWLINK_BILLING_CHECKOUT_URL") {
+                Some(_) => Some(env.url("CLAWLINK_BILLING_CHECKOUT_URL", "", &["http", "https"])?),
+                None => None,
+            },
+            webhook_secret: env.raw("CLAWLINK_BILLING_WEBHOOK_SECRET").map(clawlink_common::secret::SecretString::new),
+            webhook_tolerance: Duration::from_secs(env.parse(
+                "CLAWLINK_BILLING_WEBHOOK_TOLERANCE_SECS",
+                300,
+                "a whole number of seconds",
+            )?),
             addr: socket_addr(env, "CLAWLINK_WEB_ADDR", "127.0.0.1:8081")?,
             public_web_url: env.url("CLAWLINK_PUBLIC_WEB_URL", "http://127.0.0.1:8081", &["http", "https"])?,
             session_ttl: Duration::from_secs(env.parse(

@@ -1,8 +1,11 @@
 //! The worker's configuration, read from `CLAWLINK_…` variables and checked at start-up.
 
-use clawlink_common::config::{ConfigError, Env, InfraConfig, ProviderOverrides, keyring_from_env};
+use clawlink_common::config::{
+    ConfigError, Env, InfraConfig, OAuthClient, ProviderOverrides, keyring_from_env, oauth_clients_from_env,
+};
 use clawlink_common::crypto::Keyring;
 use clawlink_common::retry::RetryPolicy;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
@@ -26,6 +29,8 @@ pub struct WorkerConfig {
     pub catalog_dir: Option<String>,
     pub providers: ProviderOverrides,
     pub keyring: Keyring,
+    /// Provider id → OAuth client, for refreshing tokens.
+    pub oauth_clients: BTreeMap<String, OAuthClient>,
 }
 
 impl WorkerConfig {
@@ -66,6 +71,7 @@ impl WorkerConfig {
             catalog_dir: env.raw("CLAWLINK_CATALOG_DIR").map(String::from),
             providers: ProviderOverrides::from_env(env)?,
             keyring: keyring_from_env(env)?,
+            oauth_clients: oauth_clients_from_env(env)?,
         })
     }
 }

@@ -1,4 +1,4 @@
-//! One tool call in the worker: claim → resolve → decrypt → pace → call → classify →
+//! One tool call in the worker: claim → resolve → decrypt → refresh → pace → call → classify →
 //! publish the result → record it. The caller (`consumer`) acks only after this returns.
 //!
 //! Exactly-once is not promised by any queue; what this file promises is:
@@ -17,6 +17,7 @@ use clawlink_common::ids::ExecutionId;
 use clawlink_common::pacing::{PaceError, Pacer};
 use clawlink_common::provider::{CredentialBundle, ProviderClient};
 use clawlink_common::queue::{Job, Lane, Publisher};
+use clawlink_common::refresh::{RefreshError, Refresher};
 use clawlink_common::results::{FinalStatus, Outcome, OutcomeError, OutcomeMeta, ResultStore};
 use clawlink_common::retry::{Classification, RetryPolicy, classify_status};
 use serde_json::Value;
@@ -31,6 +32,8 @@ pub struct Executor {
     pub results: ResultStore,
     pub publisher: Publisher,
     pub pacer: Pacer,
+    /// Refreshes OAuth tokens about to expire, once per connection across workers.
+    pub refresher: Refresher,
     pub client: ProviderClient,
     pub keyring: Keyring,
     pub catalog: Arc<Catalog>,
@@ -69,6 +72,18 @@ fn failure(
     provider_status: Option<u16>,
 ) -> OutcomeError {
     OutcomeError { kind: kind.into(), code: code.into(), message: message.into(), retryable, provider_status }
+}
+
+/// The connection's grant is gone (refused refresh token, revoked access): the agent is
+/// told to have the person reconnect.
+fn needs_reauth(provider_name: &str, provider_status: Option<u16>) -> OutcomeError {
+    failure(
+        "auth",
+        "needs_reauth",
+        format!("The {provider_name} connection must be reconnected."),
+        false,
+        provider_status,
+    )
 }
 
 /// The most useful line of a provider's error body.
@@ -204,14 +219,7 @@ impl Executor {
             return Ok((done_err(e), attempts, 0));
         };
         if claim.connection_status.as_deref() == Some("needs_reauth") {
-            let e = failure(
-                "auth",
-                "needs_reauth",
-                format!("The {} connection must be reconnected.", tool.provider.name),
-                false,
-                None,
-            );
-            return Ok((done_err(e), attempts, 0));
+            return Ok((done_err(needs_reauth(&tool.provider.name, None)), attempts, 0));
         }
         // The credential is decrypted only here, only in memory, and zeroed on drop.
         let credential = match self
@@ -231,6 +239,20 @@ impl Executor {
                     None,
                 );
                 return Ok((done_err(e), attempts, 0));
+            }
+        };
+        // An OAuth token about to expire is refreshed first, once per connection across
+        // every worker (see `clawlink_common::refresh`).
+        let fresh = match self.refresher.ensure_fresh(claim.user_id, connection, &tool.provider, credential).await {
+            Ok(fresh) => fresh,
+            Err(RefreshError::NeedsReauth) => {
+                return Ok((done_err(needs_reauth(&tool.provider.name, None)), attempts, 0));
+            }
+            Err(RefreshError::Db(err)) => return Err(err.into()),
+            Err(RefreshError::Redis(err)) => return Err(err.into()),
+            Err(err) => {
+                let message = format!("The {} token has expired and could not be refreshed: {err}", tool.provider.name);
+                return Ok((done_err(failure("provider", "provider_unavailable", message, true, None)), attempts, 0));
             }
         };
         let request = match render_request(&tool, &claim.arguments) {
@@ -255,7 +277,7 @@ impl Executor {
                 }
                 Err(PaceError::Redis(err)) => return Err(err.into()),
             }
-            let result = self.client.call(&tool.provider, &request, &credential, Some(&idempotency_key)).await;
+            let result = self.client.call(&tool.provider, &request, &fresh.bundle, Some(&idempotency_key)).await;
             let (classification, status) = match &result {
                 Ok(response) => {
                     provider_ms += response.elapsed.as_millis() as u64;
@@ -286,6 +308,10 @@ impl Executor {
                         attempts,
                         provider_ms,
                     ));
+                }
+                Classification::Permanent if status == Some(401) && fresh.refreshed => {
+                    // The provider refuses a token it has just issued: access was revoked.
+                    return Ok((done_err(needs_reauth(&tool.provider.name, status)), attempts, provider_ms));
                 }
                 Classification::Permanent => {
                     let e = match (&result, status) {

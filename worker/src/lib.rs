@@ -12,6 +12,7 @@ use clawlink_common::config::Env;
 use clawlink_common::pacing::Pacer;
 use clawlink_common::provider::ProviderClient;
 use clawlink_common::queue::{Lane, Publisher, Topology};
+use clawlink_common::refresh::Refresher;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -33,11 +34,21 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
     topology.declare_on(&infra.amqp).await.context("declaring queues")?;
     let publisher = Publisher::new(&infra.amqp, topology.clone()).await.context("opening the publisher")?;
     let pacer = Pacer::new(infra.redis.connection(), &config.infra.namespace, catalog.providers());
+    let refresher = Refresher::new(
+        infra.redis.connection(),
+        &config.infra.namespace,
+        infra.db.clone(),
+        config.keyring.clone(),
+        config.oauth_clients.clone(),
+        &config.providers,
+    )
+    .context("building the token refresh client")?;
     let executor = Arc::new(Executor {
         db: infra.db,
         results: infra.redis,
         publisher,
         pacer,
+        refresher,
         client: ProviderClient::new(&config.providers, config.provider_timeout).context("building the HTTP client")?,
         keyring: config.keyring.clone(),
         catalog,

@@ -76,6 +76,20 @@ pub async fn start(
             ));
         }
     }
+    let standing = clawlink_common::db::billing::standing(&mut conn, device.user_id).await?;
+    if standing.connections >= i64::from(standing.plan.max_connections) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::PAYMENT_REQUIRED,
+            "plan_limit",
+            "connection_limit_reached",
+            format!(
+                "The {} plan allows {} connections and all are in use.",
+                standing.plan.name, standing.plan.max_connections
+            ),
+        )
+        .hint("Ask the person to upgrade their plan, or to delete a connection they no longer need.")
+        .with("upgradeUrl", json!(format!("{}/billing", state.config.public_web_url))));
+    }
     let token = tokens::random_urlsafe(24);
     let code = display_code();
     let expires_at = OffsetDateTime::now_utc() + CONNECT_TTL;

@@ -123,6 +123,18 @@ pub async fn execute(
     })
 }
 
+/// 402: the month's allowance is used up; nothing was queued.
+pub fn over_quota(state: &AppState, used: i64, allowed: i64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYMENT_REQUIRED,
+        "plan_limit",
+        "plan_limit_reached",
+        format!("This account has used {used} of its {allowed} tool calls this month; upgrade the plan or wait for next month."),
+    )
+    .hint("Ask the person to upgrade their ClawLink plan at upgradeUrl.")
+    .with("upgradeUrl", json!(format!("{}/billing", state.config.public_web_url)))
+}
+
 /// One tool call as the api receives it, from the REST route or from MCP.
 pub struct ToolCall {
     pub tool: Arc<ToolEntry>,
@@ -186,6 +198,9 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
     drop(conn);
 
     let ctx = view::CallContext { tool: tool.clone(), connection_id: connection.id };
+    if let Inserted::OverQuota { used, allowed } = inserted {
+        return Err(over_quota(state, used, allowed));
+    }
     if let Inserted::Existing(existing) = inserted {
         if existing.request_hash.as_deref() != Some(hash.as_slice()) {
             return Err(ApiError::new(

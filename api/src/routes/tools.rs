@@ -183,6 +183,10 @@ pub async fn preview(
     check_arguments(&tool, &body.arguments)?;
     let mut conn = state.db.acquire().await?;
     let connection = resolve_connection(&mut conn, device.user_id, &tool, body.connection_id).await?;
+    let standing = clawlink_common::db::billing::standing(&mut conn, device.user_id).await?;
+    if standing.calls_this_month >= standing.plan.monthly_calls {
+        return Err(crate::routes::execute::over_quota(&state, standing.calls_this_month, standing.plan.monthly_calls));
+    }
     let summary = render_preview(&tool.tool.preview, &body.arguments);
     Ok(Json(json!({
         "ok": true,

@@ -16,11 +16,16 @@ pub async fn whoami(
     let user = users::get(&mut conn, device.user_id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid_credential", "This credential's account no longer exists."))?;
+    let standing = clawlink_common::db::billing::standing(&mut conn, device.user_id).await?;
     Ok(Json(json!({
         "ok": true,
         "user": {"id": user.id, "email": user.email, "displayName": user.display_name},
         "device": {"id": device.device_id, "label": device.label},
-        // Plans arrive with billing; a self-hosted deployment has no limits until then.
-        "plan": {"id": "self_hosted", "name": "Self-hosted", "limits": null},
+        "plan": {
+            "id": standing.plan.id,
+            "name": standing.plan.name,
+            "limits": {"monthlyCalls": standing.plan.monthly_calls, "connections": standing.plan.max_connections},
+            "usage": {"callsThisMonth": standing.calls_this_month, "connections": standing.connections},
+        },
     })))
 }

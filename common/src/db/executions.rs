@@ -102,16 +102,32 @@ pub enum Inserted {
     New,
     /// An execution with this idempotency key exists already.
     Existing(ExecutionRow),
+    /// The user's plan allows no more calls this month.
+    OverQuota {
+        used: i64,
+        allowed: i64,
+    },
 }
 
+/// Records a new execution — unless the key replays an earlier one, or the month's
+/// allowance is used up. The allowance check rides in the same statement as the insert,
+/// so enforcing it costs no extra round trip. Calls still in flight are not yet counted:
+/// at most the in-flight calls can pass the allowance at its edge.
 pub async fn insert(conn: &mut PgConnection, new: &NewExecution<'_>) -> sqlx::Result<Inserted> {
-    let inserted = sqlx::query_scalar!(
-        r#"INSERT INTO executions
-               (id, user_id, device_id, connection_id, integration, tool_name, arguments, lane,
-                idempotency_key, request_hash)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-           ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-           RETURNING id"#,
+    let row = sqlx::query!(
+        r#"WITH quota AS (
+               SELECT coalesce((SELECT calls FROM usage_monthly
+                                 WHERE user_id = $2 AND month = (date_trunc('month', now() AT TIME ZONE 'UTC'))::date), 0) AS used,
+                      p.monthly_calls AS allowed
+                 FROM users u JOIN plans p ON p.id = u.plan_id WHERE u.id = $2),
+           ins AS (
+               INSERT INTO executions
+                   (id, user_id, device_id, connection_id, integration, tool_name, arguments, lane,
+                    idempotency_key, request_hash)
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM quota WHERE quota.used < quota.allowed
+               ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+               RETURNING id)
+           SELECT (SELECT id FROM ins) AS inserted, quota.used AS "used!", quota.allowed AS "allowed!" FROM quota"#,
         new.id.0,
         new.user.0,
         new.device.map(|d| d.0),
@@ -123,25 +139,29 @@ pub async fn insert(conn: &mut PgConnection, new: &NewExecution<'_>) -> sqlx::Re
         new.idempotency_key,
         new.request_hash
     )
-    .fetch_optional(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    if inserted.is_some() {
+    if row.inserted.is_some() {
         return Ok(Inserted::New);
     }
-    let key = new.idempotency_key.expect("only an idempotency key can conflict");
-    let existing = sqlx::query_as!(
-        ExecutionRow,
-        r#"SELECT id AS "id: ExecutionId", user_id AS "user_id: UserId", connection_id AS "connection_id: ConnectionId",
-                  integration, tool_name, lane, status, attempts, request_hash, created_at, started_at, finished_at,
-                  queue_wait_ms, provider_ms, provider_status, provider_request_id, error_code, error_message,
-                  result_excerpt
-           FROM executions WHERE user_id = $1 AND idempotency_key = $2"#,
-        new.user.0,
-        key
-    )
-    .fetch_one(conn)
-    .await?;
-    Ok(Inserted::Existing(existing))
+    if let Some(key) = new.idempotency_key {
+        let existing = sqlx::query_as!(
+            ExecutionRow,
+            r#"SELECT id AS "id: ExecutionId", user_id AS "user_id: UserId", connection_id AS "connection_id: ConnectionId",
+                      integration, tool_name, lane, status, attempts, request_hash, created_at, started_at, finished_at,
+                      queue_wait_ms, provider_ms, provider_status, provider_request_id, error_code, error_message,
+                      result_excerpt
+               FROM executions WHERE user_id = $1 AND idempotency_key = $2"#,
+            new.user.0,
+            key
+        )
+        .fetch_optional(conn)
+        .await?;
+        if let Some(existing) = existing {
+            return Ok(Inserted::Existing(existing));
+        }
+    }
+    Ok(Inserted::OverQuota { used: row.used, allowed: row.allowed })
 }
 
 pub async fn get_for_user(
@@ -255,12 +275,23 @@ pub async fn finish(conn: &mut PgConnection, outcome: &Outcome) -> sqlx::Result<
         Some(e) => (Some(e.code.as_str()), Some(e.message.as_str())),
         None => (None, None),
     };
-    let done = sqlx::query!(
-        r#"UPDATE executions
-              SET status = $2, finished_at = coalesce($3, now()), provider_ms = $4, provider_status = $5,
-                  provider_request_id = $6, error_code = $7, error_message = $8, result_excerpt = $9,
-                  attempts = greatest(attempts, $10)
-            WHERE id = $1 AND status IN ('queued', 'running')"#,
+    // Billable: the call reached the provider, or failed for good. Retries and replays
+    // never count: only the statement that makes the row final counts, once.
+    let billable = outcome.meta.provider_status.is_some() || outcome.error.as_ref().is_some_and(|e| !e.retryable);
+    let changed = sqlx::query_scalar!(
+        r#"WITH done AS (
+               UPDATE executions
+                  SET status = $2, finished_at = coalesce($3, now()), provider_ms = $4, provider_status = $5,
+                      provider_request_id = $6, error_code = $7, error_message = $8, result_excerpt = $9,
+                      attempts = greatest(attempts, $10)
+                WHERE id = $1 AND status IN ('queued', 'running')
+            RETURNING user_id),
+           counted AS (
+               INSERT INTO usage_monthly (user_id, month, calls)
+               SELECT user_id, (date_trunc('month', now() AT TIME ZONE 'UTC'))::date, 1 FROM done WHERE $11
+               ON CONFLICT (user_id, month) DO UPDATE SET calls = usage_monthly.calls + 1
+               RETURNING 1)
+           SELECT count(*) AS "n!" FROM done"#,
         outcome.execution_id.0,
         outcome.status.as_str(),
         outcome.meta.ended_at,
@@ -270,11 +301,12 @@ pub async fn finish(conn: &mut PgConnection, outcome: &Outcome) -> sqlx::Result<
         code,
         message,
         excerpt,
-        outcome.meta.attempts as i32
+        outcome.meta.attempts as i32,
+        billable
     )
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(changed == 1)
 }
 
 /// Fails an execution that could not be queued (the publish was refused or its confirm
@@ -305,4 +337,73 @@ pub async fn get_final(conn: &mut PgConnection, id: ExecutionId) -> sqlx::Result
     )
     .fetch_optional(conn)
     .await
+}
+
+/// One line of the executions page.
+#[derive(Clone, Debug)]
+pub struct ExecutionSummary {
+    pub id: ExecutionId,
+    pub integration: String,
+    pub tool_name: String,
+    pub status: String,
+    pub attempts: i32,
+    pub created_at: OffsetDateTime,
+    pub duration_ms: Option<i64>,
+    pub error_code: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ExecutionFilter {
+    pub integration: Option<String>,
+    pub tool: Option<String>,
+    pub status: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    /// Page by creation time: rows created strictly before this.
+    pub before: Option<OffsetDateTime>,
+}
+
+/// The user's executions, newest first, filtered; one query.
+pub async fn list_for_user(
+    conn: &mut PgConnection,
+    user: UserId,
+    f: &ExecutionFilter,
+    limit: i64,
+) -> sqlx::Result<Vec<ExecutionSummary>> {
+    sqlx::query_as!(
+        ExecutionSummary,
+        r#"SELECT id AS "id: ExecutionId", integration, tool_name, status, attempts, created_at,
+                  (extract(epoch FROM finished_at - created_at) * 1000)::bigint AS duration_ms, error_code
+             FROM executions
+            WHERE user_id = $1
+              AND ($2::text IS NULL OR integration = $2)
+              AND ($3::text IS NULL OR tool_name = $3)
+              AND ($4::text IS NULL OR status = $4)
+              AND ($5::timestamptz IS NULL OR created_at >= $5)
+              AND ($6::timestamptz IS NULL OR created_at < $6)
+              AND ($7::timestamptz IS NULL OR created_at < $7)
+            ORDER BY created_at DESC
+            LIMIT $8"#,
+        user.0,
+        f.integration,
+        f.tool,
+        f.status,
+        f.since,
+        f.until,
+        f.before,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// The arguments of one of the user's executions (shown only to their owner).
+pub async fn arguments_for_user(
+    conn: &mut PgConnection,
+    user: UserId,
+    id: ExecutionId,
+) -> sqlx::Result<Option<serde_json::Value>> {
+    sqlx::query_scalar!("SELECT arguments FROM executions WHERE user_id = $1 AND id = $2", user.0, id.0)
+        .fetch_optional(conn)
+        .await
 }

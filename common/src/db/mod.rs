@@ -2,8 +2,10 @@
 //! `&mut PgConnection` (a pooled connection or a transaction); handlers never hold SQL.
 //! Every query that reads user-owned rows filters by the owner.
 
+pub mod billing;
 pub mod connect_sessions;
 pub mod connections;
+pub mod credentials;
 pub mod devices;
 pub mod executions;
 pub mod pairing;

@@ -48,11 +48,14 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Replaces the sandbox's rate limit line (for pacing tests).
     pub sandbox_rate: Option<String>,
+    /// Extra catalog files, as (file name, TOML), added to a copy of the catalog (for
+    /// providers a test plays itself, such as an OAuth provider with its token endpoint).
+    pub extra_catalog: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { workers: 1, env: Vec::new(), sandbox_rate: None }
+        Self { workers: 1, env: Vec::new(), sandbox_rate: None, extra_catalog: Vec::new() }
     }
 }
 
@@ -117,19 +120,24 @@ impl Stack {
         };
         let keyring = Keyring::from_encoded(vec![("k1".into(), SecretString::new(key_b64.clone()))], None).unwrap();
 
-        let catalog_dir = options.sandbox_rate.as_ref().map(|rate| {
+        let catalog_dir = (options.sandbox_rate.is_some() || !options.extra_catalog.is_empty()).then(|| {
             let dir = std::env::temp_dir().join(format!("clawlink-catalog-{suffix}"));
             std::fs::create_dir_all(&dir).unwrap();
             let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../../catalog");
             for entry in std::fs::read_dir(src).unwrap() {
                 let path = entry.unwrap().path();
                 let mut text = std::fs::read_to_string(&path).unwrap();
-                if path.file_name().unwrap() == "sandbox.toml" {
+                if let Some(rate) =
+                    options.sandbox_rate.as_ref().filter(|_| path.file_name().unwrap() == "sandbox.toml")
+                {
                     let start = text.find("per_connection = ").unwrap();
                     let end = start + text[start..].find('\n').unwrap();
                     text.replace_range(start..end, rate);
                 }
                 std::fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
+            }
+            for (name, text) in &options.extra_catalog {
+                std::fs::write(dir.join(name), text).unwrap();
             }
             tempdir::TempDir(dir)
         });
@@ -144,6 +152,10 @@ impl Stack {
             ("CLAWLINK_API_ADDR", "127.0.0.1:0".into()),
             ("CLAWLINK_SYNC_WAIT_MS", "15000".into()),
         ]);
+        // Every catalog provider is played by the emulator, under `/<id>`.
+        for id in emulator.provider_ids() {
+            env.set(&format!("CLAWLINK_PROVIDER_{}_BASE_URL", id.to_ascii_uppercase()), emulator.provider_url(&id));
+        }
         for var in ["CLAWLINK_AMQP_URL", "CLAWLINK_REDIS_URL"] {
             if let Ok(v) = std::env::var(var) {
                 env.set(var, v);
@@ -332,12 +344,26 @@ impl Stack {
 
     /// Adds a sandbox connection with `token` as its credential.
     pub async fn sandbox_connection(&self, user: UserId, label: &str, token: &str) -> ConnectionId {
+        let bundle = CredentialBundle::Bearer { token: SecretString::new(token) };
+        self.connection(user, "sandbox", label, &bundle).await
+    }
+
+    /// Adds a connection to `integration` (a catalog provider id) holding `bundle`, sealed
+    /// as the connect flow seals it. The first connection of an integration is the
+    /// user's default.
+    pub async fn connection(
+        &self,
+        user: UserId,
+        integration: &str,
+        label: &str,
+        bundle: &CredentialBundle,
+    ) -> ConnectionId {
         let mut tx = self.db.begin().await.unwrap();
         let id = connections::insert(
             &mut tx,
             &connections::NewConnection {
                 user,
-                integration: "sandbox",
+                integration,
                 connection_label: label,
                 account_label: label,
                 external_account_id: None,
@@ -345,7 +371,6 @@ impl Stack {
         )
         .await
         .unwrap();
-        let bundle = CredentialBundle::Bearer { token: SecretString::new(token) };
         let sealed = self.keyring.seal(RowIdentity::connection(user, id), &bundle.to_plaintext()).unwrap();
         connections::store_credential(&mut tx, id, user, &sealed).await.unwrap();
         tx.commit().await.unwrap();

@@ -24,6 +24,7 @@ mod sandbox;
 mod state;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -63,6 +64,7 @@ pub fn router(state: AppState, providers: &Providers) -> anyhow::Result<Router> 
 pub struct Emulator {
     addr: SocketAddr,
     state: AppState,
+    providers: Arc<Providers>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -70,12 +72,13 @@ pub struct Emulator {
 impl Emulator {
     /// Bind `config.addr` and start serving; returns once the socket is listening.
     ///
-    /// Loads the catalog and the fixtures first; a catalog tool without a canned answer
-    /// is logged and answered `501` (the crate's tests fail on it).
+    /// Loads the catalog and the fixtures first (once per process and pair of folders);
+    /// a catalog tool without a canned answer is logged and answered `501` (the crate's
+    /// tests fail on it).
     pub async fn start(config: EmulatorConfig) -> anyhow::Result<Emulator> {
         let catalog_dir = config.catalog_dir.clone().unwrap_or_else(|| clawlink_common::catalog::default_dir(None));
         let fixtures_dir = config.fixtures_dir.clone().unwrap_or_else(providers::default_fixtures_dir);
-        let providers = Providers::load(&catalog_dir, &fixtures_dir)?;
+        let providers = Providers::load_shared(&catalog_dir, &fixtures_dir)?;
         for problem in providers.problems() {
             tracing::warn!("emulator fixtures: {problem}");
         }
@@ -103,7 +106,7 @@ impl Emulator {
             }
         });
 
-        Ok(Emulator { addr, state, stop: Some(stop), server: Some(server) })
+        Ok(Emulator { addr, state, providers, stop: Some(stop), server: Some(server) })
     }
 
     /// Base URL without a trailing slash, e.g. `http://127.0.0.1:41234`. A wildcard bind
@@ -121,6 +124,11 @@ impl Emulator {
     /// `CLAWLINK_PROVIDER_<ID>_BASE_URL` points at.
     pub fn provider_url(&self, id: &str) -> String {
         if id == "sandbox" { self.url() } else { format!("{}/{id}", self.url()) }
+    }
+
+    /// The ids of the catalog providers served under `/<id>` (every one but the sandbox).
+    pub fn provider_ids(&self) -> Vec<String> {
+        self.providers.ids().map(str::to_owned).collect()
     }
 
     /// The bound address (with the real port when started on port 0).

@@ -1,5 +1,8 @@
 //! `clawlink-emulator`: serves the provider emulator until SIGINT/SIGTERM.
-//! Configured by `CLAWLINK_EMULATOR_ADDR` and `CLAWLINK_EMULATOR_SANDBOX_TOKENS`.
+//! Configured by `CLAWLINK_EMULATOR_ADDR`, `CLAWLINK_EMULATOR_SANDBOX_TOKENS` (accepted by
+//! every provider), `CLAWLINK_CATALOG_DIR` and `CLAWLINK_EMULATOR_FIXTURES_DIR`. The sandbox
+//! is served at the root and each catalog provider under `/<id>`, which is where
+//! `CLAWLINK_PROVIDER_<ID>_BASE_URL` should point.
 
 use std::io::IsTerminal;
 
@@ -15,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
 
     let config = EmulatorConfig::from_env()?;
     let emulator = Emulator::start(config).await?;
-    tracing::info!(url = %emulator.url(), "provider emulator listening");
+    tracing::info!(url = %emulator.url(), providers = %emulator.provider_ids().join(","), "provider emulator listening");
 
     shutdown_signal().await;
     tracing::info!("shutting down");

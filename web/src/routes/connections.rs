@@ -144,6 +144,19 @@ pub async fn start(
     if state.catalog.provider(&form.integration).is_none() {
         return Err(WebError::not_found());
     }
+    let mut conn = state.db.acquire().await?;
+    let standing = clawlink_common::db::billing::standing(&mut conn, user.user_id).await?;
+    if standing.connections >= i64::from(standing.plan.max_connections) {
+        return Err(WebError::new(
+            axum::http::StatusCode::PAYMENT_REQUIRED,
+            "Connection limit reached",
+            format!(
+                "The {} plan allows {} connections and all are in use. Upgrade on the Plan page, or delete a connection first.",
+                standing.plan.name, standing.plan.max_connections
+            ),
+        ));
+    }
+    drop(conn);
     let token = new_session(&state, user.user_id, &form.integration, None).await?;
     Ok(Redirect::to(&format!("/connect/{token}")).into_response())
 }

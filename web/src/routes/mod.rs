@@ -1,9 +1,11 @@
 //! The web front's pages, one module per page family.
 
 pub mod account;
+pub mod billing;
 pub mod connect;
 pub mod connections;
 pub mod devices;
+pub mod executions;
 pub mod pairing;
 
 use crate::AppState;
@@ -52,6 +54,11 @@ pub fn router(state: AppState) -> Router {
         .route("/connections/{id}/delete", get(connections::confirm_delete).post(connections::delete))
         .route("/connect/{token}", get(connect::show).post(connect::submit_key))
         .route("/oauth/callback", get(connect::callback))
+        .route("/billing", get(billing::show))
+        .route("/billing/checkout", post(billing::checkout))
+        .route("/billing/webhook", post(billing::webhook))
+        .route("/executions", get(executions::list))
+        .route("/executions/{id}", get(executions::detail))
         .route("/devices", get(devices::list))
         .route("/devices/{id}/revoke", post(devices::revoke))
         .fallback(|| async { WebError::not_found() })

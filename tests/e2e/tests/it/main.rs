@@ -2,9 +2,13 @@
 //! provider emulator over real HTTP. One test binary keeps link time down.
 
 mod agent;
+mod billing;
+mod catalog_tools;
 mod connections;
+mod dashboard;
 mod execute;
 mod mcp;
 mod openapi;
+mod refresh;
 mod reliability;
 mod tools;

@@ -22,8 +22,8 @@ mod shape;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use axum::Router;
@@ -64,6 +64,21 @@ impl Providers {
             .with_context(|| format!("loading the catalog in {}", catalog_dir.display()))?;
         let fixtures = fixtures::load_dir(fixtures_dir)?;
         Ok(Providers { catalog, fixtures, fixtures_dir: fixtures_dir.to_path_buf() })
+    }
+
+    /// [`Providers::load`], once per pair of folders in this process: tests start an
+    /// emulator each, and compiling the catalog's schemas is the slow part of a start.
+    pub fn load_shared(catalog_dir: &Path, fixtures_dir: &Path) -> anyhow::Result<Arc<Providers>> {
+        type Loaded = Vec<((PathBuf, PathBuf), Arc<Providers>)>;
+        static LOADED: Mutex<Loaded> = Mutex::new(Vec::new());
+        let key = (catalog_dir.to_path_buf(), fixtures_dir.to_path_buf());
+        let mut loaded = LOADED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, providers)) = loaded.iter().find(|(k, _)| *k == key) {
+            return Ok(providers.clone());
+        }
+        let providers = Arc::new(Self::load(catalog_dir, fixtures_dir)?);
+        loaded.push((key, providers.clone()));
+        Ok(providers)
     }
 
     /// The catalog's default folder and this crate's `fixtures/`.

@@ -15,40 +15,25 @@ use crate::{TOKEN, client, json_of, start};
 fn catalog_for(emulator: &Emulator) -> Catalog {
     let dir = default_dir(None);
     let plain = Catalog::load_dir(&dir, &BTreeMap::new()).unwrap_or_else(|e| panic!("{e}"));
-    let urls = plain
-        .providers()
-        .map(|p| (p.id.clone(), emulator.provider_url(&p.id)))
-        .collect();
+    let urls = plain.providers().map(|p| (p.id.clone(), emulator.provider_url(&p.id))).collect();
     Catalog::load_dir(&dir, &urls).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `request` with the credential applied where `provider` expects it, as the worker does
 /// (plus Trello's member token, which the worker does not send yet).
-fn authorize(
-    request: reqwest::RequestBuilder,
-    provider: &Provider,
-    token: &str,
-) -> reqwest::RequestBuilder {
+fn authorize(request: reqwest::RequestBuilder, provider: &Provider, token: &str) -> reqwest::RequestBuilder {
     let request = match &provider.auth {
         Auth::Oauth2 { .. } => request.bearer_auth(token),
-        Auth::ApiKey {
-            header: Some(header),
-            format,
-            ..
-        } => request.header(header.as_str(), format.replace("{key}", token)),
-        Auth::ApiKey {
-            query: Some(query),
-            format,
-            ..
-        } => request.query(&[(query.as_str(), format.replace("{key}", token))]),
+        Auth::ApiKey { header: Some(header), format, .. } => {
+            request.header(header.as_str(), format.replace("{key}", token))
+        }
+        Auth::ApiKey { query: Some(query), format, .. } => {
+            request.query(&[(query.as_str(), format.replace("{key}", token))])
+        }
         Auth::ApiKey { .. } => request,
         Auth::Basic => request.basic_auth("ada@example.com", Some(token)),
     };
-    if provider.id == "trello" {
-        request.query(&[("token", token)])
-    } else {
-        request
-    }
+    if provider.id == "trello" { request.query(&[("token", token)]) } else { request }
 }
 
 /// Sends `arguments` for `tool` as ClawLink renders them, with `token` as the credential.
@@ -59,9 +44,7 @@ async fn call(
     arguments: &Value,
     token: &str,
 ) -> reqwest::Response {
-    let entry = catalog
-        .tool(tool)
-        .unwrap_or_else(|| panic!("no tool {tool}"));
+    let entry = catalog.tool(tool).unwrap_or_else(|| panic!("no tool {tool}"));
     let rendered = render_request(entry, arguments).unwrap_or_else(|e| panic!("{tool}: {e}"));
     let mut request = client.request(rendered.method, rendered.url);
     for (name, value) in &rendered.headers {
@@ -75,10 +58,7 @@ async fn call(
         Some(RequestBody::Form(pairs)) => request.form(&pairs),
         None => request,
     };
-    authorize(request, &entry.provider, token)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{tool}: {e}"))
+    authorize(request, &entry.provider, token).send().await.unwrap_or_else(|e| panic!("{tool}: {e}"))
 }
 
 #[tokio::test]
@@ -111,9 +91,7 @@ async fn every_first_example_is_answered_as_its_tool() {
         {
             failures.push(format!("{}: result {pointer} missing in {body}", entry.name));
         }
-        if entry.tool.mode != clawlink_common::catalog::Mode::Read
-            && entry.provider.idempotency_header.is_none()
-        {
+        if entry.tool.mode != clawlink_common::catalog::Mode::Read && entry.provider.idempotency_header.is_none() {
             writes_without_key += 1;
         }
         served.push(entry.clone());
@@ -123,9 +101,7 @@ async fn every_first_example_is_answered_as_its_tool() {
     let stats = emulator.stats();
     for entry in &served {
         assert_eq!(stats.served(&entry.name), 1, "{}", entry.name);
-        if entry.tool.mode != clawlink_common::catalog::Mode::Read
-            && entry.provider.idempotency_header.is_some()
-        {
+        if entry.tool.mode != clawlink_common::catalog::Mode::Read && entry.provider.idempotency_header.is_some() {
             assert_eq!(stats.performed(&format!("key-{}", entry.name)), 1, "{}", entry.name);
         }
     }
@@ -152,10 +128,7 @@ async fn identities_resolve_the_catalog_pointers() {
         if let Some(body) = &identity.body {
             request = request.json(body);
         }
-        let response = authorize(request, provider, TOKEN)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let response = authorize(request, provider, TOKEN).send().await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(response.status(), StatusCode::OK, "{}", provider.id);
         let body = json_of(response).await;
         for pointer in [&identity.id, &identity.label] {
@@ -174,12 +147,7 @@ async fn refusals_look_like_the_provider_and_use_up_no_fault() {
     emulator.add_fault(Fault {
         method: None,
         path: None,
-        kind: FaultKind::Status {
-            status: 503,
-            retry_after: None,
-            body: None,
-            headers: vec![],
-        },
+        kind: FaultKind::Status { status: 503, retry_after: None, body: None, headers: vec![] },
         times: 1,
     });
     let issue = json!({"owner": "octo-org", "repo": "web", "issue_number": 42});
@@ -279,29 +247,18 @@ async fn request_shapes_are_checked() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body = json_of(response).await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("x-www-form-urlencoded")),
-        "{body}"
-    );
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("x-www-form-urlencoded")), "{body}");
 
     // A query-located argument must be in the query.
     let response = client
-        .post(format!(
-            "{}/calendars/primary/events/quickAdd",
-            emulator.provider_url("google_calendar")
-        ))
+        .post(format!("{}/calendars/primary/events/quickAdd", emulator.provider_url("google_calendar")))
         .bearer_auth(TOKEN)
         .json(&json!({"text": "Lunch tomorrow"}))
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        json_of(response).await["error"]["message"],
-        "missing required query parameter: text"
-    );
+    assert_eq!(json_of(response).await["error"]["message"], "missing required query parameter: text");
 
     // Gmail wants a message with the required headers.
     let response = client
@@ -312,44 +269,24 @@ async fn request_shapes_are_checked() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        json_of(response).await["error"]["message"],
-        "the message has no To header"
-    );
+    assert_eq!(json_of(response).await["error"]["message"], "the message has no To header");
 
     // A GraphQL tool must get its own query and variables.
     let linear = format!("{}/graphql", emulator.provider_url("linear"));
-    let query = match &catalog
-        .tool("linear_add_comment")
-        .unwrap_or_else(|| panic!("linear_add_comment"))
-        .tool
-        .transform
+    let query = match &catalog.tool("linear_add_comment").unwrap_or_else(|| panic!("linear_add_comment")).tool.transform
     {
         Some(clawlink_common::catalog::Transform::Graphql { query }) => query.clone(),
         other => panic!("{other:?}"),
     };
     for (body, reason) in [
         (json!({"query": "query { x }"}), "the GraphQL query is not one"),
-        (
-            json!({"query": query, "variables": {"issueId": "ENG-1"}}),
-            "missing required field: body",
-        ),
+        (json!({"query": query, "variables": {"issueId": "ENG-1"}}), "missing required field: body"),
     ] {
-        let response = client
-            .post(&linear)
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let response =
+            client.post(&linear).bearer_auth(TOKEN).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         let body = json_of(response).await;
-        assert!(
-            body["errors"][0]["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with(reason)),
-            "{body}"
-        );
+        assert!(body["errors"][0]["message"].as_str().is_some_and(|m| m.starts_with(reason)), "{body}");
     }
     assert_eq!(emulator.stats().performed("-"), 0);
     emulator.shutdown().await;
@@ -389,10 +326,7 @@ async fn tools_sharing_a_path_are_told_apart_and_writes_counted() {
     );
     assert_eq!(stats.performed("-"), 4);
     assert_eq!(stats.performed("key-todoist_close_task"), 1);
-    assert_eq!(
-        stats.requests[4].idempotency_key.as_deref(),
-        Some("key-todoist_close_task")
-    );
+    assert_eq!(stats.requests[4].idempotency_key.as_deref(), Some("key-todoist_close_task"));
     assert_eq!(stats.requests[4].status, 204);
     emulator.shutdown().await;
 }
