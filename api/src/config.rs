@@ -28,6 +28,10 @@ pub struct ApiConfig {
     /// Requests per second one device may make to this replica, and the burst above it.
     pub device_rate_per_sec: u32,
     pub device_burst: u32,
+    /// An execution `running` longer than this is failed as stuck by the upkeep job.
+    pub stuck_after: Duration,
+    /// Arguments and result copies older than this many days are erased.
+    pub retention_days: i64,
     /// Provider id → OAuth client, for the token refresh sweep.
     pub oauth_clients: std::collections::BTreeMap<String, OAuthClient>,
 }
@@ -54,6 +58,8 @@ impl ApiConfig {
             keyring: clawlink_common::config::keyring_from_env(env)?,
             device_rate_per_sec: positive(env, "CLAWLINK_DEVICE_RATE_PER_SEC", 100)?,
             device_burst: positive(env, "CLAWLINK_DEVICE_BURST", 200)?,
+            stuck_after: Duration::from_secs(u64::from(positive(env, "CLAWLINK_STUCK_AFTER_SECS", 1800)?)),
+            retention_days: i64::from(positive(env, "CLAWLINK_RETENTION_DAYS", 30)?),
             oauth_clients: clawlink_common::config::oauth_clients_from_env(env)?,
         })
     }

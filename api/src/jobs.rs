@@ -139,3 +139,82 @@ impl TokenSweep {
         }
     }
 }
+
+/// Every `every`, reads the depth and consumers of each queue from the broker into the
+/// `clawlink_queue_*` gauges (delay queues summed). Every replica reports the same
+/// numbers; dashboards take `max` across replicas.
+pub async fn queue_stats(state: AppState, every: Duration, stop: CancellationToken) {
+    use clawlink_common::metrics::QueueLabels;
+    use clawlink_common::queue::{DELAY_TIERS_SECS, Lane, Topology};
+    let topology = Topology::new(&state.config.infra.namespace);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let result: Result<(), lapin::Error> = async {
+            let channel = state.amqp.create_channel().await?;
+            let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+            let read = |name: String| {
+                let channel = channel.clone();
+                async move {
+                    let q = channel.queue_declare(name.as_str().into(), passive, Default::default()).await?;
+                    Ok::<_, lapin::Error>((i64::from(q.message_count()), i64::from(q.consumer_count())))
+                }
+            };
+            let mut delay = 0;
+            for lane in Lane::ALL {
+                let (ready, consumers) = read(topology.work_queue(lane)).await?;
+                state.metrics.queue_messages.get_or_create(&QueueLabels { queue: lane.as_str() }).set(ready);
+                state.metrics.queue_consumers.get_or_create(&QueueLabels { queue: lane.as_str() }).set(consumers);
+                for secs in DELAY_TIERS_SECS {
+                    delay += read(topology.delay_queue(lane, secs)).await?.0;
+                }
+            }
+            state.metrics.queue_messages.get_or_create(&QueueLabels { queue: "delay" }).set(delay);
+            let (dead, _) = read(topology.dead_letter_queue()).await?;
+            state.metrics.queue_messages.get_or_create(&QueueLabels { queue: "dead" }).set(dead);
+            let _ = channel.close(200, "stats read".into()).await;
+            Ok(())
+        }
+        .await;
+        state.metrics.job("queue_stats", result.is_ok());
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "reading queue depths failed");
+        }
+    }
+}
+
+/// Upkeep every `every`: expire sessions, reap stuck executions, purge old bodies. Each
+/// step runs in bounded batches (SKIP LOCKED), so every replica may run it.
+pub async fn upkeep(state: AppState, every: Duration, stop: CancellationToken) {
+    use clawlink_common::db::maintenance;
+    const BATCH: i64 = 500;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let steps: [(&'static str, _); 3] =
+            [("expire_sessions", 0u8), ("reap_stuck_executions", 1), ("purge_execution_bodies", 2)];
+        for (job, step) in steps {
+            let result = async {
+                let mut conn = state.db.acquire().await?;
+                match step {
+                    0 => maintenance::expire_sessions(&mut conn, BATCH).await,
+                    1 => maintenance::reap_stuck(&mut conn, state.config.stuck_after.as_secs() as i64, BATCH).await,
+                    _ => maintenance::purge_bodies(&mut conn, state.config.retention_days, BATCH).await,
+                }
+            }
+            .await;
+            state.metrics.job(job, result.is_ok());
+            match result {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(job, rows = n, "upkeep"),
+                Err(err) => tracing::warn!(job, error = %err, "upkeep step failed"),
+            }
+        }
+    }
+}

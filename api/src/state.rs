@@ -22,6 +22,7 @@ pub struct Inner {
     pub waiters: Waiters,
     pub catalog: Arc<Catalog>,
     pub devices: DeviceCache,
+    pub metrics: clawlink_common::metrics::Metrics,
     pub keyring: clawlink_common::crypto::Keyring,
     /// Per-device request budget of this replica.
     pub device_budget: governor::DefaultKeyedRateLimiter<clawlink_common::ids::DeviceId>,

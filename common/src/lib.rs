@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod ids;
+pub mod metrics;
 pub mod pacing;
 pub mod provider;
 pub mod queue;

@@ -79,6 +79,7 @@ pub struct Inner {
     pub providers: clawlink_common::provider::ProviderClient,
     /// The OAuth token exchange client (no redirects).
     pub oauth_http: reqwest::Client,
+    pub metrics: clawlink_common::metrics::Metrics,
 }
 
 impl std::ops::Deref for AppState {
@@ -99,7 +100,8 @@ impl AppState {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(15))
             .build()?;
-        Ok(Self(Arc::new(Inner { config, db, catalog: Arc::new(catalog), providers, oauth_http })))
+        let metrics = clawlink_common::metrics::Metrics::new();
+        Ok(Self(Arc::new(Inner { config, db, catalog: Arc::new(catalog), providers, oauth_http, metrics })))
     }
 }
 

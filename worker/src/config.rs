@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct WorkerConfig {
     pub infra: InfraConfig,
     pub worker_id: String,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub addr: std::net::SocketAddr,
     /// Calls in flight at once from the interactive lane (also its prefetch).
     pub interactive_concurrency: u16,
     /// Calls in flight at once from the bulk lane (also its prefetch).
@@ -55,6 +57,7 @@ impl WorkerConfig {
         }
         Ok(Self {
             infra: InfraConfig::from_env(env)?,
+            addr: clawlink_common::config::socket_addr(env, "CLAWLINK_WORKER_ADDR", "127.0.0.1:8082")?,
             worker_id: env.string("CLAWLINK_WORKER_ID", &format!("worker-{}", std::process::id())),
             interactive_concurrency: positive("CLAWLINK_WORKER_INTERACTIVE_CONCURRENCY", 64)?,
             bulk_concurrency: positive("CLAWLINK_WORKER_BULK_CONCURRENCY", 32)?,

@@ -45,7 +45,11 @@ pub async fn consume_lane(
         match next {
             Some(Ok(delivery)) => {
                 let executor = executor.clone();
-                tracker.spawn(async move { handle(&executor, delivery, lane).await });
+                executor.metrics.inflight.inc();
+                tracker.spawn(async move {
+                    handle(&executor, delivery, lane).await;
+                    executor.metrics.inflight.dec();
+                });
             }
             Some(Err(err)) => {
                 // With automatic recovery the channel and consumer come back; deliveries

@@ -14,6 +14,9 @@ use clawlink_common::catalog::{Catalog, ToolEntry, render_request};
 use clawlink_common::crypto::{Keyring, RowIdentity};
 use clawlink_common::db::executions::{self, Claim};
 use clawlink_common::ids::ExecutionId;
+use clawlink_common::metrics::{
+    ExecutionLabels, IntegrationLabels, Metrics, OutcomeLabels, PhaseLabels, ProviderLabels,
+};
 use clawlink_common::pacing::{PaceError, Pacer};
 use clawlink_common::provider::{CredentialBundle, ProviderClient};
 use clawlink_common::queue::{Job, Lane, Publisher};
@@ -41,6 +44,7 @@ pub struct Executor {
     pub max_inline_wait: Duration,
     /// See `WorkerConfig::ack_delay`.
     pub ack_delay: Duration,
+    pub metrics: Metrics,
 }
 
 /// What the consumer does with the delivery.
@@ -185,10 +189,30 @@ impl Executor {
                     tracing::warn!(error = %err, "result store unavailable; recording the result in postgres only");
                 }
                 let mut conn = self.db.acquire().await?;
-                executions::finish(&mut conn, &outcome).await?;
+                if executions::finish(&mut conn, &outcome).await? {
+                    self.record(&claim, &outcome);
+                }
                 tracing::info!(status = status.as_str(), attempts, provider_ms, "execution finished");
                 Ok(Disposition::Ack)
             }
+        }
+    }
+
+    /// Counts a finished execution once (only the delivery that made the row final).
+    fn record(&self, claim: &Claim, outcome: &Outcome) {
+        let integration = claim.tool_name.split('_').next().unwrap_or_default().to_string();
+        let integration = self.catalog.tool(&claim.tool_name).map(|t| t.provider.id.clone()).unwrap_or(integration);
+        self.metrics
+            .executions
+            .get_or_create(&ExecutionLabels {
+                integration,
+                tool: claim.tool_name.clone(),
+                outcome: outcome.status.as_str().into(),
+            })
+            .inc();
+        let m = &outcome.meta;
+        for (phase, ms) in [("queue_wait", m.queue_wait_ms), ("provider", m.provider_ms), ("total", m.duration_ms)] {
+            self.metrics.execution_duration.get_or_create(&PhaseLabels { phase }).observe(ms as f64 / 1000.0);
         }
     }
 
@@ -243,7 +267,17 @@ impl Executor {
         };
         // An OAuth token about to expire is refreshed first, once per connection across
         // every worker (see `clawlink_common::refresh`).
-        let fresh = match self.refresher.ensure_fresh(claim.user_id, connection, &tool.provider, credential).await {
+        let refreshed = self.refresher.ensure_fresh(claim.user_id, connection, &tool.provider, credential).await;
+        let refresh_outcome = match &refreshed {
+            Ok(fresh) if fresh.refreshed => Some("refreshed"),
+            Ok(_) => None,
+            Err(RefreshError::NeedsReauth) => Some("invalid_grant"),
+            Err(_) => Some("failed"),
+        };
+        if let Some(outcome) = refresh_outcome {
+            self.metrics.token_refreshes.get_or_create(&OutcomeLabels { outcome }).inc();
+        }
+        let fresh = match refreshed {
             Ok(fresh) => fresh,
             Err(RefreshError::NeedsReauth) => {
                 return Ok((done_err(needs_reauth(&tool.provider.name, None)), attempts, 0));
@@ -266,7 +300,7 @@ impl Executor {
 
         loop {
             match self.pacer.acquire(&tool.provider, connection, self.max_inline_wait).await {
-                Ok(_) => {}
+                Ok(waited) => self.metrics.pacing_wait.observe(waited.as_secs_f64()),
                 Err(PaceError::WaitTooLong(wait)) => {
                     // No attempt was made at this number: the next claim takes it.
                     return Ok((
@@ -278,6 +312,11 @@ impl Executor {
                 Err(PaceError::Redis(err)) => return Err(err.into()),
             }
             let result = self.client.call(&tool.provider, &request, &fresh.bundle, Some(&idempotency_key)).await;
+            let status_class = Metrics::status_class(result.as_ref().ok().map(|r| r.status));
+            self.metrics
+                .provider_responses
+                .get_or_create(&ProviderLabels { integration: tool.provider.id.clone(), status_class })
+                .inc();
             let (classification, status) = match &result {
                 Ok(response) => {
                     provider_ms += response.elapsed.as_millis() as u64;
@@ -373,6 +412,10 @@ impl Executor {
                     }
                     let wait = self.retry.next_wait(attempts, not_before);
                     attempts += 1;
+                    self.metrics
+                        .retries
+                        .get_or_create(&IntegrationLabels { integration: tool.provider.id.clone() })
+                        .inc();
                     tracing::info!(attempt = attempts, wait_ms = wait.as_millis() as u64, %reason, "retrying");
                     if wait > self.max_inline_wait {
                         return Ok((Attempted::Defer { wait, reason }, attempts - 1, provider_ms));

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod consumer;
 pub mod execute;
+pub mod http;
 
 use crate::config::WorkerConfig;
 use crate::execute::Executor;
@@ -55,9 +56,14 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
         retry: config.retry,
         max_inline_wait: config.max_inline_wait,
         ack_delay: config.ack_delay,
+        metrics: clawlink_common::metrics::Metrics::new(),
     });
 
     let amqp = Arc::new(infra.amqp);
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (CLAWLINK_WORKER_ADDR)", config.addr))?;
+    tokio::spawn(http::serve(listener, executor.clone(), amqp.clone(), stop.clone()));
     let tracker = TaskTracker::new();
     let lanes = [(Lane::Interactive, config.interactive_concurrency), (Lane::Bulk, config.bulk_concurrency)];
     let mut consumers = tokio::task::JoinSet::new();

@@ -6,6 +6,7 @@ pub mod execute;
 pub mod executions;
 pub mod health;
 pub mod mcp;
+pub mod metrics;
 pub mod openapi;
 pub mod pairing;
 pub mod tools;
@@ -34,6 +35,7 @@ macro_rules! api_routes {
 api_routes! {
     get "/healthz" => health::healthz, auth: false, "The process is alive.";
     get "/readyz" => health::readyz, auth: false, "Postgres, RabbitMQ and Redis answer.";
+    get "/metrics" => metrics::metrics, auth: false, "Prometheus metrics (OpenMetrics text).";
     get "/api/openapi.json" => openapi::document, auth: false, "This document.";
     post "/api/openclaw/pair/start" => pairing::start, auth: false, "Start pairing an agent; the person approves at pairUrl.";
     get "/api/openclaw/pair/sessions/{token}" => pairing::status, auth: false, "A pairing session's state (poll no faster than pollIntervalMs).";
@@ -66,5 +68,6 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::layer))
         .with_state(state)
 }

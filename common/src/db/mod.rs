@@ -8,6 +8,7 @@ pub mod connections;
 pub mod credentials;
 pub mod devices;
 pub mod executions;
+pub mod maintenance;
 pub mod pairing;
 pub mod users;
 pub mod web_sessions;

@@ -22,6 +22,12 @@ pub mod browser;
 
 pub const SANDBOX_TOKEN: &str = "sandbox-test-token";
 
+/// The OAuth client ClawLink is registered as with the emulator's authorization server
+/// (see [`Options::oauth`]).
+pub use clawlink_emulator::{
+    DEFAULT_OAUTH_CLIENT_ID as OAUTH_CLIENT_ID, DEFAULT_OAUTH_CLIENT_SECRET as OAUTH_CLIENT_SECRET,
+};
+
 fn admin_url() -> String {
     std::env::var("CLAWLINK_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
@@ -51,11 +57,16 @@ pub struct Options {
     /// Extra catalog files, as (file name, TOML), added to a copy of the catalog (for
     /// providers a test plays itself, such as an OAuth provider with its token endpoint).
     pub extra_catalog: Vec<(String, String)>,
+    /// Point every OAuth 2 provider's authorize and token URLs at the emulator's
+    /// authorization server and register its test client with ClawLink
+    /// (`CLAWLINK_PROVIDER_<ID>_AUTHORIZE_URL` / `_TOKEN_URL` / `_CLIENT_ID` /
+    /// `_CLIENT_SECRET`). Default on; `env` can still override any of them.
+    pub oauth: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { workers: 1, env: Vec::new(), sandbox_rate: None, extra_catalog: Vec::new() }
+        Self { workers: 1, env: Vec::new(), sandbox_rate: None, extra_catalog: Vec::new(), oauth: true }
     }
 }
 
@@ -73,6 +84,8 @@ pub struct Stack {
     stop_api: CancellationToken,
     workers: Vec<(CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>)>,
     _catalog_dir: Option<tempdir::TempDir>,
+    /// Set by `finish`; a stack dropped without it (a failed test) cleans up in `Drop`.
+    finished: bool,
 }
 
 /// A signed-up user with a paired device.
@@ -151,10 +164,21 @@ impl Stack {
             ("CLAWLINK_CREDENTIAL_KEYS", format!("k1:{key_b64}")),
             ("CLAWLINK_API_ADDR", "127.0.0.1:0".into()),
             ("CLAWLINK_SYNC_WAIT_MS", "15000".into()),
+            ("CLAWLINK_WORKER_ADDR", "127.0.0.1:0".into()),
         ]);
         // Every catalog provider is played by the emulator, under `/<id>`.
         for id in emulator.provider_ids() {
             env.set(&format!("CLAWLINK_PROVIDER_{}_BASE_URL", id.to_ascii_uppercase()), emulator.provider_url(&id));
+        }
+        // Their OAuth authorization servers too, with the emulator's test client.
+        if options.oauth {
+            for id in emulator.oauth_provider_ids() {
+                let var = |suffix: &str| format!("CLAWLINK_PROVIDER_{}_{suffix}", id.to_ascii_uppercase());
+                env.set(&var("AUTHORIZE_URL"), emulator.oauth_authorize_url(&id));
+                env.set(&var("TOKEN_URL"), emulator.oauth_token_url(&id));
+                env.set(&var("CLIENT_ID"), OAUTH_CLIENT_ID);
+                env.set(&var("CLIENT_SECRET"), OAUTH_CLIENT_SECRET);
+            }
         }
         for var in ["CLAWLINK_AMQP_URL", "CLAWLINK_REDIS_URL"] {
             if let Ok(v) = std::env::var(var) {
@@ -203,6 +227,7 @@ impl Stack {
             stop_api,
             workers: Vec::new(),
             _catalog_dir: catalog_dir,
+            finished: false,
         };
         stack.wait_ready().await;
         for _ in 0..options.workers {
@@ -423,25 +448,68 @@ impl Stack {
 
     /// Stops everything and removes the test's database and queues.
     pub async fn finish(mut self) {
+        self.finished = true;
         self.stop_workers().await;
         self.stop_api.cancel();
-        let channel = self.amqp_channel().await;
-        let t = self.topology();
-        let mut names = vec![t.dead_letter_queue()];
-        for lane in clawlink_common::queue::Lane::ALL {
-            names.push(t.work_queue(lane));
-            for secs in clawlink_common::queue::DELAY_TIERS_SECS {
-                names.push(t.delay_queue(lane, secs));
-            }
-        }
-        for name in names {
-            let _ = channel.queue_delete(name.as_str().into(), Default::default()).await;
-        }
+        remove_queues(&self.namespace).await;
         self.db.close().await;
         if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
             let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name)))
                 .execute(&admin)
                 .await;
         }
+    }
+}
+
+fn queue_names(namespace: &str) -> Vec<String> {
+    let t = Topology::new(namespace);
+    let mut names = vec![t.dead_letter_queue()];
+    for lane in clawlink_common::queue::Lane::ALL {
+        names.push(t.work_queue(lane));
+        for secs in clawlink_common::queue::DELAY_TIERS_SECS {
+            names.push(t.delay_queue(lane, secs));
+        }
+    }
+    names
+}
+
+/// Deletes a test namespace's queues: every quorum queue left behind costs the shared
+/// broker a Raft group for good.
+async fn remove_queues(namespace: &str) {
+    let url = std::env::var("CLAWLINK_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let Ok(conn) = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await else { return };
+    if let Ok(channel) = conn.create_channel().await {
+        for name in queue_names(namespace) {
+            let _ = channel.queue_delete(name.as_str().into(), Default::default()).await;
+        }
+    }
+    let _ = conn.close(200, "test done".into()).await;
+}
+
+impl Drop for Stack {
+    /// A failed test does not reach `finish`: remove its queues and database anyway, on a
+    /// thread of its own (Drop cannot await, and may run inside the test's runtime).
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.stop_api.cancel();
+        for (stop, _) in &self.workers {
+            stop.cancel();
+        }
+        let namespace = self.namespace.clone();
+        let db_name = self.db_name.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                remove_queues(&namespace).await;
+                if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")))
+                        .execute(&admin)
+                        .await;
+                }
+            });
+        })
+        .join();
     }
 }

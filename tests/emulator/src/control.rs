@@ -1,6 +1,9 @@
 //! The control plane under `/_emulator`, unauthenticated: tests and local runs use it
-//! to add faults and tokens, read stats and reset. It drives the same state as the
-//! [`Emulator`](crate::Emulator) handle methods, for callers in another process.
+//! to add faults and tokens, read stats and reset, and to steer the OAuth authorization
+//! server (`/_emulator/oauth/…`: register clients, deny the next request, choose the next
+//! account, set token lifetimes, expire tokens, list issued tokens). It drives the same
+//! state as the [`Emulator`](crate::Emulator) handle methods, for callers in another
+//! process.
 
 use axum::Json;
 use axum::Router;
@@ -14,6 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::error_body;
 use crate::fault::Fault;
+use crate::oauth::{IssuedToken, OauthClient};
 use crate::state::{AppState, Stats};
 
 /// Path prefix of the control plane.
@@ -25,6 +29,12 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/tokens", post(add_token))
         .route("/stats", get(stats))
         .route("/reset", post(reset))
+        .route("/oauth/clients", post(oauth_client))
+        .route("/oauth/deny-next", post(oauth_deny_next))
+        .route("/oauth/next-account", post(oauth_next_account))
+        .route("/oauth/expires-in", post(oauth_expires_in))
+        .route("/oauth/expire", post(oauth_expire))
+        .route("/oauth/tokens", get(oauth_tokens))
         .route("/health", get(health))
 }
 
@@ -62,6 +72,67 @@ async fn stats(State(state): State<AppState>) -> Json<Stats> {
 async fn reset(State(state): State<AppState>) -> StatusCode {
     state.reset();
     StatusCode::NO_CONTENT
+}
+
+/// `{"clientId", "clientSecret"?, "redirectUris"?}`.
+async fn oauth_client(State(state): State<AppState>, body: Bytes) -> Response {
+    match parse::<OauthClient>(&body) {
+        Ok(client) if client.client_id.is_empty() => error_body(StatusCode::BAD_REQUEST, "clientId must not be empty"),
+        Ok(client) => {
+            state.oauth_register_client(client);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(message) => error_body(StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+async fn oauth_deny_next(State(state): State<AppState>) -> StatusCode {
+    state.oauth_deny_next();
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct NextAccount {
+    login: String,
+}
+
+/// `{"login": "ana"}`.
+async fn oauth_next_account(State(state): State<AppState>, body: Bytes) -> Response {
+    match parse::<NextAccount>(&body) {
+        Ok(NextAccount { login }) if login.trim().is_empty() => {
+            error_body(StatusCode::BAD_REQUEST, "login must not be empty")
+        }
+        Ok(NextAccount { login }) => {
+            state.oauth_next_account(login.trim());
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(message) => error_body(StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+#[derive(Deserialize)]
+struct ExpiresIn {
+    seconds: u64,
+}
+
+/// `{"seconds": 60}`.
+async fn oauth_expires_in(State(state): State<AppState>, body: Bytes) -> Response {
+    match parse::<ExpiresIn>(&body) {
+        Ok(ExpiresIn { seconds }) => {
+            state.oauth_set_expires_in(seconds);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(message) => error_body(StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+async fn oauth_expire(State(state): State<AppState>) -> StatusCode {
+    state.oauth_expire_all();
+    StatusCode::NO_CONTENT
+}
+
+async fn oauth_tokens(State(state): State<AppState>) -> Json<Vec<IssuedToken>> {
+    Json(state.oauth_tokens())
 }
 
 async fn health() -> &'static str {

@@ -6,9 +6,11 @@
 //!
 //! Every provider is gated the same way; only where the secret travels differs (a
 //! [`Scheme`]) and what a refusal looks like. The secret must be one of the emulator's
-//! accepted tokens, the same set for every provider.
+//! accepted tokens, the same set for every provider, or a live access token that the
+//! emulator's authorization server (`oauth.rs`) issued for this provider; the latter
+//! signs the request in as its account ([`Account`]). An expired issued token is refused.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -19,12 +21,19 @@ use base64::Engine;
 
 use crate::error::error_body;
 use crate::fault::{FaultKind, Injection};
+use crate::oauth::Verdict;
 use crate::record::FullPath;
-use crate::state::AppState;
+use crate::state::{AppState, World};
 
 /// Marks a response to a request that passed the provider's auth check.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Authorized;
+
+/// The OAuth account a request was authorized as (an access token issued by `oauth.rs`):
+/// on the request for the handler (the identity answers for it), and on the response for
+/// the request log.
+#[derive(Clone, Debug)]
+pub(crate) struct Account(pub String);
 
 /// Where a provider expects the secret, and in which format.
 #[derive(Clone, Debug)]
@@ -51,22 +60,22 @@ impl Scheme {
         Scheme::Query { name: name.to_owned(), prefix, suffix }
     }
 
-    fn accepts(&self, request: &Request, tokens: &HashSet<String>) -> bool {
-        let accepted = |token: &str| tokens.contains(token);
+    /// The secret the request presents where this scheme expects it.
+    fn secret<'r>(&self, request: &'r Request) -> Option<Cow<'r, str>> {
         match self {
-            Scheme::Bearer => bearer_token(request.headers()).is_some_and(accepted),
+            Scheme::Bearer => bearer_token(request.headers()).map(Cow::Borrowed),
             Scheme::Header { name, prefix, suffix } => request
                 .headers()
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| unwrap_format(v, prefix, suffix))
-                .is_some_and(accepted),
+                .map(Cow::Borrowed),
             Scheme::Query { name, prefix, suffix } => {
                 url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
                     .find(|(k, _)| k == name)
-                    .is_some_and(|(_, v)| unwrap_format(&v, prefix, suffix).is_some_and(accepted))
+                    .and_then(|(_, v)| unwrap_format(&v, prefix, suffix).map(|t| Cow::Owned(t.to_owned())))
             }
-            Scheme::Basic => basic_password(request.headers()).is_some_and(|p| accepted(&p)),
+            Scheme::Basic => basic_password(request.headers()).map(Cow::Owned),
         }
     }
 }
@@ -76,18 +85,44 @@ impl Scheme {
 pub(crate) struct Gate {
     /// Every scheme must accept the request (Trello wants both `key` and `token`).
     schemes: Vec<Scheme>,
+    /// The catalog provider behind the gate, whose issued OAuth tokens it accepts; `None`
+    /// for the sandbox.
+    provider: Option<String>,
     refuse: Arc<dyn Fn() -> Response + Send + Sync>,
 }
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gate").field("schemes", &self.schemes).finish_non_exhaustive()
+        f.debug_struct("Gate").field("schemes", &self.schemes).field("provider", &self.provider).finish_non_exhaustive()
     }
 }
 
 impl Gate {
     pub(crate) fn new(schemes: Vec<Scheme>, refuse: impl Fn() -> Response + Send + Sync + 'static) -> Gate {
-        Gate { schemes, refuse: Arc::new(refuse) }
+        Gate { schemes, provider: None, refuse: Arc::new(refuse) }
+    }
+
+    /// This gate guards `provider`: it also accepts that provider's issued OAuth tokens.
+    pub(crate) fn for_provider(mut self, provider: &str) -> Gate {
+        self.provider = Some(provider.to_owned());
+        self
+    }
+
+    /// Whether every scheme finds an accepted secret, and the OAuth account it belongs to.
+    fn admit(&self, request: &Request, world: &mut World) -> Option<Option<String>> {
+        let World { tokens, oauth, .. } = world;
+        let mut account = None;
+        for scheme in &self.schemes {
+            let secret = scheme.secret(request)?;
+            match oauth.check(self.provider.as_deref(), &secret) {
+                Verdict::NotIssued if tokens.contains(secret.as_ref()) => {}
+                Verdict::NotIssued | Verdict::Refused => return None,
+                Verdict::Account(login) => {
+                    account.get_or_insert(login);
+                }
+            }
+        }
+        Some(account)
     }
 
     /// Bearer auth refused with the shared `{"error":{"message":"invalid token"}}`.
@@ -100,29 +135,45 @@ impl Gate {
 /// routes fall through to the `404` without an auth check.
 pub(crate) async fn check(
     State((state, gate)): State<(AppState, Arc<Gate>)>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let fault = {
+    let (fault, account) = {
         let mut world = state.world();
-        let authorized = gate.schemes.iter().all(|scheme| scheme.accepts(&request, &world.tokens));
-        if !authorized {
+        let Some(account) = gate.admit(&request, &mut world) else {
             drop(world);
             return (gate.refuse)();
-        }
-        take_fault(&mut world.faults, request.method().as_str(), full_path(&request))
+        };
+        (take_fault(&mut world.faults, request.method().as_str(), full_path(&request)), account)
     };
+    if let Some(login) = &account {
+        request.extensions_mut().insert(Account(login.clone()));
+    }
 
-    let mut response = match fault.map(FaultKind::injection) {
+    let mut response = inject(fault, request, next).await;
+    response.extensions_mut().insert(Authorized);
+    if let Some(login) = account {
+        response.extensions_mut().insert(Account(login));
+    }
+    response
+}
+
+/// Faults without a credential check, for routes that take no provider credential (the
+/// OAuth authorization server's).
+pub(crate) async fn faults_only(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let fault = take_fault(&mut state.world().faults, request.method().as_str(), full_path(&request));
+    inject(fault, request, next).await
+}
+
+async fn inject(fault: Option<FaultKind>, request: Request, next: Next) -> Response {
+    match fault.map(FaultKind::injection) {
         Some(Injection::Respond(response)) => response,
         Some(Injection::Delay(delay)) => {
             tokio::time::sleep(delay).await;
             next.run(request).await
         }
         None => next.run(request).await,
-    };
-    response.extensions_mut().insert(Authorized);
-    response
+    }
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {

@@ -10,6 +10,11 @@
 //! then applies faults. The control plane (`control.rs`, under `/_emulator`) needs no
 //! auth and is not logged.
 //!
+//! Each catalog provider also serves an OAuth 2.0 authorization server under
+//! `/<provider>/oauth/` (`oauth.rs`): auto-approving authorize redirects with PKCE S256,
+//! a token endpoint with single-use codes and rotating refresh tokens, and access tokens
+//! that sign requests in as an account, whose identity the provider then answers with.
+//!
 //! Tests start one emulator each on port 0 with [`Emulator::start`]; local runs use the
 //! `clawlink-emulator` binary.
 
@@ -18,6 +23,7 @@ mod control;
 mod error;
 mod fault;
 mod gate;
+mod oauth;
 mod providers;
 mod record;
 mod sandbox;
@@ -38,6 +44,10 @@ use tokio::task::JoinHandle;
 pub use config::{DEFAULT_BINARY_ADDR, DEFAULT_SANDBOX_TOKEN, EmulatorConfig};
 pub use control::CONTROL_PREFIX;
 pub use fault::{Fault, FaultKind};
+pub use oauth::{
+    DEFAULT_EXPIRES_IN_SECS, DEFAULT_OAUTH_ACCOUNT, DEFAULT_OAUTH_CLIENT_ID, DEFAULT_OAUTH_CLIENT_SECRET, IssuedToken,
+    OauthClient,
+};
 pub use providers::Providers;
 pub use record::IDEMPOTENCY_KEY;
 pub use state::{AppState, NO_IDEMPOTENCY_KEY, REQUEST_LOG_CAPACITY, RequestRecord, Stats};
@@ -131,6 +141,55 @@ impl Emulator {
         self.providers.ids().map(str::to_owned).collect()
     }
 
+    /// The ids of the catalog providers whose auth is OAuth 2 (each serves the emulator's
+    /// authorization server at [`Emulator::oauth_authorize_url`] and
+    /// [`Emulator::oauth_token_url`]).
+    pub fn oauth_provider_ids(&self) -> Vec<String> {
+        self.providers.oauth_ids().map(str::to_owned).collect()
+    }
+
+    /// `{url}/{id}/oauth/authorize`: what `CLAWLINK_PROVIDER_<ID>_AUTHORIZE_URL` points at.
+    pub fn oauth_authorize_url(&self, id: &str) -> String {
+        format!("{}/{id}/oauth/authorize", self.url())
+    }
+
+    /// `{url}/{id}/oauth/token`: what `CLAWLINK_PROVIDER_<ID>_TOKEN_URL` points at.
+    pub fn oauth_token_url(&self, id: &str) -> String {
+        format!("{}/{id}/oauth/token", self.url())
+    }
+
+    /// Register (or replace) an OAuth client. `clawlink-test` / `clawlink-test-secret`
+    /// is registered from the start for any redirect URI.
+    pub fn oauth_register_client(&self, client: OauthClient) {
+        self.state.oauth_register_client(client);
+    }
+
+    /// The next authorization request that gets as far as a decision is denied: it
+    /// redirects back with `error=access_denied`.
+    pub fn oauth_deny_next(&self) {
+        self.state.oauth_deny_next();
+    }
+
+    /// The next approval signs in as `login` (then back to `emu-user`).
+    pub fn oauth_next_account(&self, login: &str) {
+        self.state.oauth_next_account(login);
+    }
+
+    /// Access tokens issued from now on expire after `secs` seconds (default 3600).
+    pub fn oauth_set_expires_in(&self, secs: u64) {
+        self.state.oauth_set_expires_in(secs);
+    }
+
+    /// Every access token issued so far expires now (refresh tokens stay usable).
+    pub fn oauth_expire_all(&self) {
+        self.state.oauth_expire_all();
+    }
+
+    /// The access tokens issued so far, in issue order, with their account and use count.
+    pub fn oauth_tokens(&self) -> Vec<IssuedToken> {
+        self.state.oauth_tokens()
+    }
+
     /// The bound address (with the real port when started on port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -159,7 +218,8 @@ impl Emulator {
         self.state.stats()
     }
 
-    /// Clear faults, stats and provider data (notes); accepted tokens stay.
+    /// Clear faults, stats, provider data (notes) and pending OAuth decisions; accepted
+    /// tokens, issued OAuth tokens and OAuth clients stay.
     pub fn reset(&self) {
         self.state.reset();
     }

@@ -11,7 +11,7 @@ use axum::response::Response;
 
 use crate::control::CONTROL_PREFIX;
 use crate::fault::Dropped;
-use crate::gate::Authorized;
+use crate::gate::{Account, Authorized};
 use crate::state::{AppState, RequestRecord};
 
 /// Header callers use to tag writes; counted per value in the side-effect stats.
@@ -45,13 +45,15 @@ pub(crate) async fn record(State(state): State<AppState>, mut request: Request, 
         status: 0,
         authorized: false,
         tool: None,
+        account: None,
     });
     request.extensions_mut().insert(FullPath(path));
     let response = next.run(request).await;
     let status = if response.extensions().get::<Dropped>().is_some() { 0 } else { response.status().as_u16() };
     let authorized = response.extensions().get::<Authorized>().is_some();
     let served = response.extensions().get::<Served>().cloned();
-    state.record_completion(seq, status, authorized, served);
+    let account = response.extensions().get::<Account>().map(|a| a.0.clone());
+    state.record_completion(seq, status, authorized, served, account);
     response
 }
 

@@ -13,6 +13,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::fault::Fault;
+use crate::oauth::{IssuedToken, OauthClient, OauthData};
 use crate::record::Served;
 use crate::sandbox::SandboxData;
 
@@ -45,6 +46,10 @@ pub struct RequestRecord {
     /// checks and got its canned answer. `None` for the sandbox, refusals and faults.
     #[serde(default)]
     pub tool: Option<String>,
+    /// The account of the OAuth access token the request was authorized with, when the
+    /// emulator's authorization server issued it (see `oauth.rs`); `None` for fixed tokens.
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 /// A snapshot of what the emulator has seen since start or the last reset.
@@ -57,6 +62,10 @@ pub struct Stats {
     /// deduplicated: a write performed twice shows as 2. Writes without a key count
     /// under [`NO_IDEMPOTENCY_KEY`].
     pub side_effects: BTreeMap<String, u32>,
+    /// `grant_type` -> how many times a provider's OAuth token endpoint was called with
+    /// it (`-` when it was missing), across providers.
+    #[serde(default)]
+    pub oauth_token_calls: BTreeMap<String, u32>,
 }
 
 impl Stats {
@@ -68,6 +77,17 @@ impl Stats {
     /// How many recorded requests were answered as this tool (see [`RequestRecord::tool`]).
     pub fn served(&self, tool: &str) -> usize {
         self.requests.iter().filter(|r| r.tool.as_deref() == Some(tool)).count()
+    }
+
+    /// How many OAuth token-endpoint calls had this `grant_type`.
+    pub fn token_calls(&self, grant_type: &str) -> u32 {
+        self.oauth_token_calls.get(grant_type).copied().unwrap_or(0)
+    }
+
+    /// How many recorded requests were authorized as this OAuth account (see
+    /// [`RequestRecord::account`]).
+    pub fn by_account(&self, login: &str) -> usize {
+        self.requests.iter().filter(|r| r.account.as_deref() == Some(login)).count()
     }
 
     /// How many times a write with this idempotency key was performed.
@@ -96,7 +116,7 @@ impl RequestLog {
         self.first_seq + self.records.len() as u64 - 1
     }
 
-    fn complete(&mut self, seq: u64, status: u16, authorized: bool, served: Option<Served>) {
+    fn complete(&mut self, seq: u64, status: u16, authorized: bool, served: Option<Served>, account: Option<String>) {
         // A record evicted or cleared by a reset meanwhile is simply gone.
         let Some(index) = seq.checked_sub(self.first_seq) else {
             return;
@@ -104,6 +124,7 @@ impl RequestLog {
         if let Some(record) = self.records.get_mut(index as usize) {
             record.status = status;
             record.authorized = authorized;
+            record.account = account;
             if let Some(served) = served {
                 record.tool = Some(served.tool);
                 if record.idempotency_key.is_none() {
@@ -130,6 +151,7 @@ pub(crate) struct World {
     pub log: RequestLog,
     pub side_effects: BTreeMap<String, u32>,
     pub sandbox: SandboxData,
+    pub oauth: OauthData,
 }
 
 impl World {
@@ -180,8 +202,15 @@ impl AppState {
         self.world().log.push(record)
     }
 
-    pub(crate) fn record_completion(&self, seq: u64, status: u16, authorized: bool, served: Option<Served>) {
-        self.world().log.complete(seq, status, authorized, served);
+    pub(crate) fn record_completion(
+        &self,
+        seq: u64,
+        status: u16,
+        authorized: bool,
+        served: Option<Served>,
+        account: Option<String>,
+    ) {
+        self.world().log.complete(seq, status, authorized, served, account);
     }
 
     pub(crate) fn add_token(&self, token: &str) {
@@ -196,16 +225,46 @@ impl AppState {
 
     pub(crate) fn stats(&self) -> Stats {
         let world = self.world();
-        Stats { requests: world.log.records.iter().cloned().collect(), side_effects: world.side_effects.clone() }
+        Stats {
+            requests: world.log.records.iter().cloned().collect(),
+            side_effects: world.side_effects.clone(),
+            oauth_token_calls: world.oauth.token_calls.clone(),
+        }
     }
 
-    /// Clear faults, the request log, side-effect counts and provider data; tokens stay.
+    pub(crate) fn oauth_register_client(&self, client: OauthClient) {
+        self.world().oauth.register(client);
+    }
+
+    pub(crate) fn oauth_deny_next(&self) {
+        self.world().oauth.deny_next();
+    }
+
+    pub(crate) fn oauth_next_account(&self, login: &str) {
+        self.world().oauth.next_account(login);
+    }
+
+    pub(crate) fn oauth_set_expires_in(&self, secs: u64) {
+        self.world().oauth.set_expires_in(secs);
+    }
+
+    pub(crate) fn oauth_expire_all(&self) {
+        self.world().oauth.expire_all();
+    }
+
+    pub(crate) fn oauth_tokens(&self) -> Vec<IssuedToken> {
+        self.world().oauth.tokens()
+    }
+
+    /// Clear faults, the request log, side-effect counts, provider data and pending OAuth
+    /// decisions; tokens (fixed and issued) and OAuth clients stay.
     pub(crate) fn reset(&self) {
         let mut world = self.world();
         world.faults.clear();
         world.log.clear();
         world.side_effects.clear();
         world.sandbox = SandboxData::default();
+        world.oauth.reset();
     }
 }
 
@@ -222,6 +281,7 @@ mod tests {
             status: 0,
             authorized: false,
             tool: None,
+            account: None,
         }
     }
 
@@ -230,17 +290,17 @@ mod tests {
         let mut log = RequestLog::default();
         let a = log.push(record("/a"));
         let b = log.push(record("/b"));
-        log.complete(b, 200, true, None);
-        log.complete(a, 503, true, None);
+        log.complete(b, 200, true, None, None);
+        log.complete(a, 503, true, None, None);
         let statuses: Vec<_> = log.records.iter().map(|r| (&*r.path, r.status)).collect();
         assert_eq!(statuses, [("/a", 503), ("/b", 200)]);
 
         log.clear();
         let c = log.push(record("/c"));
         // A request that was in flight across the reset must not touch the new record.
-        log.complete(a, 418, true, None);
+        log.complete(a, 418, true, None, None);
         assert_eq!(log.records[0].status, 0);
-        log.complete(c, 201, true, None);
+        log.complete(c, 201, true, None, None);
         assert_eq!(log.records[0].status, 201);
     }
 }

@@ -36,6 +36,34 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, clawlink_common::metrics::CONTENT_TYPE)], state.metrics.encode())
+}
+
+/// Counts every request by route template and status.
+async fn record(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use clawlink_common::metrics::{HttpLabels, RouteLabels};
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    state.metrics.http_requests.get_or_create(&HttpLabels { service: "web", route: route.clone(), status }).inc();
+    state
+        .metrics
+        .http_duration
+        .get_or_create(&RouteLabels { service: "web", route })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(home))
@@ -61,6 +89,8 @@ pub fn router(state: AppState) -> Router {
         .route("/executions/{id}", get(executions::detail))
         .route("/devices", get(devices::list))
         .route("/devices/{id}/revoke", post(devices::revoke))
+        .route("/metrics", get(metrics))
         .fallback(|| async { WebError::not_found() })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
 }

@@ -16,6 +16,10 @@
 //!    arguments they require, the most demanding first; GraphQL tools by their query;
 //! 3. the canned answer of the tool (or the identity endpoint). A write or destructive
 //!    tool counts a side effect under the provider's idempotency header, if it has one.
+//!    A request signed in with an access token from the emulator's authorization server
+//!    gets the identity of that token's account (see `oauth.rs`).
+//!
+//! Next to its API, each provider serves the authorization server under `/<id>/oauth/`.
 
 mod fixtures;
 mod shape;
@@ -37,7 +41,7 @@ use clawlink_common::catalog::{Auth, BodyEncoding, Catalog, Mode, Provider};
 use self::fixtures::{Canned, ProviderFixtures};
 use self::shape::{Incoming, Shape};
 use crate::error::error_body;
-use crate::gate::{self, Gate, Scheme};
+use crate::gate::{self, Account, Gate, Scheme};
 use crate::record::Served;
 use crate::state::AppState;
 
@@ -89,6 +93,11 @@ impl Providers {
     /// The ids of the providers served from the catalog, each under `/<id>`.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.emulated().map(|p| p.id.as_str())
+    }
+
+    /// The ids of the served providers whose catalog auth is OAuth 2.
+    pub fn oauth_ids(&self) -> impl Iterator<Item = &str> {
+        self.emulated().filter(|p| matches!(p.auth, Auth::Oauth2 { .. })).map(|p| p.id.as_str())
     }
 
     /// What is missing or wrong in the fixtures for this catalog, one line each: a tool
@@ -162,6 +171,7 @@ impl Providers {
         for provider in self.emulated() {
             let router =
                 self.provider_router(provider, state).with_context(|| format!("serving provider {}", provider.id))?;
+            let router = router.merge(crate::oauth::router(&provider.id, state));
             app = app.nest(&format!("/{}", provider.id), router);
         }
         Ok(app)
@@ -200,6 +210,7 @@ impl Providers {
                 answer: fx.and_then(|fx| fx.tools.get(&tool.action)).cloned(),
                 missing: format!("add [tools.{}] to {file}", tool.action),
                 name,
+                identity: None,
             };
             routes
                 .entry(route_pattern(&tool.path).with_context(|| format!("tool {id}_{}", tool.action))?)
@@ -217,6 +228,11 @@ impl Providers {
                 answer: fx.and_then(|fx| fx.identity.clone()),
                 missing: format!("add [identity] to {file}"),
                 name: format!("{id}.identity"),
+                identity: Some(IdentityPointers {
+                    provider: id.clone(),
+                    id: identity.id.clone(),
+                    label: identity.label.clone(),
+                }),
             };
             routes
                 .entry(route_pattern(path).context("identity")?)
@@ -241,7 +257,7 @@ impl Providers {
             }
             router = router.route(&pattern, method_router);
         }
-        let gate = Arc::new(gate_for(provider, fx, errors.0)?);
+        let gate = Arc::new(gate_for(provider, fx, errors.0)?.for_provider(id));
         Ok(router.route_layer(from_fn_with_state((state.clone(), gate), gate::check)))
     }
 }
@@ -278,11 +294,33 @@ struct Endpoint {
     answer: Option<Canned>,
     /// What to do about a missing answer, for the `501`.
     missing: String,
+    /// For the identity endpoint: where the account's id and label go.
+    identity: Option<IdentityPointers>,
+}
+
+/// The catalog's identity pointers of a provider.
+#[derive(Debug)]
+struct IdentityPointers {
+    provider: String,
+    id: String,
+    label: String,
 }
 
 impl Endpoint {
-    fn answer(&self, state: &AppState, headers: &HeaderMap) -> Response {
-        let Some(canned) = &self.answer else {
+    fn answer(&self, state: &AppState, headers: &HeaderMap, account: Option<&Account>) -> Response {
+        let personal;
+        let canned = match (&self.answer, &self.identity, account) {
+            (Some(canned), Some(p), Some(Account(login))) => {
+                let body = canned.body.clone().unwrap_or_else(|| serde_json::json!({}));
+                personal = Canned {
+                    body: Some(crate::oauth::personalize(&body, &p.provider, login, &p.id, &p.label)),
+                    ..canned.clone()
+                };
+                Some(&personal)
+            }
+            (canned, _, _) => canned.as_ref(),
+        };
+        let Some(canned) = canned else {
             return error_body(
                 StatusCode::NOT_IMPLEMENTED,
                 &format!("the emulator has no canned answer for {}: {}", self.name, self.missing),
@@ -325,7 +363,7 @@ async fn serve(state: AppState, endpoints: Arc<[Endpoint]>, request: Request) ->
     let mut reason = None;
     for endpoint in endpoints.iter() {
         match endpoint.shape.check(&incoming) {
-            Ok(()) => return endpoint.answer(&state, &parts.headers),
+            Ok(()) => return endpoint.answer(&state, &parts.headers, parts.extensions.get::<Account>()),
             // A GraphQL query that is another tool's says nothing about this request.
             Err(why) if reason.is_some() && why.starts_with(shape::OTHER_QUERY) => {}
             Err(why) => reason = Some(why),

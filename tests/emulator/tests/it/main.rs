@@ -1,7 +1,9 @@
 //! The emulator over real HTTP: auth, the sandbox API, fault injection, side-effect
-//! counting and the control plane; the catalog providers in `catalog.rs`.
+//! counting and the control plane; the catalog providers in `catalog.rs`, the OAuth
+//! authorization server in `oauth.rs`.
 
 mod catalog;
+mod oauth;
 
 use std::time::{Duration, Instant};
 

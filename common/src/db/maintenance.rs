@@ -1,0 +1,72 @@
+//! Scheduled upkeep: expiring sessions, reaping stuck executions, purging old bodies.
+//! Every statement works on a bounded batch with `FOR UPDATE SKIP LOCKED`, so any number
+//! of api replicas can run the jobs at once without blocking or double work.
+
+use sqlx::PgConnection;
+
+/// Marks open pairing and connect sessions past their expiry as `expired`, and deletes
+/// expired browser sessions. Returns how many rows changed.
+pub async fn expire_sessions(conn: &mut PgConnection, batch: i64) -> sqlx::Result<u64> {
+    let pairing = sqlx::query!(
+        "UPDATE pairing_sessions SET status = 'expired', pending_key_id = NULL, pending_nonce = NULL, pending_ciphertext = NULL
+          WHERE id IN (SELECT id FROM pairing_sessions
+                        WHERE status IN ('awaiting_browser', 'ready_for_device', 'awaiting_local_save') AND expires_at < now()
+                        LIMIT $1 FOR UPDATE SKIP LOCKED)",
+        batch
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let connect = sqlx::query!(
+        "UPDATE connect_sessions SET status = 'expired', oauth_state_hash = NULL, pkce_verifier = NULL
+          WHERE id IN (SELECT id FROM connect_sessions WHERE status = 'awaiting_user_action' AND expires_at < now()
+                        LIMIT $1 FOR UPDATE SKIP LOCKED)",
+        batch
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let web = sqlx::query!(
+        "DELETE FROM web_sessions WHERE token_hash IN (SELECT token_hash FROM web_sessions WHERE expires_at < now()
+                                                        LIMIT $1 FOR UPDATE SKIP LOCKED)",
+        batch
+    )
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(pairing + connect + web)
+}
+
+/// Fails executions stuck in `running` for longer than `stuck_secs` — no worker will
+/// finish them (its delivery was lost with its process and the broker gave up, or the
+/// message was dead-lettered). The reason is recorded for the agent and the dashboard.
+pub async fn reap_stuck(conn: &mut PgConnection, stuck_secs: i64, batch: i64) -> sqlx::Result<u64> {
+    Ok(sqlx::query!(
+        "UPDATE executions SET status = 'failed', finished_at = now(), error_code = 'stuck',
+                error_message = 'No worker finished this call in time; it may or may not have reached the app. Check before retrying.'
+          WHERE id IN (SELECT id FROM executions
+                        WHERE status = 'running' AND started_at < now() - make_interval(secs => $1::bigint::double precision)
+                        LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        stuck_secs,
+        batch
+    )
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// Erases the arguments and result copies of executions older than `days`; the rows (the
+/// audit trail of who called what, when, with which outcome) stay.
+pub async fn purge_bodies(conn: &mut PgConnection, days: i64, batch: i64) -> sqlx::Result<u64> {
+    Ok(sqlx::query!(
+        "UPDATE executions SET arguments = '{}'::jsonb, result_excerpt = NULL
+          WHERE id IN (SELECT id FROM executions
+                        WHERE created_at < now() - make_interval(days => $1::int) AND arguments <> '{}'::jsonb
+                        LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        days as i32,
+        batch
+    )
+    .execute(conn)
+    .await?
+    .rows_affected())
+}

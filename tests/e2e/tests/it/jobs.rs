@@ -1,0 +1,82 @@
+//! The scheduled upkeep: sessions expire, stuck executions are failed with a reason, old
+//! bodies are purged — and running it twice at once is harmless.
+
+use clawlink_common::db::maintenance;
+use clawlink_e2e::{Options, Stack};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upkeep_expires_reaps_and_purges() {
+    let stack = Stack::start(Options::default()).await;
+    let (user, _) = stack.sandbox_user("upkeep@example.test").await;
+    let (_, done) = stack.execute(&user.api_key, "sandbox_echo", json!({"arguments": {"message": "old"}}), &[]).await;
+    let old_id: uuid::Uuid = done["executionId"].as_str().unwrap().parse().unwrap();
+    let (_, stuck) =
+        stack.execute(&user.api_key, "sandbox_echo", json!({"arguments": {"message": "stuck"}}), &[]).await;
+    let stuck_id: uuid::Uuid = stuck["executionId"].as_str().unwrap().parse().unwrap();
+    for _ in 0..100 {
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM executions WHERE status <> 'succeeded'")
+            .fetch_one(&stack.db)
+            .await
+            .unwrap();
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Make one look stuck (a worker died mid-call long ago: no result anywhere) and the
+    // other old.
+    let redis_url = std::env::var("CLAWLINK_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let mut redis = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () =
+        redis::cmd("DEL").arg(format!("{}:result:{stuck_id}", stack.namespace)).query_async(&mut redis).await.unwrap();
+    sqlx::query("UPDATE executions SET status = 'running', finished_at = NULL, started_at = now() - interval '2 hours' WHERE id = $1").bind(stuck_id).execute(&stack.db).await.unwrap();
+    sqlx::query("UPDATE executions SET created_at = now() - interval '40 days' WHERE id = $1")
+        .bind(old_id)
+        .execute(&stack.db)
+        .await
+        .unwrap();
+    let resp = stack
+        .http
+        .post(format!("{}/api/openclaw/pair/start", stack.api_url))
+        .json(&json!({"deviceLabel": "x"}))
+        .send()
+        .await
+        .unwrap();
+    let token = resp.json::<serde_json::Value>().await.unwrap()["sessionToken"].as_str().unwrap().to_string();
+    sqlx::query("UPDATE pairing_sessions SET expires_at = now() - interval '1 minute'")
+        .execute(&stack.db)
+        .await
+        .unwrap();
+
+    // Two replicas at once: each row is handled once.
+    let (a, b) = tokio::join!(
+        async { maintenance::reap_stuck(&mut *stack.db.acquire().await.unwrap(), 1800, 100).await.unwrap() },
+        async { maintenance::reap_stuck(&mut *stack.db.acquire().await.unwrap(), 1800, 100).await.unwrap() },
+    );
+    assert_eq!(a + b, 1, "the stuck execution was reaped once");
+    let (status, polled) = stack.get(&user.api_key, &format!("/api/executions/{stuck_id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(polled["status"], "failed");
+    assert_eq!(polled["error"]["code"], "stuck", "{polled}");
+
+    let mut conn = stack.db.acquire().await.unwrap();
+    assert!(maintenance::expire_sessions(&mut conn, 100).await.unwrap() >= 1);
+    let status: String = sqlx::query_scalar("SELECT status FROM pairing_sessions WHERE token = $1")
+        .bind(&token)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(status, "expired");
+    assert_eq!(maintenance::purge_bodies(&mut conn, 30, 100).await.unwrap(), 1);
+    let args: serde_json::Value = sqlx::query_scalar("SELECT arguments FROM executions WHERE id = $1")
+        .bind(old_id)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(args, json!({}), "the old call's arguments are gone");
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM executions").fetch_one(&mut *conn).await.unwrap();
+    assert_eq!(kept, 2, "the audit rows stay");
+    drop(conn);
+    stack.finish().await;
+}
