@@ -40,10 +40,15 @@ pub fn meta(id: ExecutionId, m: &OutcomeMeta) -> Value {
 /// The HTTP status that tells the agent what a failed call means.
 pub fn failure_status(code: &str) -> StatusCode {
     match code {
-        "needs_reauth" => StatusCode::UNAUTHORIZED,
+        // The connection must be made again: the person can fix it, we cannot.
+        "needs_reauth" | "credential_unreadable" => StatusCode::UNAUTHORIZED,
+        "connection_missing" => StatusCode::CONFLICT,
+        "invalid_arguments" => StatusCode::BAD_REQUEST,
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
         "provider_unavailable" | "queue_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         "provider_error" => StatusCode::BAD_GATEWAY,
+        // A call that may or may not have reached the app (see the upkeep job).
+        "stuck" => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -71,7 +76,7 @@ pub fn outcome_response(ctx: &CallContext, outcome: &Outcome) -> Response {
             if let Some(s) = error.provider_status {
                 e.error_extra.insert("providerStatus".into(), json!(s));
             }
-            if error.code == "needs_reauth" {
+            if error.code == "needs_reauth" || error.code == "credential_unreadable" {
                 e = e.hint(format!("Reconnect {} in the ClawLink dashboard, then try again.", tool.provider.name));
             }
             e.with("executionId", json!(outcome.execution_id))

@@ -92,7 +92,8 @@ pub fn error_kind(code: &str) -> &'static str {
     match code {
         "provider_error" | "provider_unavailable" => "provider",
         "rate_limited" => "rate_limit",
-        "needs_reauth" | "credential_unreadable" => "auth",
+        "needs_reauth" | "credential_unreadable" | "connection_missing" => "auth",
+        "invalid_arguments" => "validation",
         "queue_unavailable" => "unavailable",
         _ => "internal",
     }

@@ -440,9 +440,9 @@ async fn a_swapped_ciphertext_is_unreadable_and_never_reaches_the_provider() {
     let uses_before: Vec<u32> = stack.emulator.oauth_tokens().iter().map(|t| t.uses).collect();
     for body in [get_issue(None), get_issue(Some(first)), get_issue(Some(second))] {
         let (status, answer) = stack.execute(&user.api_key, "github_get_issue", body, &[]).await;
-        // (The api answers 500 for this code today; what matters here is the code and
-        // that nothing was sent.)
-        assert!(status >= 400, "{status}: {answer}");
+        // 401 with a reconnect hint: the person can fix it by connecting again.
+        assert_eq!(status, 401, "{answer}");
+        assert!(answer["hint"].as_str().unwrap_or_default().contains("Reconnect"), "{answer}");
         assert_eq!(answer["ok"], false, "{answer}");
         assert_eq!(answer["error"]["code"], "credential_unreadable", "{answer}");
         assert!(!answer.to_string().contains("emu-github-at-"), "no token in the answer: {answer}");
