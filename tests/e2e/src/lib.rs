@@ -20,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 pub mod browser;
 
+/// The secret the emulator's payment provider signs webhooks with in tests.
+pub const PAYMENT_WEBHOOK_SECRET: &str = "whsec_test_secret";
+
 pub const SANDBOX_TOKEN: &str = "sandbox-test-token";
 
 /// The OAuth client ClawLink is registered as with the emulator's authorization server
@@ -165,6 +168,9 @@ impl Stack {
             ("CLAWLINK_API_ADDR", "127.0.0.1:0".into()),
             ("CLAWLINK_SYNC_WAIT_MS", "15000".into()),
             ("CLAWLINK_WORKER_ADDR", "127.0.0.1:0".into()),
+            // The emulator plays the payment provider.
+            ("CLAWLINK_BILLING_CHECKOUT_URL", emulator.checkout_url()),
+            ("CLAWLINK_BILLING_WEBHOOK_SECRET", PAYMENT_WEBHOOK_SECRET.into()),
         ]);
         // Every catalog provider is played by the emulator, under `/<id>`.
         for id in emulator.provider_ids() {
@@ -198,6 +204,7 @@ impl Stack {
         let web_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let web_url = format!("http://{}", web_listener.local_addr().unwrap());
         env.set("CLAWLINK_PUBLIC_WEB_URL", web_url.clone());
+        emulator.payments_webhook(&format!("{web_url}/billing/webhook"), PAYMENT_WEBHOOK_SECRET);
         let api_config = clawlink_api::config::ApiConfig::from_env(&env).expect("api config");
         let stop_api = CancellationToken::new();
         let stop = stop_api.clone();

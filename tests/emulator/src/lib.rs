@@ -24,6 +24,7 @@ mod error;
 mod fault;
 mod gate;
 mod oauth;
+mod payments;
 mod providers;
 mod record;
 mod sandbox;
@@ -59,7 +60,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// The whole emulator as one router: control plane, providers, fallbacks and the
 /// request log. Exposed so a test can also drive it in-process without a port.
 pub fn router(state: AppState, providers: &Providers) -> anyhow::Result<Router> {
-    let app = Router::new().nest(CONTROL_PREFIX, control::router()).merge(sandbox::router(state.clone()));
+    let app = Router::new()
+        .nest(CONTROL_PREFIX, control::router())
+        .nest("/pay", payments::router())
+        .merge(sandbox::router(state.clone()));
     Ok(providers
         .mount(app, &state)?
         .fallback(error::no_such_route)
@@ -162,6 +166,23 @@ impl Emulator {
     /// is registered from the start for any redirect URI.
     pub fn oauth_register_client(&self, client: OauthClient) {
         self.state.oauth_register_client(client);
+    }
+
+    /// Plays a payment provider: a completed checkout is announced to `webhook_url`,
+    /// signed with `secret` as ClawLink expects (`ClawLink-Signature: t=…,v1=…`).
+    pub fn payments_webhook(&self, webhook_url: &str, secret: &str) {
+        self.state.world().payments.configure(webhook_url, secret);
+    }
+
+    /// The checkout page a ClawLink deployment sends people to (its
+    /// `CLAWLINK_BILLING_CHECKOUT_URL`).
+    pub fn checkout_url(&self) -> String {
+        format!("{}/pay/checkout", self.url())
+    }
+
+    /// Payment events delivered to the webhook, with the status it answered.
+    pub fn payment_deliveries(&self) -> Vec<(String, u16)> {
+        self.state.world().payments.deliveries.clone()
     }
 
     /// The next authorization request that gets as far as a decision is denied: it

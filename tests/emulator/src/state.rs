@@ -152,6 +152,7 @@ pub(crate) struct World {
     pub side_effects: BTreeMap<String, u32>,
     pub sandbox: SandboxData,
     pub oauth: OauthData,
+    pub payments: crate::payments::PaymentsData,
 }
 
 impl World {

@@ -5,7 +5,7 @@ use clawlink_e2e::{Options, SANDBOX_TOKEN, Stack};
 use clawlink_emulator::{Fault, FaultKind};
 use serde_json::{Value, json};
 
-const SECRET: &str = "whsec_test_secret";
+const SECRET: &str = clawlink_e2e::PAYMENT_WEBHOOK_SECRET;
 
 /// This month's count once every execution row is final (the worker records the row just
 /// after the agent has its answer).
@@ -195,5 +195,33 @@ async fn the_connection_limit_is_enforced_at_connect_start() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "connection_limit_reached");
     assert!(body["upgradeUrl"].as_str().unwrap().ends_with("/billing"));
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_at_the_payment_provider_upgrades_the_plan() {
+    let stack = Stack::start(Options { workers: 0, ..Default::default() }).await;
+    let user = stack.user("buyer@example.test").await;
+    let mut browser = Browser::new(&stack.web_url);
+    browser.sign_in("buyer@example.test", "pw").await;
+    let page = browser.get("/billing").await;
+    assert!(page.body.contains("Choose Pro"), "{}", page.body);
+    let to_checkout = browser.post("/billing/checkout", &[("csrf", &page.csrf()), ("plan", "pro")]).await;
+    assert_eq!(to_checkout.status, 303);
+    let checkout_url = to_checkout.location.expect("a redirect to the payment provider");
+    assert!(checkout_url.starts_with(&stack.emulator.checkout_url()), "{checkout_url}");
+    // The person pays at the provider, which calls the webhook, then sends them back.
+    let back = stack.http.get(&checkout_url).send().await.unwrap();
+    assert!(
+        back.url().as_str().starts_with(&format!("{}/billing?upgraded=1", stack.web_url))
+            || back.status().is_redirection()
+            || back.status().is_success()
+    );
+    let deliveries = stack.emulator.payment_deliveries();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].1, 200, "the webhook accepted the signed event");
+    assert_eq!(plan_of(&stack, user.id).await, "pro");
+    let page = browser.get("/billing?upgraded=1").await;
+    assert!(page.body.contains("Pro") && page.body.contains("Thank you"), "{}", page.body);
     stack.finish().await;
 }
