@@ -36,6 +36,11 @@ pub enum CredentialBundle {
         username: String,
         password: SecretString,
     },
+    /// An application key and a person's token, sent together (Trello).
+    KeyPair {
+        key: SecretString,
+        token: SecretString,
+    },
     /// A static bearer token (the sandbox).
     Bearer {
         token: SecretString,
@@ -268,6 +273,9 @@ fn apply_auth(
                 (None, Some(q)) => builder.query(&[(q.as_str(), value.as_str())]),
                 (None, None) => return Err(CallError::CredentialMismatch),
             }
+        }
+        (Auth::KeyPair { key_query, token_query }, CredentialBundle::KeyPair { key, token }) => {
+            builder.query(&[(key_query.as_str(), key.expose()), (token_query.as_str(), token.expose())])
         }
         (Auth::Basic, CredentialBundle::Basic { username, password }) => {
             let raw = format!("{username}:{}", password.expose());

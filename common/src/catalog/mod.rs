@@ -47,6 +47,8 @@ pub enum Auth {
     },
     /// HTTP basic authentication with a user name and password (or token).
     Basic,
+    /// Two values in the query: an application key and a per-person token (Trello).
+    KeyPair { key_query: String, token_query: String },
 }
 
 impl Auth {
@@ -56,6 +58,7 @@ impl Auth {
             Auth::Oauth2 { .. } => "oauth2",
             Auth::ApiKey { .. } => "api_key",
             Auth::Basic => "basic",
+            Auth::KeyPair { .. } => "key_pair",
         }
     }
 }

@@ -74,6 +74,8 @@ struct KeyForm {
     app_name: String,
     display_code: String,
     basic: bool,
+    /// An application key plus a token.
+    pair: bool,
     error: Option<String>,
 }
 
@@ -167,13 +169,14 @@ pub async fn show(
             connect_sessions::begin_oauth(&mut conn, session.id, &token_hash(csrf_state.secret()), &verifier).await?;
             Ok(Redirect::to(url.as_str()).into_response())
         }
-        Auth::ApiKey { .. } | Auth::Basic => page(&KeyForm {
+        Auth::ApiKey { .. } | Auth::Basic | Auth::KeyPair { .. } => page(&KeyForm {
             signed_in_as: Some(user.email),
             csrf: user.csrf_token,
             token,
             app_name: provider.name.clone(),
             display_code: session.display_code,
             basic: matches!(provider.auth, Auth::Basic),
+            pair: matches!(provider.auth, Auth::KeyPair { .. }),
             error: None,
         }),
     }
@@ -261,6 +264,10 @@ pub async fn submit_key(
             password: SecretString::new(fields.password),
         },
         Auth::ApiKey { .. } => CredentialBundle::ApiKey { key: SecretString::new(fields.key.trim()) },
+        Auth::KeyPair { .. } => CredentialBundle::KeyPair {
+            key: SecretString::new(fields.key.trim()),
+            token: SecretString::new(fields.password.trim()),
+        },
         Auth::Oauth2 { .. } => return Err(WebError::not_found()),
     };
     let retry = |error: String| {
@@ -271,6 +278,7 @@ pub async fn submit_key(
             app_name: provider.name.clone(),
             display_code: session.display_code.clone(),
             basic: matches!(provider.auth, Auth::Basic),
+            pair: matches!(provider.auth, Auth::KeyPair { .. }),
             error: Some(error),
         })?;
         *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;

@@ -17,12 +17,7 @@ use serde_json::{Value, json};
 /// Tools ClawLink cannot yet call the way the provider needs, with the reason. An entry
 /// names a tool (`trello_create_card`) or a whole provider (`trello`). They are skipped
 /// here; remove an entry once its gap is fixed.
-const KNOWN_GAPS: &[(&str, &str)] = &[(
-    "trello",
-    "Trello authenticates with two query parameters, key (the app's API key) and token \
-     (the member's token); the catalog's api_key auth carries one secret, sent as key, so \
-     Trello answers 401 \"invalid token\"",
-)];
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 /// Calls in flight at once.
 const CONCURRENCY: usize = 8;
@@ -42,6 +37,9 @@ fn bundle_for(auth: &Auth) -> CredentialBundle {
         Auth::ApiKey { .. } => CredentialBundle::ApiKey { key: SecretString::new(SANDBOX_TOKEN) },
         Auth::Basic => {
             CredentialBundle::Basic { username: "ada@example.com".into(), password: SecretString::new(SANDBOX_TOKEN) }
+        }
+        Auth::KeyPair { .. } => {
+            CredentialBundle::KeyPair { key: SecretString::new(SANDBOX_TOKEN), token: SecretString::new(SANDBOX_TOKEN) }
         }
     }
 }

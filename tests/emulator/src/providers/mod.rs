@@ -381,6 +381,9 @@ fn gate_for(provider: &Provider, fx: Option<&ProviderFixtures>, unauthorized: Ca
         Auth::ApiKey { query: Some(query), format, .. } => vec![Scheme::query(query, format)],
         Auth::ApiKey { .. } => bail!("api_key auth without a header or query parameter"),
         Auth::Basic => vec![Scheme::Basic],
+        Auth::KeyPair { key_query, token_query } => {
+            vec![Scheme::query(key_query, "{key}"), Scheme::query(token_query, "{key}")]
+        }
     };
     if let Some(fx) = fx {
         schemes.extend(fx.auth.token_query.iter().map(|q| Scheme::query(q, "{key}")));

@@ -32,8 +32,11 @@ fn authorize(request: reqwest::RequestBuilder, provider: &Provider, token: &str)
         }
         Auth::ApiKey { .. } => request,
         Auth::Basic => request.basic_auth("ada@example.com", Some(token)),
+        Auth::KeyPair { key_query, token_query } => {
+            request.query(&[(key_query.as_str(), token), (token_query.as_str(), token)])
+        }
     };
-    if provider.id == "trello" { request.query(&[("token", token)]) } else { request }
+    request
 }
 
 /// Sends `arguments` for `tool` as ClawLink renders them, with `token` as the credential.
