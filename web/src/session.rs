@@ -20,6 +20,13 @@ use clawlink_common::tokens::random_urlsafe;
 pub const SESSION_COOKIE: &str = "clawlink_session";
 pub const CSRF_COOKIE: &str = "clawlink_csrf";
 
+/// A form that carries nothing but its CSRF token (revoke, delete, make default…).
+#[derive(Debug, serde::Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    pub csrf: String,
+}
+
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)

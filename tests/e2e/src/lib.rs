@@ -431,6 +431,20 @@ impl Stack {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// `POST` JSON to the api with a device credential → (status, body).
+    pub async fn post_json(&self, key: &str, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.api_url))
+            .header("x-clawlink-api-key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, key: &str, path: &str) -> (u16, Value) {
         let resp = self
             .http

@@ -2,6 +2,7 @@
 
 use crate::AppState;
 use crate::error::{WebError, page};
+use crate::session::CsrfOnly;
 use crate::session::{
     CSRF_COOKIE, MaybeUser, anonymous_csrf, check_form, cookie, end_session, safe_next, start_session,
 };
@@ -171,12 +172,6 @@ pub async fn sign_in(
             form(&state, &headers, false, next, Some((&fields, msg)), StatusCode::UNAUTHORIZED)
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
 }
 
 pub async fn sign_out(

@@ -4,6 +4,7 @@
 use crate::AppState;
 use crate::error::{WebError, page};
 use crate::routes::connect::new_session;
+use crate::session::CsrfOnly;
 use crate::session::{SignedIn, check_form};
 use askama::Template;
 use axum::Form;
@@ -190,12 +191,6 @@ pub async fn rename(
         return Err(WebError::not_found());
     }
     Ok(Redirect::to("/connections").into_response())
-}
-
-#[derive(Debug, Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
 }
 
 pub async fn make_default(

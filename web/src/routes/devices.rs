@@ -2,6 +2,7 @@
 
 use crate::AppState;
 use crate::error::{WebError, page};
+use crate::session::CsrfOnly;
 use crate::session::{SignedIn, check_form};
 use askama::Template;
 use axum::Form;
@@ -10,7 +11,6 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use clawlink_common::db::devices;
 use clawlink_common::ids::DeviceId;
-use serde::Deserialize;
 
 pub struct DeviceView {
     pub id: i64,
@@ -49,12 +49,6 @@ pub async fn list(State(state): State<AppState>, SignedIn(user): SignedIn) -> Re
         })
         .collect();
     page(&DevicesPage { signed_in_as: Some(user.email), csrf: user.csrf_token, devices })
-}
-
-#[derive(Debug, Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
 }
 
 pub async fn revoke(

@@ -5,19 +5,6 @@ use clawlink_e2e::browser::Browser;
 use clawlink_e2e::{Options, SANDBOX_TOKEN, Stack};
 use serde_json::{Value, json};
 
-async fn post_json(stack: &Stack, key: &str, path: &str, body: Value) -> (u16, Value) {
-    let resp = stack
-        .http
-        .post(format!("{}{path}", stack.api_url))
-        .header("x-clawlink-api-key", key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_key_connection_made_in_the_browser_for_the_agent() {
     let stack = Stack::start(Options::default()).await;
@@ -26,20 +13,15 @@ async fn an_api_key_connection_made_in_the_browser_for_the_agent() {
     assert_eq!(browser.sign_in("keys@example.test", "pw").await.status, 303);
 
     // The agent asks for a link.
-    let (status, started) = post_json(
-        &stack,
-        &user.api_key,
-        "/api/connect/start",
-        json!({"integration": "sandbox", "reuseIfConnected": true}),
-    )
-    .await;
+    let (status, started) = stack
+        .post_json(&user.api_key, "/api/connect/start", json!({"integration": "sandbox", "reuseIfConnected": true}))
+        .await;
     assert_eq!(status, 200, "{started}");
     assert_eq!(started["status"], "awaiting_user_action");
     let token = started["sessionToken"].as_str().unwrap().to_string();
     let connect_url = started["connectUrl"].as_str().unwrap();
     assert_eq!(connect_url, format!("{}/connect/{token}", stack.web_url));
-    let (status, unknown) =
-        post_json(&stack, &user.api_key, "/api/connect/start", json!({"integration": "nope"})).await;
+    let (status, unknown) = stack.post_json(&user.api_key, "/api/connect/start", json!({"integration": "nope"})).await;
     assert_eq!(status, 404, "{unknown}");
 
     // The person opens it; a wrong key is refused by the provider's identity check.
@@ -63,7 +45,7 @@ async fn an_api_key_connection_made_in_the_browser_for_the_agent() {
     let (status, body) =
         stack.execute(&user.api_key, "sandbox_echo", json!({"arguments": {"message": "connected"}}), &[]).await;
     assert_eq!(status, 200, "{body}");
-    let (_, again) = post_json(&stack, &user.api_key, "/api/connect/start", json!({"integration": "sandbox"})).await;
+    let (_, again) = stack.post_json(&user.api_key, "/api/connect/start", json!({"integration": "sandbox"})).await;
     assert_eq!(again["alreadyConnected"], true, "{again}");
     assert_eq!(again["connection"]["id"], polled["connection"]["id"]);
 

@@ -14,19 +14,6 @@ use std::collections::BTreeMap;
 
 const PASSWORD: &str = "pw";
 
-async fn post_json(stack: &Stack, key: &str, path: &str, body: Value) -> (u16, Value) {
-    let resp = stack
-        .http
-        .post(format!("{}{path}", stack.api_url))
-        .header("x-clawlink-api-key", key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// A user with a paired device, signed in in a browser.
 async fn person(stack: &Stack, email: &str) -> (TestUser, Browser) {
     let user = stack.user(email).await;
@@ -37,13 +24,9 @@ async fn person(stack: &Stack, email: &str) -> (TestUser, Browser) {
 
 /// The agent asks for a connect link to `integration`; returns the session token.
 async fn agent_starts(stack: &Stack, user: &TestUser, integration: &str) -> String {
-    let (status, started) = post_json(
-        stack,
-        &user.api_key,
-        "/api/connect/start",
-        json!({"integration": integration, "reuseIfConnected": false}),
-    )
-    .await;
+    let (status, started) = stack
+        .post_json(&user.api_key, "/api/connect/start", json!({"integration": integration, "reuseIfConnected": false}))
+        .await;
     assert_eq!(status, 200, "{started}");
     assert_eq!(started["status"], "awaiting_user_action");
     started["sessionToken"].as_str().unwrap().to_string()
@@ -213,7 +196,7 @@ async fn an_agent_started_oauth_connect_completes_in_the_browser() {
     assert_eq!(stack.emulator.oauth_tokens()[0].uses, 2, "identity, then the tool");
 
     // The agent asking again reuses it.
-    let (_, again) = post_json(&stack, &user.api_key, "/api/connect/start", json!({"integration": "github"})).await;
+    let (_, again) = stack.post_json(&user.api_key, "/api/connect/start", json!({"integration": "github"})).await;
     assert_eq!(again["alreadyConnected"], true, "{again}");
     assert_eq!(again["connection"]["id"], id.0);
     stack.finish().await;
