@@ -457,6 +457,21 @@ impl Stack {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Waits (bounded) until no execution row is queued or running: the worker records
+    /// the row just after the agent has its answer.
+    pub async fn wait_for_rows_final(&self) {
+        for _ in 0..200 {
+            let open: i64 = sqlx::query_scalar("SELECT count(*) FROM executions WHERE status IN ('queued', 'running')")
+                .fetch_one(&self.db)
+                .await
+                .unwrap();
+            if open == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The execution's row status.
     pub async fn execution_status(&self, id: &str) -> String {
         let id: uuid::Uuid = id.parse().unwrap();

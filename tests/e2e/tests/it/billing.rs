@@ -10,16 +10,7 @@ const SECRET: &str = clawlink_e2e::PAYMENT_WEBHOOK_SECRET;
 /// This month's count once every execution row is final (the worker records the row just
 /// after the agent has its answer).
 async fn usage(stack: &Stack, user: clawlink_common::ids::UserId) -> i64 {
-    for _ in 0..200 {
-        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM executions WHERE status IN ('queued', 'running')")
-            .fetch_one(&stack.db)
-            .await
-            .unwrap();
-        if open == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    stack.wait_for_rows_final().await;
     sqlx::query_scalar("SELECT coalesce(sum(calls), 0)::bigint FROM usage_monthly WHERE user_id = $1")
         .bind(user.0)
         .fetch_one(&stack.db)

@@ -14,16 +14,7 @@ async fn upkeep_expires_reaps_and_purges() {
     let (_, stuck) =
         stack.execute(&user.api_key, "sandbox_echo", json!({"arguments": {"message": "stuck"}}), &[]).await;
     let stuck_id: uuid::Uuid = stuck["executionId"].as_str().unwrap().parse().unwrap();
-    for _ in 0..100 {
-        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM executions WHERE status <> 'succeeded'")
-            .fetch_one(&stack.db)
-            .await
-            .unwrap();
-        if open == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    stack.wait_for_rows_final().await;
     // Make one look stuck (a worker died mid-call long ago: no result anywhere) and the
     // other old.
     let redis_url = std::env::var("CLAWLINK_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
