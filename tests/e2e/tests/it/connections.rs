@@ -3,7 +3,7 @@
 
 use clawlink_e2e::browser::Browser;
 use clawlink_e2e::{Options, SANDBOX_TOKEN, Stack};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_key_connection_made_in_the_browser_for_the_agent() {
