@@ -62,7 +62,9 @@ pub struct RouteLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobLabels {
-    pub job: &'static str,
+    /// The job's name. Not `job`: Prometheus keeps its own scrape `job` label and would
+    /// store ours as `exported_job`.
+    pub name: &'static str,
     pub outcome: &'static str,
 }
 
@@ -160,7 +162,7 @@ impl Metrics {
             http_duration.clone(),
         );
         let job_runs = Family::<JobLabels, Counter>::default();
-        registry.register("clawlink_job_runs", "Scheduled job runs by job and outcome", job_runs.clone());
+        registry.register("clawlink_job_runs", "Scheduled job runs by job name and outcome", job_runs.clone());
         // Series whose labels are known up front exist from the start, at zero.
         for phase in ["queue_wait", "provider", "total"] {
             let _ = execution_duration.get_or_create(&PhaseLabels { phase });
@@ -207,8 +209,9 @@ impl Metrics {
         }
     }
 
-    pub fn job(&self, job: &'static str, ok: bool) {
-        self.job_runs.get_or_create(&JobLabels { job, outcome: if ok { "ok" } else { "failed" } }).inc();
+    /// Counts one run of the scheduled job `name`.
+    pub fn job(&self, name: &'static str, ok: bool) {
+        self.job_runs.get_or_create(&JobLabels { name, outcome: if ok { "ok" } else { "failed" } }).inc();
     }
 }
 
@@ -255,5 +258,6 @@ mod tests {
             text.contains(r#"clawlink_executions_total{integration="x",tool="x_y",outcome="succeeded"} 1"#),
             "{text}"
         );
+        assert!(text.contains(r#"clawlink_job_runs_total{name="sweep",outcome="ok"} 1"#), "{text}");
     }
 }

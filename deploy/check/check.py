@@ -57,8 +57,8 @@ K8S_MIN_VERSION = "1.30.0"
 # The metric contract (labels and enumerated values) the binaries expose
 # (common/src/metrics.rs); METRICS.txt holds the names, this adds what a query may select
 # on, so a selector on a value the binaries never emit fails here. Target labels that Prometheus
-# adds are always allowed. clawlink_job_runs_total's own `job` label collides with the
-# target label `job` and is stored as `exported_job` (honor_labels: false).
+# adds are always allowed. clawlink_job_runs_total names its job in `name`: a metric label
+# called `job` would collide with the target label and be stored as `exported_job`.
 METRIC_LABELS = {
     "clawlink_executions_total": {"integration", "tool", "outcome"},
     "clawlink_execution_duration_seconds": {"phase"},
@@ -71,7 +71,7 @@ METRIC_LABELS = {
     "clawlink_queue_consumers": {"queue"},
     "clawlink_http_requests_total": {"service", "route", "status"},
     "clawlink_http_request_duration_seconds": {"service", "route"},
-    "clawlink_job_runs_total": {"exported_job", "outcome"},
+    "clawlink_job_runs_total": {"name", "outcome"},
 }
 LABEL_VALUES = {
     ("clawlink_executions_total", "outcome"): {"succeeded", "failed"},
@@ -79,6 +79,10 @@ LABEL_VALUES = {
     ("clawlink_provider_responses_total", "status_class"): {"2xx", "3xx", "4xx", "429", "5xx", "network"},
     ("clawlink_token_refreshes_total", "outcome"): {"refreshed", "invalid_grant", "failed"},
     ("clawlink_job_runs_total", "outcome"): {"ok", "failed"},
+    # The scheduled jobs of api/src/jobs.rs (JOBS).
+    ("clawlink_job_runs_total", "name"): {
+        "token_refresh_sweep", "expire_sessions", "reap_stuck_executions", "purge_execution_bodies", "queue_stats",
+    },
     ("clawlink_queue_messages", "queue"): {"interactive", "bulk", "delay", "dead"},
     ("clawlink_queue_consumers", "queue"): {"interactive", "bulk", "delay", "dead"},
 }
@@ -352,8 +356,8 @@ def check_expressions(where: str, exprs: list[str], listed: set[str], contract: 
                     continue
                 allowed = METRIC_LABELS.get(base, set()) | TARGET_LABELS | ({"le"} if suffix == "_bucket" else set())
                 for label, op, value in matchers:
-                    if label == "job" and base == "clawlink_job_runs_total":
-                        errors.append(f"{name}{{job…}} selects the scrape job; the metric's label is exported_job")
+                    if label == "exported_job":
+                        errors.append(f"{name}{{exported_job…}}: no ClawLink metric has a job label; the job's name is `name`")
                     elif label not in allowed:
                         errors.append(f"{name} has no label {label!r} (has {', '.join(sorted(allowed))})")
                         continue
@@ -1055,7 +1059,7 @@ def check_prometheus_config(compose_doc) -> str:
     for job in cfg.get("scrape_configs", []):
         jobs.add(job["job_name"])
         if job.get("honor_labels"):
-            errors.append(f"job {job['job_name']}: honor_labels would let clawlink_job_runs_total's job label replace the target's")
+            errors.append(f"job {job['job_name']}: honor_labels would let metric labels replace the target's")
         for sc in job.get("static_configs", []):
             for target in sc.get("targets", []):
                 host, _, port = target.partition(":")

@@ -57,7 +57,7 @@ async fn metrics_cover_executions_queues_and_http() {
         "{api_text}"
     );
     assert!(api_text.contains(r#"clawlink_queue_consumers{queue="interactive"} 1"#), "{api_text}");
-    assert!(api_text.contains(r#"clawlink_job_runs_total{job="queue_stats",outcome="ok"}"#), "{api_text}");
+    assert!(api_text.contains(r#"clawlink_job_runs_total{name="queue_stats",outcome="ok"}"#), "{api_text}");
     assert!(!api_text.contains(&user.api_key) && !api_text.contains("metrics@example.test"), "no user data in labels");
     stack.http.get(format!("{}/signin", stack.web_url)).send().await.unwrap();
     let web_text = stack.http.get(format!("{}/metrics", stack.web_url)).send().await.unwrap().text().await.unwrap();
