@@ -32,6 +32,9 @@ pub struct ApiConfig {
     pub stuck_after: Duration,
     /// Arguments and result copies older than this many days are erased.
     pub retention_days: i64,
+    /// Time between rounds of the token refresh sweep and of upkeep (sessions, reaper,
+    /// retention purge).
+    pub job_interval: Duration,
     /// Provider id → OAuth client, for the token refresh sweep.
     pub oauth_clients: std::collections::BTreeMap<String, OAuthClient>,
 }
@@ -60,6 +63,7 @@ impl ApiConfig {
             device_burst: positive(env, "CLAWLINK_DEVICE_BURST", 200)?,
             stuck_after: Duration::from_secs(u64::from(positive(env, "CLAWLINK_STUCK_AFTER_SECS", 1800)?)),
             retention_days: i64::from(positive(env, "CLAWLINK_RETENTION_DAYS", 30)?),
+            job_interval: Duration::from_millis(u64::from(positive(env, "CLAWLINK_JOB_INTERVAL_MS", 60_000)?)),
             oauth_clients: clawlink_common::config::oauth_clients_from_env(env)?,
         })
     }

@@ -6,11 +6,18 @@
 //! one replica sweep per round, and each refresh takes the per-connection lock and
 //! re-reads the row (see `clawlink_common::refresh`), so a connection another replica
 //! or a worker refreshed meanwhile is left alone.
+//!
+//! [`queue_stats`] and [`upkeep`] (session expiry, stuck-execution reaper, retention
+//! purge) are the rest. Every job counts each run in `clawlink_job_runs_total{name,
+//! outcome}` under one of the [`JOBS`] names. Usage needs no roll-up job: the statement
+//! that finishes an execution adds it to `usage_monthly`, so the monthly count is exact
+//! at all times.
 
 use crate::state::AppState;
 use clawlink_common::catalog::{Auth, Catalog};
 use clawlink_common::db::credentials;
 use clawlink_common::ids::ConnectionId;
+use clawlink_common::metrics::Metrics;
 use clawlink_common::refresh::{RedisLock, RefreshError, Refresher};
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
@@ -25,6 +32,20 @@ const PAGE: i64 = 200;
 /// Token calls in flight at once during a sweep.
 const CONCURRENCY: usize = 4;
 
+/// The `name` of every scheduled job in `clawlink_job_runs_total` (deploy/check knows
+/// this list too).
+pub const JOBS: [&str; 5] =
+    ["token_refresh_sweep", "expire_sessions", "reap_stuck_executions", "purge_execution_bodies", "queue_stats"];
+
+/// Creates every job's series at zero, so a job that never ran shows as 0, not as missing.
+pub fn declare(metrics: &Metrics) {
+    for name in JOBS {
+        for outcome in ["ok", "failed"] {
+            let _ = metrics.job_runs.get_or_create(&clawlink_common::metrics::JobLabels { name, outcome });
+        }
+    }
+}
+
 /// The refresh sweep and what it needs.
 pub struct TokenSweep {
     pub refresher: Refresher,
@@ -32,6 +53,7 @@ pub struct TokenSweep {
     pub redis: ConnectionManager,
     pub namespace: String,
     pub catalog: Arc<Catalog>,
+    pub metrics: Metrics,
     /// Time between rounds.
     pub every: Duration,
     /// Tokens expiring within this are refreshed.
@@ -58,7 +80,8 @@ impl TokenSweep {
             redis: state.results.connection(),
             namespace: state.config.infra.namespace.clone(),
             catalog: state.catalog.clone(),
-            every: Duration::from_secs(60),
+            metrics: state.metrics.clone(),
+            every: state.config.job_interval,
             horizon: Duration::from_secs(600),
         }
     }
@@ -78,18 +101,23 @@ impl TokenSweep {
                 _ = stop.cancelled() => return,
             }
             let mut redis = self.redis.clone();
+            // A round another replica holds the lease for is not a run here; a round that
+            // cannot even ask for the lease is a failed one.
             match RedisLock::try_acquire(&mut redis, &lease_key, lease).await {
                 Ok(Some(_lease)) => {}
                 Ok(None) => continue,
                 Err(err) => {
-                    tracing::warn!(error = %err, "refresh sweep skipped: redis unavailable");
+                    self.metrics.job("token_refresh_sweep", false);
+                    tracing::warn!(job = "token_refresh_sweep", error = %err, "refresh sweep skipped: redis unavailable");
                     continue;
                 }
             }
-            match self.sweep_once().await {
+            let result = self.sweep_once().await;
+            self.metrics.job("token_refresh_sweep", result.is_ok());
+            match result {
                 Ok(report) if report != SweepReport::default() => tracing::info!(?report, "refresh sweep done"),
                 Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "refresh sweep stopped early"),
+                Err(err) => tracing::warn!(job = "token_refresh_sweep", error = %err, "refresh sweep stopped early"),
             }
         }
     }
@@ -127,16 +155,26 @@ impl TokenSweep {
             for result in results {
                 match result {
                     Ok(_) => report.fresh += 1,
-                    Err(RefreshError::NeedsReauth) => report.needs_reauth += 1,
+                    Err(RefreshError::NeedsReauth) => {
+                        self.refresh_counted("invalid_grant");
+                        report.needs_reauth += 1
+                    }
                     Err(RefreshError::BackingOff(_)) => report.backing_off += 1,
                     Err(RefreshError::Db(err)) => return Err(err),
                     Err(err) => {
                         tracing::debug!(error = %err, "sweep: refresh failed");
+                        self.refresh_counted("failed");
                         report.failed += 1;
                     }
                 }
             }
         }
+    }
+}
+
+impl TokenSweep {
+    fn refresh_counted(&self, outcome: &'static str) {
+        self.metrics.token_refreshes.get_or_create(&clawlink_common::metrics::OutcomeLabels { outcome }).inc();
     }
 }
 

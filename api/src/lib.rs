@@ -72,7 +72,11 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
         waiters,
         catalog,
         devices: DeviceCache::new(Duration::from_secs(1)),
-        metrics: clawlink_common::metrics::Metrics::new(),
+        metrics: {
+            let metrics = clawlink_common::metrics::Metrics::new();
+            jobs::declare(&metrics);
+            metrics
+        },
     }))
 }
 
@@ -92,7 +96,7 @@ pub async fn run(config: ApiConfig, listener: tokio::net::TcpListener, stop: Can
     .context("building the token refresh client")?;
     tokio::spawn(jobs::TokenSweep::new(&state, refresher).run(stop.clone()));
     tokio::spawn(jobs::queue_stats(state.clone(), Duration::from_secs(5), stop.clone()));
-    tokio::spawn(jobs::upkeep(state.clone(), Duration::from_secs(60), stop.clone()));
+    tokio::spawn(jobs::upkeep(state.clone(), state.config.job_interval, stop.clone()));
     let app = router(state);
     // Connect info gives handlers the client address (pairing caps guesses per address).
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())

@@ -71,3 +71,50 @@ async fn upkeep_expires_reaps_and_purges() {
     drop(conn);
     stack.finish().await;
 }
+
+/// `clawlink_job_runs_total{name,outcome}` of the api's `/metrics`, or 0.
+async fn job_runs(stack: &Stack, name: &str, outcome: &str) -> u64 {
+    let text = stack.http.get(format!("{}/metrics", stack.api_url)).send().await.unwrap().text().await.unwrap();
+    let series = format!(r#"clawlink_job_runs_total{{name="{name}",outcome="{outcome}"}} "#);
+    text.lines().find_map(|l| l.strip_prefix(&series)).map(|v| v.trim().parse::<f64>().unwrap() as u64).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scheduled_job_counts_its_runs_and_failures() {
+    let stack = Stack::start(Options {
+        workers: 0,
+        env: vec![("CLAWLINK_JOB_INTERVAL_MS".into(), "300".into())],
+        ..Default::default()
+    })
+    .await;
+    // Every job is declared at zero from the start, then counts its runs.
+    for name in clawlink_api::jobs::JOBS {
+        let mut runs = 0;
+        for _ in 0..150 {
+            runs = job_runs(&stack, name, "ok").await;
+            if runs >= 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(runs >= 1, "job {name} never reported a run");
+        assert_eq!(job_runs(&stack, name, "failed").await, 0, "job {name} failed");
+    }
+
+    // A step that cannot do its work is counted as failed, and the others carry on.
+    sqlx::query("ALTER TABLE pairing_sessions RENAME TO pairing_sessions_gone").execute(&stack.db).await.unwrap();
+    let reaped_before = job_runs(&stack, "reap_stuck_executions", "ok").await;
+    let (mut failed, mut reaped) = (0, 0);
+    for _ in 0..100 {
+        failed = job_runs(&stack, "expire_sessions", "failed").await;
+        reaped = job_runs(&stack, "reap_stuck_executions", "ok").await;
+        if failed >= 1 && reaped > reaped_before + 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(failed >= 1, "a failing expire_sessions run was not counted");
+    assert!(reaped > reaped_before + 1, "the reaper kept running ({reaped_before} -> {reaped})");
+    sqlx::query("ALTER TABLE pairing_sessions_gone RENAME TO pairing_sessions").execute(&stack.db).await.unwrap();
+    stack.finish().await;
+}

@@ -386,6 +386,7 @@ async fn the_sweep_refreshes_tokens_expiring_soon_once_across_replicas() {
         redis,
         namespace: stack.namespace.clone(),
         catalog: catalog.clone(),
+        metrics: Default::default(),
         every: Duration::from_secs(60),
         horizon: Duration::from_secs(600),
     };
