@@ -67,9 +67,11 @@ impl ApiError {
         e
     }
 
-    /// Something of ours failed. Logs the cause; the caller sees a request id only.
+    /// Something of ours failed. Logs the cause; the caller sees the request's id only
+    /// (the one in `x-request-id` and on the request's log lines).
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        let request_id = uuid::Uuid::new_v4();
+        let request_id =
+            clawlink_common::telemetry::current_request_id().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         tracing::error!(%request_id, error = %cause, "internal error");
         let mut e = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -80,6 +82,7 @@ impl ApiError {
             ),
         );
         e.retryable = true;
+        e.error_extra.insert("requestId".into(), Value::String(request_id));
         e
     }
 
@@ -188,5 +191,30 @@ where
                 Err(err)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_500_names_the_request_id_of_its_answer() {
+        let request = axum::http::Request::builder()
+            .uri("/x")
+            .header("x-request-id", "req-500")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = clawlink_common::telemetry::traced("api", "/x", request, |_| async {
+            ApiError::internal("the disk is on fire").into_response()
+        })
+        .await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()["x-request-id"], "req-500");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["requestId"], "req-500", "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("req-500"), "{body}");
+        assert!(!body.to_string().contains("on fire"), "the cause stays in the log: {body}");
     }
 }

@@ -54,7 +54,8 @@ impl WebError {
     }
 
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        let reference = uuid::Uuid::new_v4();
+        let reference =
+            clawlink_common::telemetry::current_request_id().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         tracing::error!(%reference, error = %cause, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

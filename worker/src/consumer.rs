@@ -6,6 +6,7 @@
 //! worker is idle, and a crash returns at most that many to the queue.
 
 use crate::execute::{Disposition, Executor};
+use clawlink_common::ids::ExecutionId;
 use clawlink_common::queue::{Job, Lane, Topology, consumer_channel};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// Consumes `lane` until `stop`, then waits for in-flight calls (tracked by `tracker`).
 pub async fn consume_lane(
@@ -78,6 +80,18 @@ async fn handle(executor: &Executor, delivery: Delivery, lane: Lane) {
         }
     };
     let Job::ExecuteV1 { execution_id, reply_to } = job;
+    // Every log line of this delivery names the execution, acks and retries included.
+    let span = tracing::info_span!("delivery", %execution_id, lane = lane.as_str(), redelivered = delivery.redelivered);
+    deliver(executor, delivery, execution_id, reply_to, lane).instrument(span).await
+}
+
+async fn deliver(
+    executor: &Executor,
+    delivery: Delivery,
+    execution_id: ExecutionId,
+    reply_to: Option<String>,
+    lane: Lane,
+) {
     // Our own infrastructure failing is not the call's fault: keep the message and try
     // again with backoff, for a bounded time, before handing it back to the broker.
     let mut backoff = Duration::from_millis(200);

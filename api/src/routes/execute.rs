@@ -178,6 +178,7 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
 
     let lane = if is_async { Lane::Bulk } else { Lane::Interactive };
     let id = ExecutionId::new();
+    clawlink_common::telemetry::record_execution_id(id);
     let hash = request_hash(&tool.name, connection.id, &arguments);
     let inserted = executions::insert(
         &mut conn,
@@ -213,6 +214,7 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
             .with("executionId", json!(existing.id)));
         }
         // A replay: the first execution answers, whatever state it is in.
+        clawlink_common::telemetry::record_execution_id(existing.id);
         let wait = if is_async { Duration::ZERO } else { state.config.sync_wait };
         return Ok(match crate::routes::executions::await_outcome(state, existing.id, wait).await? {
             Some(outcome) => CallResult::Finished(ctx, outcome),

@@ -51,6 +51,7 @@ pub async fn get_execution(
     let mut conn = state.db.acquire().await?;
     let row = executions::get_for_user(&mut conn, device.user_id, id).await?.ok_or_else(not_found)?;
     drop(conn);
+    clawlink_common::telemetry::record_execution_id(id);
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(state.config.max_poll_wait);
     // The worker writes the result to Redis before it updates the row, so a row that is
     // not final yet may already have its result: always look at the result store.

@@ -55,6 +55,17 @@ api_routes! {
     get "/api/executions/{id}" => executions::get_execution, auth: true, "An execution's state and result (long-poll with waitMs).";
 }
 
+/// Gives every request an id (the caller's sane `x-request-id`, or a new one) and a span
+/// that carries it; see `clawlink_common::telemetry::traced`.
+async fn request_id(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    clawlink_common::telemetry::traced("api", &route, request, |r| next.run(r)).await
+}
+
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     with_routes(Router::new())
@@ -69,5 +80,6 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::layer))
+        .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
 }

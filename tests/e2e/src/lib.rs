@@ -283,15 +283,48 @@ impl Stack {
         extra: &[(&str, &str)],
         log: &std::path::Path,
     ) -> tokio::process::Child {
-        let bin = bin_dir().join("clawlink-worker");
+        let mut env = vec![("CLAWLINK_WORKER_ID", id)];
+        env.extend_from_slice(extra);
+        self.spawn_process("clawlink-worker", &env, log)
+    }
+
+    /// Starts a second api as a child process (the debug binary) on a free port, with its
+    /// output captured in `log`, and waits until it is ready. Returns it with its URL.
+    /// Used where a test signals the api or reads its logs.
+    pub async fn spawn_api_process(
+        &self,
+        extra: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> (tokio::process::Child, String) {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let addr = addr.to_string();
+        let mut env = vec![("CLAWLINK_API_ADDR", addr.as_str())];
+        env.extend_from_slice(extra);
+        let mut child = self.spawn_process("clawlink-api", &env, log);
+        let url = format!("http://{addr}");
+        for _ in 0..600 {
+            if let Ok(r) = self.http.get(format!("{url}/readyz")).send().await {
+                if r.status().is_success() {
+                    return (child, url);
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the api process exited ({status}): {}", std::fs::read_to_string(log).unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the api process did not become ready: {}", std::fs::read_to_string(log).unwrap_or_default());
+    }
+
+    /// Runs one of the workspace's binaries with this stack's environment plus `extra`
+    /// (`RUST_LOG=debug` unless `extra` says otherwise), stdout and stderr into `log`.
+    fn spawn_process(&self, name: &str, extra: &[(&str, &str)], log: &std::path::Path) -> tokio::process::Child {
+        let bin = bin_dir().join(name);
         assert!(bin.exists(), "{} is missing: run `cargo build --workspace --bins` first", bin.display());
         let out = std::fs::File::create(log).unwrap();
         let err = out.try_clone().unwrap();
         let mut cmd = tokio::process::Command::new(bin);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "debug")
-            .env("CLAWLINK_WORKER_ID", id);
+        cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("RUST_LOG", "debug");
         for (k, v) in self.env_pairs() {
             cmd.env(k, v);
         }
@@ -299,7 +332,7 @@ impl Stack {
             cmd.env(k, v);
         }
         cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err)).kill_on_drop(true);
-        cmd.spawn().expect("spawn worker")
+        cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"))
     }
 
     pub fn env_pairs(&self) -> Vec<(String, String)> {

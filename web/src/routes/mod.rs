@@ -64,11 +64,29 @@ async fn record(
     response
 }
 
+/// Gives every request an id (the caller's sane `x-request-id`, or a new one) and a span
+/// that carries it; see `clawlink_common::telemetry::traced`.
+async fn request_id(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    clawlink_common::telemetry::traced("web", &route, request, |r| next.run(r)).await
+}
+
+/// Ready when Postgres answers (the web front needs nothing else).
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let db = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db).await.is_ok();
+    let status = if db { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(serde_json::json!({"ok": db, "postgres": db}))).into_response()
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/static/style.css", get(stylesheet))
         .route("/signup", get(account::sign_up_form).post(account::sign_up))
         .route("/signin", get(account::sign_in_form).post(account::sign_in))
@@ -92,5 +110,6 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { WebError::not_found() })
         .layer(axum::middleware::from_fn_with_state(state.clone(), record))
+        .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
 }

@@ -8,6 +8,7 @@ mod connections;
 mod dashboard;
 mod execute;
 mod jobs;
+mod lifecycle;
 mod mcp;
 mod metrics;
 mod oauth;
