@@ -80,9 +80,13 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
     }))
 }
 
-/// Serves on `listener` until `stop` is cancelled, then finishes in-flight requests.
+/// Serves on `listener` until `stop` is cancelled: then closes the listener (new
+/// connections are refused), finishes in-flight requests — a sync call still gets its
+/// result, so the result listener outlives them — and returns.
 pub async fn run(config: ApiConfig, listener: tokio::net::TcpListener, stop: CancellationToken) -> anyhow::Result<()> {
-    let state = build_state(config, stop.clone()).await?;
+    let results_stop = CancellationToken::new();
+    let _stop_results = results_stop.clone().drop_guard();
+    let state = build_state(config, results_stop).await?;
     tracing::info!(addr = %listener.local_addr()?, instance = %state.config.instance_id, "clawlink-api listening");
     tokio::spawn(state::flush_last_used(state.clone(), Duration::from_secs(10), stop.clone()));
     let refresher = clawlink_common::refresh::Refresher::new(
@@ -102,6 +106,7 @@ pub async fn run(config: ApiConfig, listener: tokio::net::TcpListener, stop: Can
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(stop.cancelled_owned())
         .await?;
+    tracing::info!("clawlink-api stopped");
     Ok(())
 }
 

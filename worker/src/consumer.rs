@@ -18,7 +18,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-/// Consumes `lane` until `stop`, then waits for in-flight calls (tracked by `tracker`).
+/// A lane that stopped consuming. Its channel must outlive the lane's in-flight calls:
+/// they ack on it, and dropping it (or the consumer) closes the channel, which hands
+/// their messages back to the broker — finished calls included — and turns their acks
+/// into no-ops. Drop it once the in-flight calls are done.
+pub struct StoppedLane {
+    _channel: lapin::Channel,
+    _consumer: lapin::Consumer,
+}
+
+/// Consumes `lane` until `stop`, starting each call on `tracker`; then cancels the
+/// consumer (the broker sends no more) and returns the still-open channel.
 pub async fn consume_lane(
     executor: Arc<Executor>,
     connection: &lapin::Connection,
@@ -28,7 +38,7 @@ pub async fn consume_lane(
     consumer_tag: String,
     tracker: TaskTracker,
     stop: CancellationToken,
-) -> Result<(), lapin::Error> {
+) -> Result<StoppedLane, lapin::Error> {
     let channel = consumer_channel(connection, prefetch).await?;
     let mut consumer = channel
         .basic_consume(
@@ -67,7 +77,7 @@ pub async fn consume_lane(
     }
     // Stop taking new work; in-flight calls finish and ack on this same channel.
     let _ = channel.basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default()).await;
-    Ok(())
+    Ok(StoppedLane { _channel: channel, _consumer: consumer })
 }
 
 async fn handle(executor: &Executor, delivery: Delivery, lane: Lane) {
@@ -102,10 +112,12 @@ async fn deliver(
                 if !executor.ack_delay.is_zero() {
                     tokio::time::sleep(executor.ack_delay).await;
                 }
-                if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
-                    // Not acked means it will be redelivered; the redelivery finds the
-                    // execution final and only re-publishes its result.
-                    tracing::warn!(%execution_id, error = %err, "ack did not go out; the message will be redelivered");
+                // Not acked means it will be redelivered; the redelivery finds the
+                // execution final and only re-publishes its result.
+                match delivery.acker.ack(BasicAckOptions::default()).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!("ack not sent: the channel closed; the message will be redelivered"),
+                    Err(err) => tracing::warn!(error = %err, "ack did not go out; the message will be redelivered"),
                 }
                 return;
             }

@@ -79,16 +79,27 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
         });
     }
     tracing::info!(worker = %config.worker_id, "clawlink-worker running");
+    // Stopped lanes keep their channels open until the calls in flight have acked.
+    let mut stopped = Vec::new();
     while let Some(result) = consumers.join_next().await {
-        if let Err(err) = result.context("consumer task")? {
-            stop.cancel();
-            return Err(err).context("consuming");
+        match result.context("consumer task")? {
+            Ok(lane) => stopped.push(lane),
+            Err(err) => {
+                stop.cancel();
+                return Err(err).context("consuming");
+            }
         }
     }
     tracker.close();
+    tracing::info!(
+        in_flight = tracker.len(),
+        grace_ms = config.shutdown_grace.as_millis() as u64,
+        "consumers cancelled; finishing the calls in flight"
+    );
     if tokio::time::timeout(config.shutdown_grace, tracker.wait()).await.is_err() {
         tracing::warn!(in_flight = tracker.len(), "shutdown grace over; unfinished calls will be redelivered");
     }
+    drop(stopped);
     let _ = amqp.close(200, "worker stopping".into()).await;
     tracing::info!("clawlink-worker stopped");
     Ok(())
