@@ -179,8 +179,9 @@ impl TokenSweep {
 }
 
 /// Every `every`, reads the depth and consumers of each queue from the broker into the
-/// `clawlink_queue_*` gauges (delay queues summed). Every replica reports the same
-/// numbers; dashboards take `max` across replicas.
+/// `clawlink_queue_*` gauges (delay queues summed), and from Postgres the age of each
+/// lane's oldest call not yet delivered (the broker does not report it). Every replica
+/// reports the same numbers; dashboards take `max` across replicas.
 pub async fn queue_stats(state: AppState, every: Duration, stop: CancellationToken) {
     use clawlink_common::metrics::QueueLabels;
     use clawlink_common::queue::{DELAY_TIERS_SECS, Lane, Topology};
@@ -217,10 +218,22 @@ pub async fn queue_stats(state: AppState, every: Duration, stop: CancellationTok
             Ok(())
         }
         .await;
-        state.metrics.job("queue_stats", result.is_ok());
-        if let Err(err) = result {
+        if let Err(err) = &result {
             tracing::warn!(error = %err, "reading queue depths failed");
         }
+        let ages: Result<(), sqlx::Error> = async {
+            let mut conn = state.db.acquire().await?;
+            for lane in Lane::ALL {
+                let age = clawlink_common::db::maintenance::oldest_waiting_secs(&mut conn, lane).await?;
+                state.metrics.queue_oldest_age.get_or_create(&QueueLabels { queue: lane.as_str() }).set(age);
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(err) = &ages {
+            tracing::warn!(error = %err, "reading the oldest waiting calls failed");
+        }
+        state.metrics.job("queue_stats", result.is_ok() && ages.is_ok());
     }
 }
 

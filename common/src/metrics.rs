@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExecutionLabels {
@@ -88,6 +89,8 @@ pub struct Inner {
     pub inflight: Gauge,
     pub queue_messages: Family<QueueLabels, Gauge>,
     pub queue_consumers: Family<QueueLabels, Gauge>,
+    /// Seconds the oldest never-delivered call of each lane has waited.
+    pub queue_oldest_age: Family<QueueLabels, Gauge<f64, AtomicU64>>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: Family<RouteLabels, Histogram>,
     pub job_runs: Family<JobLabels, Counter>,
@@ -148,6 +151,12 @@ impl Metrics {
         registry.register("clawlink_queue_messages", "Messages ready in each queue", queue_messages.clone());
         let queue_consumers = Family::<QueueLabels, Gauge>::default();
         registry.register("clawlink_queue_consumers", "Consumers attached to each queue", queue_consumers.clone());
+        let queue_oldest_age = Family::<QueueLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "clawlink_queue_oldest_message_age_seconds",
+            "Age of the oldest call waiting for its first delivery in each work queue",
+            queue_oldest_age.clone(),
+        );
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
             "clawlink_http_requests",
@@ -171,6 +180,9 @@ impl Metrics {
             let _ = queue_messages.get_or_create(&QueueLabels { queue });
             let _ = queue_consumers.get_or_create(&QueueLabels { queue });
         }
+        for queue in ["interactive", "bulk"] {
+            let _ = queue_oldest_age.get_or_create(&QueueLabels { queue });
+        }
         for outcome in ["refreshed", "invalid_grant", "failed"] {
             let _ = token_refreshes.get_or_create(&OutcomeLabels { outcome });
         }
@@ -185,6 +197,7 @@ impl Metrics {
             inflight,
             queue_messages,
             queue_consumers,
+            queue_oldest_age,
             http_requests,
             http_duration,
             job_runs,
@@ -248,6 +261,7 @@ mod tests {
             "clawlink_inflight_executions",
             "clawlink_queue_messages",
             "clawlink_queue_consumers",
+            "clawlink_queue_oldest_message_age_seconds",
             "clawlink_http_requests_total",
             "clawlink_http_request_duration_seconds",
             "clawlink_job_runs_total",

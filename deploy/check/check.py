@@ -69,6 +69,7 @@ METRIC_LABELS = {
     "clawlink_inflight_executions": set(),
     "clawlink_queue_messages": {"queue"},
     "clawlink_queue_consumers": {"queue"},
+    "clawlink_queue_oldest_message_age_seconds": {"queue"},
     "clawlink_http_requests_total": {"service", "route", "status"},
     "clawlink_http_request_duration_seconds": {"service", "route"},
     "clawlink_job_runs_total": {"name", "outcome"},
@@ -85,6 +86,7 @@ LABEL_VALUES = {
     },
     ("clawlink_queue_messages", "queue"): {"interactive", "bulk", "delay", "dead"},
     ("clawlink_queue_consumers", "queue"): {"interactive", "bulk", "delay", "dead"},
+    ("clawlink_queue_oldest_message_age_seconds", "queue"): {"interactive", "bulk"},
 }
 TARGET_LABELS = {"job", "instance", "pod", "namespace"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -319,10 +321,14 @@ def resolve_metric(name: str, listed: set[str]):
     return None, None
 
 
+# Gauges in METRICS.txt whose name ends in _seconds (an age, not a duration histogram).
+SECONDS_GAUGES = {"clawlink_queue_oldest_message_age_seconds"}
+
+
 def is_histogram(base: str) -> bool:
-    # Prometheus naming: ClawLink's histograms are durations, named *_seconds; no gauge
-    # or counter in METRICS.txt ends in _seconds.
-    return base.endswith("_seconds")
+    # Prometheus naming: ClawLink's histograms are durations, named *_seconds; the only
+    # other *_seconds metrics are the gauges in SECONDS_GAUGES.
+    return base.endswith("_seconds") and base not in SECONDS_GAUGES
 
 
 def check_expressions(where: str, exprs: list[str], listed: set[str], contract: bool, extra_ok=frozenset(), used=None):
@@ -1206,7 +1212,8 @@ def check_required_alerts() -> str:
     exprs = {r.get("alert"): re.sub(r"\s+", " ", r.get("expr", "")) for r in rules}
     wanted = {
         "dead letters present": lambda e: "clawlink_queue_messages" in e and 'queue="dead"' in e,
-        "queue growth (oldest-message-age stand-in)": lambda e: "clawlink_queue_messages" in e and re.search(r"\b(deriv|rate|delta)\(", e),
+        "oldest message age": lambda e: "clawlink_queue_oldest_message_age_seconds" in e,
+        "queue growth": lambda e: "clawlink_queue_messages" in e and re.search(r"\b(deriv|rate|delta)\(", e),
         "p99 over target": lambda e: "histogram_quantile(0.99" in e,
         "provider 429 rate": lambda e: 'status_class="429"' in e,
         "429s answered to agents": lambda e: 'clawlink_http_requests_total{status="429"}' in e,
@@ -1334,7 +1341,7 @@ def main() -> int:
             return f"{len(rules)} expressions"
 
         checks.run(f"alerts {path.name} metrics in METRICS.txt", rule_metrics)
-    checks.run("alerts cover dead letters, queue growth, p99, 429s", check_required_alerts)
+    checks.run("alerts cover dead letters, oldest message age, queue growth, p99, 429s", check_required_alerts)
     checks.run("every METRICS.txt metric is on the dashboard or in an alert", check_metrics_coverage, used, listed)
     rabbit = PROMETHEUS / "rabbitmq-alerts.yml"
     if rabbit.exists():

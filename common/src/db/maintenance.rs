@@ -70,3 +70,20 @@ pub async fn purge_bodies(conn: &mut PgConnection, days: i64, batch: i64) -> sql
     .await?
     .rows_affected())
 }
+
+/// Seconds the oldest call of `lane` has waited for its first delivery (queued, never
+/// claimed), or 0 when none waits: the age of the oldest message in the lane's work
+/// queue, which RabbitMQ does not report. Retries parked in a delay queue were claimed
+/// before and do not count. Reads the `executions_unfinished_idx` index from its oldest
+/// end, so it stays cheap with a deep backlog.
+pub async fn oldest_waiting_secs(conn: &mut PgConnection, lane: crate::queue::Lane) -> sqlx::Result<f64> {
+    let age = sqlx::query_scalar!(
+        r#"SELECT extract(epoch FROM now() - created_at)::float8 AS "age!" FROM executions
+            WHERE status = 'queued' AND started_at IS NULL AND lane = $1
+            ORDER BY created_at LIMIT 1"#,
+        lane.as_str()
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(age.unwrap_or(0.0).max(0.0))
+}

@@ -85,3 +85,46 @@ async fn metrics_cover_executions_queues_and_http() {
     let _ = std::fs::remove_file(&log);
     stack.finish().await;
 }
+
+/// `clawlink_queue_oldest_message_age_seconds{queue}` of the api's `/metrics`.
+async fn oldest_age(stack: &Stack, queue: &str) -> f64 {
+    let text = stack.http.get(format!("{}/metrics", stack.api_url)).send().await.unwrap().text().await.unwrap();
+    let series = format!(r#"clawlink_queue_oldest_message_age_seconds{{queue="{queue}"}} "#);
+    text.lines().find_map(|l| l.strip_prefix(&series)).expect("the gauge is exported").trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oldest_call_waiting_for_a_worker_is_measured_per_lane() {
+    let mut stack = Stack::start(Options { workers: 0, ..Default::default() }).await;
+    let (user, _) = stack.sandbox_user("oldest@example.test").await;
+    let (status, body) = stack
+        .execute(&user.api_key, "sandbox_echo", json!({"arguments": {"message": "wait"}, "async": true}), &[])
+        .await;
+    assert_eq!(status, 202, "{body}");
+    // No worker: the call waits, and the api's queue_stats job (every 5 s) sees it age.
+    let mut age = 0.0;
+    for _ in 0..100 {
+        age = oldest_age(&stack, "bulk").await;
+        if age >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(age >= 1.0, "the waiting bulk call is {age} s old");
+    assert_eq!(oldest_age(&stack, "interactive").await, 0.0, "nothing waits on the interactive lane");
+
+    // Once a worker has taken it, nothing waits any more.
+    stack.start_worker().await;
+    let id = body["executionId"].as_str().unwrap();
+    let (_, polled) = stack.get(&user.api_key, &format!("/api/executions/{id}?waitMs=15000")).await;
+    assert_eq!(polled["status"], "succeeded", "{polled}");
+    for _ in 0..100 {
+        age = oldest_age(&stack, "bulk").await;
+        if age == 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(age, 0.0, "the gauge went back to 0 once the call was taken");
+    stack.finish().await;
+}
