@@ -154,7 +154,16 @@ impl TokenSweep {
                 .await;
             for result in results {
                 match result {
-                    Ok(_) => report.fresh += 1,
+                    Ok(bundle) => {
+                        // Listed as expiring, now valid past the horizon: its token was
+                        // refreshed (here, or by a worker in the meantime).
+                        if let clawlink_common::provider::CredentialBundle::Oauth2 { expires_at: Some(at), .. } = bundle
+                            && at > before.unix_timestamp()
+                        {
+                            self.refresh_counted("refreshed");
+                        }
+                        report.fresh += 1
+                    }
                     Err(RefreshError::NeedsReauth) => {
                         self.refresh_counted("invalid_grant");
                         report.needs_reauth += 1

@@ -372,6 +372,7 @@ async fn the_sweep_refreshes_tokens_expiring_soon_once_across_replicas() {
         Catalog::load_dir(stack.env.raw("CLAWLINK_CATALOG_DIR").unwrap().as_ref(), &Default::default()).unwrap(),
     );
     let overrides = ProviderOverrides::from_env(&stack.env).unwrap();
+    let metrics = clawlink_common::metrics::Metrics::new();
     let sweep = |redis: redis::aio::ConnectionManager| TokenSweep {
         refresher: Refresher::new(
             redis.clone(),
@@ -386,7 +387,7 @@ async fn the_sweep_refreshes_tokens_expiring_soon_once_across_replicas() {
         redis,
         namespace: stack.namespace.clone(),
         catalog: catalog.clone(),
-        metrics: Default::default(),
+        metrics: metrics.clone(),
         every: Duration::from_secs(60),
         horizon: Duration::from_secs(600),
     };
@@ -395,6 +396,15 @@ async fn the_sweep_refreshes_tokens_expiring_soon_once_across_replicas() {
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.fresh + rb.fresh, 2, "{ra:?} {rb:?}");
     assert_eq!(tokens.calls(), 1, "two replicas sweeping at once refresh the token once");
+    // Each replica saw the token fresh afterwards (one refreshed it, the other found it
+    // refreshed): the metric counts the refresh, approximately, and no failure.
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"clawlink_token_refreshes_total{outcome="refreshed"} 1"#)
+            || text.contains(r#"clawlink_token_refreshes_total{outcome="refreshed"} 2"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"clawlink_token_refreshes_total{outcome="failed"} 0"#), "{text}");
 
     let s = stored(&stack, &stack.keyring, user.id, soon).await;
     assert_eq!(s.access, "access-1");
