@@ -196,12 +196,15 @@ pub async fn queue_stats(state: AppState, every: Duration, stop: CancellationTok
     use clawlink_common::queue::{DELAY_TIERS_SECS, Lane, Topology};
     let topology = Topology::new(&state.config.infra.namespace);
     let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        let result: Result<(), lapin::Error> = async {
+        // The broker and Postgres are read side by side, each bounded by the period, so a
+        // slow broker neither stalls the ages nor piles rounds up.
+        let broker = async {
             let channel = state.amqp.create_channel().await?;
             let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
             let read = |name: String| {
@@ -224,23 +227,32 @@ pub async fn queue_stats(state: AppState, every: Duration, stop: CancellationTok
             let (dead, _) = read(topology.dead_letter_queue()).await?;
             state.metrics.queue_messages.get_or_create(&QueueLabels { queue: "dead" }).set(dead);
             let _ = channel.close(200, "stats read".into()).await;
-            Ok(())
-        }
-        .await;
-        if let Err(err) = &result {
-            tracing::warn!(error = %err, "reading queue depths failed");
-        }
-        let ages: Result<(), sqlx::Error> = async {
+            Ok::<_, lapin::Error>(())
+        };
+        let ages = async {
             let mut conn = state.db.acquire().await?;
             for lane in Lane::ALL {
                 let age = clawlink_common::db::maintenance::oldest_waiting_secs(&mut conn, lane).await?;
                 state.metrics.queue_oldest_age.get_or_create(&QueueLabels { queue: lane.as_str() }).set(age);
             }
-            Ok(())
+            Ok::<_, sqlx::Error>(())
+        };
+        let (result, ages) = tokio::join!(tokio::time::timeout(every, broker), tokio::time::timeout(every, ages));
+        let result = match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err(format!("no answer within {every:?}")),
+        };
+        let ages = match ages {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err(format!("no answer within {every:?}")),
+        };
+        if let Err(err) = &result {
+            tracing::warn!(job = "queue_stats", error = %err, "reading queue depths from the broker failed");
         }
-        .await;
         if let Err(err) = &ages {
-            tracing::warn!(error = %err, "reading the oldest waiting calls failed");
+            tracing::warn!(job = "queue_stats", error = %err, "reading the oldest waiting calls failed");
         }
         state.metrics.job("queue_stats", result.is_ok() && ages.is_ok());
     }

@@ -126,6 +126,8 @@ async fn the_oldest_call_waiting_for_a_worker_is_measured_per_lane() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(age, 0.0, "the gauge went back to 0 once the call was taken");
+    let text = stack.http.get(format!("{}/metrics", stack.api_url)).send().await.unwrap().text().await.unwrap();
+    let jobs: Vec<_> = text.lines().filter(|l| l.contains("queue_stats") || l.contains("queue_")).collect();
+    assert_eq!(age, 0.0, "the gauge went back to 0 once the call was taken: {jobs:#?}");
     stack.finish().await;
 }
