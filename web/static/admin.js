@@ -37,13 +37,20 @@
       if (n.nodeName.toLowerCase() !== "desc") { svg.removeChild(n); }
     });
   }
+  // Draws in the SVG's own pixels, so text and strokes are never stretched.
+  function size(svg) {
+    var w = Math.max(200, Math.round(svg.getBoundingClientRect().width));
+    var h = Math.max(80, Math.round(svg.getBoundingClientRect().height));
+    svg.setAttribute("viewBox", "0 0 " + w + " " + h);
+    return { W: w, H: h };
+  }
   function niceMax(v) { return Math.max(5, Math.ceil(v * 1.2)); }
 
   function drawDepth(now) {
     var svg = document.getElementById("depth-chart");
     if (!svg) { return; }
     clear(svg);
-    var W = 600, H = 160, top = 12, bottom = 148;
+    var box = size(svg), W = box.W, top = 12, bottom = box.H - 12;
     var max = niceMax(history.reduce(function (m, p) { return Math.max(m, p.i, p.b, p.d, p.x); }, 0));
     var x = function (t) { return W - ((now - t) / WINDOW_MS) * W; };
     var y = function (v) { return bottom - (v / max) * (bottom - top); };
@@ -56,7 +63,7 @@
       if (history.length === 0) { return; }
       var pts = history.map(function (p) { return x(p.t).toFixed(1) + "," + y(p[s[0]]).toFixed(1); });
       if (history.length === 1) { pts.unshift("0," + y(history[0][s[0]]).toFixed(1)); }
-      svg.appendChild(el("polyline", { points: pts.join(" "), "class": "series " + s[1], "vector-effect": "non-scaling-stroke" }));
+      svg.appendChild(el("polyline", { points: pts.join(" "), "class": "series " + s[1] }));
     });
   }
 
@@ -66,7 +73,7 @@
     clear(svg);
     var a = s.activity, n = a.created.length;
     if (n === 0) { return; }
-    var W = 600, top = 10, bottom = 110, bw = W / n;
+    var box = size(svg), W = box.W, top = 10, bottom = box.H - 10, bw = W / n;
     var max = niceMax(Math.max.apply(null, a.created.concat(a.finished)));
     var y = function (v) { return bottom - (v / max) * (bottom - top); };
     svg.appendChild(el("line", { x1: 0, x2: W, y1: bottom, y2: bottom, "class": "grid" }));
@@ -74,7 +81,7 @@
       svg.appendChild(el("rect", { x: (i * bw + 1).toFixed(1), y: y(v).toFixed(1), width: (bw - 2).toFixed(1), height: (bottom - y(v)).toFixed(1), "class": "bar s-publish" }));
     });
     var pts = a.finished.map(function (v, i) { return ((i + 0.5) * bw).toFixed(1) + "," + y(v).toFixed(1); });
-    svg.appendChild(el("polyline", { points: pts.join(" "), "class": "series s-ack", "vector-effect": "non-scaling-stroke" }));
+    svg.appendChild(el("polyline", { points: pts.join(" "), "class": "series s-ack" }));
     svg.appendChild(el("text", { x: 4, y: top + 10, "class": "axis" }, max + " per " + s.bucketSecs + " s"));
   }
 
