@@ -285,6 +285,12 @@ async fn a_person_and_an_admin_use_the_dashboard_in_chromium() {
         b.client.refresh().await.unwrap();
     }
     assert_eq!(b.text("table td[data-label=Tool]").await, "sandbox_echo");
+    // Filtered by time: nothing up to yesterday, the call from today on.
+    let today = time::OffsetDateTime::now_utc().date();
+    b.goto(&format!("/executions?until={}", today.previous_day().unwrap())).await;
+    assert!(b.body().await.contains("No execution matches."), "{}", b.body().await);
+    b.goto(&format!("/executions?since={today}&until={today}")).await;
+    assert_eq!(b.text("table td[data-label=Tool]").await, "sandbox_echo");
     b.shoot("09-executions").await;
     b.goto(&format!("/executions/{execution}")).await;
     let page = b.body().await;
