@@ -12,7 +12,7 @@ use std::time::Duration;
 /// Submits an async call (it waits in the bulk lane: no worker runs), then plays a worker
 /// that dies with it: the row is claimed (`running`) and the message rejected without
 /// requeue, so the broker dead-letters it as it does past the delivery limit.
-async fn dead_letter(stack: &Stack, key: &str, message: &str) -> String {
+pub(crate) async fn dead_letter(stack: &Stack, key: &str, message: &str) -> String {
     let (status, body) =
         stack.execute(key, "sandbox_echo", json!({"arguments": {"message": message}, "async": true}), &[]).await;
     assert_eq!(status, 202, "{body}");

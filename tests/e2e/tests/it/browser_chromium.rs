@@ -124,11 +124,15 @@ impl Chromium {
         self.text("body").await
     }
 
-    /// Waits (bounded) until `css`'s text satisfies `ok`, without reloading; returns it.
+    /// Waits (bounded) until `css`'s text satisfies `ok`, without reloading; returns it. A
+    /// page still loading (no such element yet) is waited for too.
     async fn wait_text(&self, css: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let started = Instant::now();
         loop {
-            let text = self.text(css).await;
+            let text = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
             if ok(&text) {
                 return text;
             }
@@ -329,6 +333,9 @@ async fn a_person_and_an_admin_use_the_dashboard_in_chromium() {
     let (agent, _) = stack.sandbox_user("agent@example.test").await;
     stack.stop_workers().await;
     b.wait_text("#c-bulk", "consumers drop to 0", |t| t == "0").await;
+    // One call whose worker died with it: the broker dead-letters it.
+    let dead = crate::browser_admin::dead_letter(&stack, &agent.api_key, "lost once").await;
+    b.wait_text("#q-dead", "the dead letter shows", |t| t.trim() == "1").await;
     for i in 0..12 {
         let body = json!({"arguments": {"message": format!("bulk {i}")}, "async": true});
         assert_eq!(stack.execute(&agent.api_key, "sandbox_echo", body, &[]).await.0, 202);
@@ -347,6 +354,18 @@ async fn a_person_and_an_admin_use_the_dashboard_in_chromium() {
         b.client.execute("return document.querySelectorAll('#depth-chart polyline').length;", vec![]).await.unwrap();
     assert_eq!(lines.as_u64(), Some(4), "four series in the depth chart");
     b.shoot("13-admin-drained").await;
+
+    // The dead letter is listed; replay it from the keyboard (Tab to the button, Enter).
+    b.goto("/admin/queues").await;
+    let page = b.body().await;
+    assert!(page.contains(&dead) && page.contains("rejected"), "{page}");
+    b.shoot("14-admin-dead-letter").await;
+    let replay = b.client.find(Locator::Css(&format!("button[aria-label='Replay {dead}']"))).await.unwrap();
+    replay.send_keys("\u{e007}").await.unwrap(); // WebDriver's Enter key
+    b.wait_text("main", "the replay is confirmed", |t| t.contains("Replayed")).await;
+    let (_, polled) = stack.get(&agent.api_key, &format!("/api/executions/{dead}?waitMs=10000")).await;
+    assert_eq!(polled["status"], "succeeded", "the replayed call ran: {polled}");
+    b.wait_text("#q-dead", "the dead-letter queue is empty", |t| t.trim() == "0").await;
 
     browser.client.clone().close().await.unwrap();
     stack.finish().await;
