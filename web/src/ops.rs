@@ -19,6 +19,8 @@ use std::time::Duration;
 /// Dead letters read per page load: a peek holds each message unacknowledged for a
 /// moment, so it stays short.
 pub const PEEK_LIMIT: usize = 50;
+/// Up to this many Redis keys, the pacing view walks them for per-connection state.
+const SCAN_KEYSPACE_LIMIT: u64 = 200_000;
 /// Messages looked through to find the one to replay or discard.
 const SCAN_LIMIT: usize = 1000;
 
@@ -341,31 +343,45 @@ impl Ops {
     }
 
     /// Pacing state of every provider with declared limits: app windows' permits now,
-    /// connections busy or out of permits, and pauses after a 429. Reads Redis with SCAN
-    /// (keys live only while a window is in use, so the scan stays small).
-    pub async fn pacing(&self, catalog: &Catalog) -> Result<Vec<PacingState>, OpsError> {
+    /// connections busy or out of permits, and pauses after a 429. The app windows are
+    /// read by name. Connections' windows and pauses need a SCAN, which walks the whole
+    /// Redis keyspace (results live there too), so it runs only while the keyspace is
+    /// small; the flag says whether it ran.
+    pub async fn pacing(&self, catalog: &Catalog) -> Result<(Vec<PacingState>, bool), OpsError> {
         let mut redis = self.results().await?.connection();
-        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut redis).await?;
-        let now_us = secs * 1_000_000 + micros;
-        let mut pace_keys: Vec<String> = Vec::new();
+        let (time, keyspace): ((u64, u64), u64) =
+            redis::pipe().cmd("TIME").cmd("DBSIZE").query_async(&mut redis).await?;
+        let now_us = time.0 * 1_000_000 + time.1;
+        let mut pace_keys: Vec<String> = catalog
+            .providers()
+            .flat_map(|p| {
+                (0..p.rate_limits.per_app.len()).map(move |i| format!("{}:pace:{}:app:w{i}", self.namespace, p.id))
+            })
+            .collect();
         let mut pause_keys: Vec<String> = Vec::new();
-        for (pattern, out) in [
-            (format!("{}:pace:*", self.namespace), &mut pace_keys),
-            (format!("{}:pause:*", self.namespace), &mut pause_keys),
-        ] {
+        let scanned = keyspace <= SCAN_KEYSPACE_LIMIT;
+        if scanned {
+            // One walk for both kinds: `<ns>:pace:…` and `<ns>:pause:…`.
+            let (pace, pause) = (format!("{}:pace:", self.namespace), format!("{}:pause:", self.namespace));
             let mut cursor: u64 = 0;
             loop {
                 let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                     .arg(cursor)
                     .arg("MATCH")
-                    .arg(&pattern)
+                    .arg(format!("{}:pa*", self.namespace))
                     .arg("COUNT")
                     .arg(1000)
                     .query_async(&mut redis)
                     .await?;
-                out.extend(keys);
+                for key in keys {
+                    if key.starts_with(&pause) {
+                        pause_keys.push(key);
+                    } else if key.starts_with(&pace) && !key.contains(":app:w") {
+                        pace_keys.push(key);
+                    }
+                }
                 cursor = next;
-                if cursor == 0 || out.len() > 10_000 {
+                if cursor == 0 {
                     break;
                 }
             }
@@ -446,7 +462,7 @@ impl Ops {
                 paused,
             });
         }
-        Ok(out)
+        Ok((out, scanned))
     }
 }
 

@@ -73,6 +73,8 @@ pub struct Snapshot {
     pub activity: Activity,
     pub rates: Rates,
     pub pacing: Vec<PacingState>,
+    /// Whether connections' pacing state was read (only while Redis holds few keys).
+    pub pacing_connections_read: bool,
     pub pacing_error: Option<String>,
 }
 
@@ -110,11 +112,11 @@ async fn snapshot(state: &AppState) -> Result<Snapshot, WebError> {
             (Vec::new(), Some("RabbitMQ did not answer; depths are unknown.".to_string()))
         }
     };
-    let (pacing, pacing_error) = match pacing {
-        Ok(p) => (p, None),
+    let (pacing, pacing_connections_read, pacing_error) = match pacing {
+        Ok((p, read)) => (p, read, None),
         Err(err) => {
             tracing::warn!(error = %err, "admin view: redis unreachable");
-            (Vec::new(), Some("Redis did not answer; pacing state is unknown.".to_string()))
+            (Vec::new(), false, Some("Redis did not answer; pacing state is unknown.".to_string()))
         }
     };
     Ok(Snapshot {
@@ -125,6 +127,7 @@ async fn snapshot(state: &AppState) -> Result<Snapshot, WebError> {
         activity,
         rates,
         pacing,
+        pacing_connections_read,
         pacing_error,
     })
 }

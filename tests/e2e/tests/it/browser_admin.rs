@@ -54,6 +54,9 @@ fn ready(stats: &Value, kind: &str) -> u64 {
 async fn only_admins_see_the_queue_view_and_they_can_replay_and_discard_dead_letters() {
     let mut stack = Stack::start(Options { workers: 0, ..Default::default() }).await;
     let (agent, _) = stack.sandbox_user("agent@example.test").await;
+    // Another sandbox connection of theirs, which the calls below do not use (a pause
+    // on the default one would hold the replayed call back).
+    let connection = stack.sandbox_connection(agent.id, "spare", clawlink_e2e::SANDBOX_TOKEN).await;
     stack.user("ops@example.test").await;
 
     // Not an admin, signed out, or a made-up action: the same 404 as an unknown page.
@@ -89,7 +92,17 @@ async fn only_admins_see_the_queue_view_and_they_can_replay_and_discard_dead_let
     assert_eq!(ready(&s, "dead"), 2, "{s}");
     assert_eq!(ready(&s, "bulk"), 1, "{s}");
     assert_eq!(s["rates"]["publish"].as_f64().unwrap() > 0.0, true, "three calls were published: {s}");
-    assert!(s["pacing"].as_array().unwrap().iter().any(|p| p["provider"] == "sandbox"), "{s}");
+    // A 429 pauses a connection: the view shows it, with when it ends.
+    let url = std::env::var("CLAWLINK_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let redis = redis::aio::ConnectionManager::new(redis::Client::open(url).unwrap()).await.unwrap();
+    let pacer = clawlink_common::pacing::Pacer::new(redis, &stack.namespace, std::iter::empty());
+    pacer.pause("sandbox", connection, Duration::from_secs(60)).await.unwrap();
+    let s = stats(&mut admin).await;
+    let sandbox = s["pacing"].as_array().unwrap().iter().find(|p| p["provider"] == "sandbox").expect("sandbox pacing");
+    assert_eq!(s["pacingConnectionsRead"], true, "{s}");
+    assert_eq!(sandbox["paused"][0]["connection"], connection.0.to_string(), "{sandbox}");
+    let until = sandbox["paused"][0]["untilMs"].as_i64().unwrap();
+    assert!((until - s["atMs"].as_i64().unwrap() - 60_000).abs() < 5_000, "paused for about a minute: {sandbox}");
 
     let page = admin.get("/admin/queues").await;
     assert_eq!(page.status, 200);
