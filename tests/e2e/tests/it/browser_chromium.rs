@@ -17,12 +17,13 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const PHONE: (u32, u32) = (390, 844);
 const DESKTOP: (u32, u32) = (1280, 1000);
 
-/// chromedriver and the WebDriver session; chromedriver is killed on drop.
+/// chromedriver and the WebDriver session; chromedriver and its Chromium are killed on
+/// drop (a test that fails never reaches `close`).
 struct Chromium {
     client: Client,
     web: String,
     shots: PathBuf,
-    _driver: tokio::process::Child,
+    driver: tokio::process::Child,
 }
 
 fn free_port() -> u16 {
@@ -45,6 +46,8 @@ impl Chromium {
             .arg(format!("--log-path={}", log.display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group, with the Chromium it starts: a failed test kills both.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("start chromedriver");
@@ -75,7 +78,7 @@ impl Chromium {
             .expect("a WebDriver session in Chromium");
         let shots = clawlink_e2e::bin_dir().parent().expect("target dir").join("screenshots");
         std::fs::create_dir_all(&shots).unwrap();
-        Chromium { client, web: web.to_string(), shots, _driver: driver }
+        Chromium { client, web: web.to_string(), shots, driver: driver }
     }
 
     async fn goto(&self, path: &str) {
@@ -191,6 +194,17 @@ impl Chromium {
         self.whole_page(DESKTOP, &format!("{name}-desktop.png")).await;
         self.resize(DESKTOP).await;
         assert!(overflow.as_i64().unwrap_or(0) <= 0, "{name}: the page is {overflow}px wider than a phone");
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
