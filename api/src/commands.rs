@@ -1,4 +1,4 @@
-//! One-shot commands: `migrate`, `seed-demo` and `rotate-keys`.
+//! One-shot commands: `migrate`, `seed-demo`, `make-admin` and `rotate-keys`.
 
 use anyhow::Context;
 use clawlink_common::config::{Env, InfraConfig, keyring_from_env};
@@ -43,6 +43,8 @@ pub async fn seed_demo(env: &Env, args: &[String]) -> anyhow::Result<()> {
     let user = users::upsert(&mut tx, &email, &hash, "Demo").await?;
     // The demo account runs benchmarks: give it the largest plan.
     clawlink_common::db::billing::change_plan(&mut tx, user, "team", "seed-demo").await?;
+    // The person running a local stack operates it too: the admin queue view is theirs.
+    users::set_admin(&mut tx, &email, true).await?;
     let existing = connections::list_usable(&mut tx, user, "sandbox").await?;
     let connection = match existing.first() {
         Some(c) => c.id,
@@ -78,6 +80,35 @@ pub async fn seed_demo(env: &Env, args: &[String]) -> anyhow::Result<()> {
     println!("CLAWLINK_API_KEY={}", credential.expose());
     println!("CLAWLINK_DEMO_EMAIL={email}");
     println!("CLAWLINK_DEMO_PASSWORD={password}");
+    Ok(())
+}
+
+/// `make-admin <email> [--revoke]`: grants an existing account the admin role (the live
+/// queue view at `/admin/queues` of the web front, with dead-letter replay and discard),
+/// or takes it back. Takes effect on the person's next page load.
+pub async fn make_admin(env: &Env, args: &[String]) -> anyhow::Result<()> {
+    let mut email = None;
+    let mut grant = true;
+    for arg in args {
+        match arg.as_str() {
+            "--revoke" => grant = false,
+            other if other.starts_with('-') => anyhow::bail!("unknown option {other:?}; expected <email> [--revoke]"),
+            other if email.is_none() => email = Some(other.to_string()),
+            other => anyhow::bail!("unexpected argument {other:?}; expected one email"),
+        }
+    }
+    let email = email.context("make-admin needs the account's email: clawlink-api make-admin <email> [--revoke]")?;
+    let infra = InfraConfig::from_env(env)?;
+    let db = clawlink_common::db::connect(infra.database_url.expose(), 2).await.context("connecting to postgres")?;
+    let mut conn = db.acquire().await?;
+    if !users::set_admin(&mut conn, &email, grant).await? {
+        anyhow::bail!("no account has the email {email:?}; the person signs up first");
+    }
+    if grant {
+        eprintln!("{email} is an admin: the queue view is at /admin/queues on the web front");
+    } else {
+        eprintln!("{email} is no longer an admin");
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! clawlink-api: the agent-facing front. `clawlink-api [serve]` serves; `migrate` applies
-//! migrations; `seed-demo` creates the demo account for local runs; `rotate-keys [--batch N]`
-//! re-seals every credential under the active key.
+//! migrations; `seed-demo` creates the demo account for local runs; `make-admin <email>
+//! [--revoke]` grants the admin role; `rotate-keys [--batch N]` re-seals every credential
+//! under the active key.
 
 use clawlink_common::config::Env;
 
@@ -13,10 +14,11 @@ async fn main() -> std::process::ExitCode {
         None | Some("serve") => clawlink_api::serve(&env).await,
         Some("migrate") => clawlink_api::commands::migrate(&env).await,
         Some("seed-demo") => clawlink_api::commands::seed_demo(&env, &args[1..]).await,
+        Some("make-admin") => clawlink_api::commands::make_admin(&env, &args[1..]).await,
         Some("rotate-keys") => clawlink_api::commands::rotate_keys(&env, &args[1..]).await,
-        Some(other) => {
-            Err(anyhow::anyhow!("unknown command {other:?}; expected serve, migrate, seed-demo or rotate-keys"))
-        }
+        Some(other) => Err(anyhow::anyhow!(
+            "unknown command {other:?}; expected serve, migrate, seed-demo, make-admin or rotate-keys"
+        )),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

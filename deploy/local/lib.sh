@@ -11,7 +11,7 @@
 #   ensure_database    only the last part of the above
 #   load_secrets       .clawlink/secrets.env (credential key; generated once), exported
 #   ensure_curl        curl present (apt when missing)
-#   ensure_browser     chromium + chromedriver (apt when missing); hook for browser tests
+#   ensure_browser     chromium + chromedriver (apt when missing), for the browser tests
 #   cl_check_port_free VAR   the host:port in $VAR is free, else exit 1 naming it
 #   cl_stop_processes  TERM, wait up to 15 s, KILL (used by run and stop)
 
@@ -271,7 +271,7 @@ ensure_curl() {
     cl_have curl || cl_apt_install curl
 }
 
-# Hook for browser tests (not called yet): Chromium and chromedriver from Debian.
+# For the browser tests (deploy/local/test): Chromium and chromedriver from Debian.
 ensure_browser() {
     local missing=()
     cl_have chromium || missing+=(chromium)

@@ -1,8 +1,10 @@
-//! clawlink-web: the browser plane — accounts, pairing approval and devices so far; the
-//! dashboard, connect flows and billing grow here. Server-rendered HTML (askama), one
-//! stylesheet, a CSRF check on every form.
+//! clawlink-web: the browser plane — accounts, connections and connect flows, pairing
+//! approval, devices, executions, billing, and the admin queue view. Server-rendered HTML
+//! (askama), one stylesheet, a little JavaScript on the admin view, a CSRF check on every
+//! form.
 
 pub mod error;
+pub mod ops;
 pub mod routes;
 pub mod session;
 
@@ -33,6 +35,9 @@ pub struct WebConfig {
     /// and is the only Origin accepted on forms.
     pub public_web_url: String,
     pub session_ttl: Duration,
+    /// How long a result stays in Redis (a dead letter discarded from the admin view
+    /// stores its failure there, as a worker would).
+    pub result_ttl: Duration,
 }
 
 impl WebConfig {
@@ -60,6 +65,11 @@ impl WebConfig {
                 14 * 86_400,
                 "a whole number of seconds",
             )?),
+            result_ttl: Duration::from_secs(env.parse(
+                "CLAWLINK_RESULT_TTL_SECS",
+                86_400,
+                "a whole number of seconds",
+            )?),
         })
     }
 
@@ -80,6 +90,8 @@ pub struct Inner {
     /// The OAuth token exchange client (no redirects).
     pub oauth_http: reqwest::Client,
     pub metrics: clawlink_common::metrics::Metrics,
+    /// RabbitMQ and Redis for the admin queue view, connected on first use.
+    pub ops: ops::Ops,
 }
 
 impl std::ops::Deref for AppState {
@@ -101,7 +113,8 @@ impl AppState {
             .timeout(Duration::from_secs(15))
             .build()?;
         let metrics = clawlink_common::metrics::Metrics::new();
-        Ok(Self(Arc::new(Inner { config, db, catalog: Arc::new(catalog), providers, oauth_http, metrics })))
+        let ops = ops::Ops::new(&config);
+        Ok(Self(Arc::new(Inner { config, db, catalog: Arc::new(catalog), providers, oauth_http, metrics, ops })))
     }
 }
 

@@ -2,6 +2,7 @@
 //! `&mut PgConnection` (a pooled connection or a transaction); handlers never hold SQL.
 //! Every query that reads user-owned rows filters by the owner.
 
+pub mod admin;
 pub mod billing;
 pub mod connect_sessions;
 pub mod connections;

@@ -71,3 +71,11 @@ pub async fn create(
     .fetch_optional(conn)
     .await
 }
+
+/// Grants (or takes back) the admin role; `false` when no account has this email.
+pub async fn set_admin(conn: &mut PgConnection, email: &str, is_admin: bool) -> sqlx::Result<bool> {
+    let changed = sqlx::query!("UPDATE users SET is_admin = $2 WHERE lower(email) = lower($1)", email, is_admin)
+        .execute(conn)
+        .await?;
+    Ok(changed.rows_affected() > 0)
+}

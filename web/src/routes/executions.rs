@@ -35,6 +35,7 @@ struct ListPage {
     filter_tool: String,
     filter_status: String,
     filter_since: String,
+    filter_until: String,
     rows: Vec<Row>,
     next_page: Option<String>,
 }
@@ -49,6 +50,9 @@ pub struct ListQuery {
     status: String,
     #[serde(default)]
     since: String,
+    /// The last day shown (inclusive).
+    #[serde(default)]
+    until: String,
     #[serde(default)]
     before: String,
 }
@@ -77,22 +81,25 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, WebError> {
     let rfc = time::format_description::well_known::Rfc3339;
-    let since = some(&q.since)
-        .and_then(|d| time::Date::parse(&d, time::macros::format_description!("[year]-[month]-[day]")).ok())
-        .map(|d| d.midnight().assume_utc());
+    let day = |s: &str| {
+        some(s).and_then(|d| time::Date::parse(&d, time::macros::format_description!("[year]-[month]-[day]")).ok())
+    };
+    let since = day(&q.since).map(|d| d.midnight().assume_utc());
+    let until = day(&q.until).and_then(|d| d.next_day()).map(|d| d.midnight().assume_utc());
     let before = some(&q.before).and_then(|b| time::OffsetDateTime::parse(&b, &rfc).ok());
     let status = some(&q.status).filter(|s| ["queued", "running", "succeeded", "failed"].contains(&s.as_str()));
-    let filter = ExecutionFilter { integration: some(&q.app), tool: some(&q.tool), status, since, until: None, before };
+    let filter = ExecutionFilter { integration: some(&q.app), tool: some(&q.tool), status, since, until, before };
     let mut conn = state.db.acquire().await?;
     let found = executions::list_for_user(&mut conn, user.user_id, &filter, PAGE).await?;
     let next_page = (found.len() as i64 == PAGE).then(|| {
         let last = found.last().expect("a full page").created_at.format(&rfc).unwrap_or_default();
         format!(
-            "/executions?app={}&tool={}&status={}&since={}&before={}",
+            "/executions?app={}&tool={}&status={}&since={}&until={}&before={}",
             urlencode(&q.app),
             urlencode(&q.tool),
             urlencode(&q.status),
             urlencode(&q.since),
+            urlencode(&q.until),
             urlencode(&last)
         )
     });
@@ -118,6 +125,7 @@ pub async fn list(
         filter_tool: q.tool,
         filter_status: q.status,
         filter_since: q.since,
+        filter_until: q.until,
         rows,
         next_page,
     })

@@ -1,6 +1,7 @@
 //! The web front's pages, one module per page family.
 
 pub mod account;
+pub mod admin;
 pub mod billing;
 pub mod connect;
 pub mod connections;
@@ -22,17 +23,26 @@ use axum::routing::{get, post};
 struct Home {
     signed_in_as: Option<String>,
     csrf: String,
+    is_admin: bool,
 }
 
 async fn home(MaybeUser(user): MaybeUser) -> Result<Response, WebError> {
     let csrf = user.as_ref().map(|u| u.csrf_token.clone()).unwrap_or_default();
-    page(&Home { signed_in_as: user.map(|u| u.email), csrf })
+    let is_admin = user.as_ref().is_some_and(|u| u.is_admin);
+    page(&Home { signed_in_as: user.map(|u| u.email), csrf, is_admin })
 }
 
 async fn stylesheet() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
         include_str!("../../static/style.css"),
+    )
+}
+
+async fn admin_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../static/admin.js"),
     )
 }
 
@@ -88,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/static/style.css", get(stylesheet))
+        .route("/static/admin.js", get(admin_script))
         .route("/signup", get(account::sign_up_form).post(account::sign_up))
         .route("/signin", get(account::sign_in_form).post(account::sign_in))
         .route("/signout", post(account::sign_out))
@@ -107,6 +118,10 @@ pub fn router(state: AppState) -> Router {
         .route("/executions/{id}", get(executions::detail))
         .route("/devices", get(devices::list))
         .route("/devices/{id}/revoke", post(devices::revoke))
+        .route("/admin/queues", get(admin::queues))
+        .route("/admin/queues.json", get(admin::stats))
+        .route("/admin/dead-letters/{id}/replay", post(admin::replay))
+        .route("/admin/dead-letters/{id}/discard", post(admin::discard))
         .route("/metrics", get(metrics))
         .fallback(|| async { WebError::not_found() })
         .layer(axum::middleware::from_fn_with_state(state.clone(), record))

@@ -3,6 +3,8 @@
 
 mod agent;
 mod billing;
+mod browser_admin;
+mod browser_chromium;
 mod catalog_tools;
 mod connections;
 mod dashboard;
