@@ -202,7 +202,7 @@ pub struct Claim {
 
 /// Marks the execution `running` (attempt n+1) and reads what the call needs. `None`
 /// when the execution is already final (or unknown): the delivery must not call the
-/// provider.
+/// provider. The update is HOT (no indexed column changes) and commits asynchronously.
 pub async fn claim(conn: &mut PgConnection, id: ExecutionId) -> sqlx::Result<Option<Claim>> {
     let row = sqlx::query!(
         r#"WITH claimed AS (
@@ -220,7 +220,10 @@ pub async fn claim(conn: &mut PgConnection, id: ExecutionId) -> sqlx::Result<Opt
                   cr.ciphertext AS "ciphertext?"
              FROM claimed c
              LEFT JOIN user_integrations ui ON ui.id = c.connection_id AND ui.user_id = c.user_id
-             LEFT JOIN credentials cr ON cr.connection_id = c.connection_id AND cr.user_id = c.user_id"#,
+             LEFT JOIN credentials cr ON cr.connection_id = c.connection_id AND cr.user_id = c.user_id
+            -- The claim need not survive a Postgres crash (the redelivered message claims
+            -- again), so its commit does not wait for the WAL flush.
+            CROSS JOIN LATERAL (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"#,
         id.0
     )
     .fetch_optional(conn)
