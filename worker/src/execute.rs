@@ -45,6 +45,8 @@ pub struct Executor {
     /// See `WorkerConfig::ack_delay`.
     pub ack_delay: Duration,
     pub metrics: Metrics,
+    /// Records finished executions, batching those that end together.
+    pub finisher: crate::finish::Finisher,
 }
 
 /// What the consumer does with the delivery.
@@ -66,6 +68,8 @@ pub enum InfraError {
     Redis(#[from] redis::RedisError),
     #[error("rabbitmq: {0}")]
     Queue(#[from] clawlink_common::queue::PublishError),
+    #[error("postgres: {0}")]
+    Batch(#[from] Arc<sqlx::Error>),
 }
 
 fn failure(
@@ -146,9 +150,8 @@ impl Executor {
         // A previous delivery may have published the result and died before recording it.
         if redelivered || claim.attempts > 1 {
             if let Some(outcome) = self.results.get(execution_id).await? {
-                let mut conn = self.db.acquire().await?;
-                executions::finish(&mut conn, &outcome).await?;
                 self.results.publish(&outcome, reply_to).await?;
+                self.finisher.finish(outcome).await?;
                 tracing::info!("result found from an earlier delivery; recorded without calling the provider");
                 return Ok(Disposition::Ack);
             }
@@ -188,9 +191,9 @@ impl Executor {
                 if let Err(err) = self.results.publish(&outcome, reply_to).await {
                     tracing::warn!(error = %err, "result store unavailable; recording the result in postgres only");
                 }
-                let mut conn = self.db.acquire().await?;
-                if executions::finish(&mut conn, &outcome).await? {
-                    self.record(&claim, &outcome);
+                let meta = outcome.meta.clone();
+                if self.finisher.finish(outcome).await? {
+                    self.record(&claim, status, &meta);
                 }
                 tracing::info!(status = status.as_str(), attempts, provider_ms, "execution finished");
                 Ok(Disposition::Ack)
@@ -199,7 +202,7 @@ impl Executor {
     }
 
     /// Counts a finished execution once (only the delivery that made the row final).
-    fn record(&self, claim: &Claim, outcome: &Outcome) {
+    fn record(&self, claim: &Claim, status: FinalStatus, m: &OutcomeMeta) {
         let integration = claim.tool_name.split('_').next().unwrap_or_default().to_string();
         let integration = self.catalog.tool(&claim.tool_name).map(|t| t.provider.id.clone()).unwrap_or(integration);
         self.metrics
@@ -207,10 +210,9 @@ impl Executor {
             .get_or_create(&ExecutionLabels {
                 integration,
                 tool: claim.tool_name.clone(),
-                outcome: outcome.status.as_str().into(),
+                outcome: status.as_str().into(),
             })
             .inc();
-        let m = &outcome.meta;
         for (phase, ms) in [("queue_wait", m.queue_wait_ms), ("provider", m.provider_ms), ("total", m.duration_ms)] {
             self.metrics.execution_duration.get_or_create(&PhaseLabels { phase }).observe(ms as f64 / 1000.0);
         }

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod consumer;
 pub mod execute;
+pub mod finish;
 pub mod http;
 
 use crate::config::WorkerConfig;
@@ -45,6 +46,7 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
     )
     .context("building the token refresh client")?;
     let executor = Arc::new(Executor {
+        finisher: finish::Finisher::start(infra.db.clone()),
         db: infra.db,
         results: infra.redis,
         publisher,
