@@ -10,6 +10,7 @@
 //! The only window for a second provider call is between the provider's answer and the
 //! Redis write of the result (documented in RELIABILITY.md).
 
+use crate::batch::Batcher;
 use clawlink_common::catalog::{Catalog, ToolEntry, render_request};
 use clawlink_common::crypto::{Keyring, RowIdentity};
 use clawlink_common::db::executions::{self, Claim};
@@ -45,8 +46,9 @@ pub struct Executor {
     /// See `WorkerConfig::ack_delay`.
     pub ack_delay: Duration,
     pub metrics: Metrics,
-    /// Records finished executions, batching those that end together.
-    pub finisher: crate::finish::Finisher,
+    /// Claims and final records, batched with those of concurrent calls (`batch`).
+    pub claims: Batcher<ExecutionId, Option<Claim>>,
+    pub finishes: Batcher<Outcome, bool>,
 }
 
 /// What the consumer does with the delivery.
@@ -69,7 +71,7 @@ pub enum InfraError {
     #[error("rabbitmq: {0}")]
     Queue(#[from] clawlink_common::queue::PublishError),
     #[error("postgres: {0}")]
-    Batch(#[from] Arc<sqlx::Error>),
+    Batch(#[from] crate::batch::BatchError),
 }
 
 fn failure(
@@ -128,9 +130,9 @@ impl Executor {
         lane: Lane,
         redelivered: bool,
     ) -> Result<Disposition, InfraError> {
-        let mut conn = self.db.acquire().await?;
-        let Some(claim) = executions::claim(&mut conn, execution_id).await? else {
+        let Some(claim) = self.claims.call(execution_id).await? else {
             // Already final (a duplicate or redelivered message): answer again, call nothing.
+            let mut conn = self.db.acquire().await?;
             return match executions::get_final(&mut conn, execution_id).await? {
                 Some(row) => {
                     drop(conn);
@@ -145,13 +147,12 @@ impl Executor {
                 None => Ok(Disposition::DeadLetter("unknown execution")),
             };
         };
-        drop(conn);
 
         // A previous delivery may have published the result and died before recording it.
         if redelivered || claim.attempts > 1 {
             if let Some(outcome) = self.results.get(execution_id).await? {
                 self.results.publish(&outcome, reply_to).await?;
-                self.finisher.finish(outcome).await?;
+                self.finishes.call(outcome).await?;
                 tracing::info!("result found from an earlier delivery; recorded without calling the provider");
                 return Ok(Disposition::Ack);
             }
@@ -192,7 +193,7 @@ impl Executor {
                     tracing::warn!(error = %err, "result store unavailable; recording the result in postgres only");
                 }
                 let meta = outcome.meta.clone();
-                if self.finisher.finish(outcome).await? {
+                if self.finishes.call(outcome).await? {
                     self.record(&claim, status, &meta);
                 }
                 tracing::info!(status = status.as_str(), attempts, provider_ms, "execution finished");

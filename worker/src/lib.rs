@@ -1,9 +1,9 @@
 //! clawlink-worker: consumes both lanes and runs each call through `execute`.
 
+pub mod batch;
 pub mod config;
 pub mod consumer;
 pub mod execute;
-pub mod finish;
 pub mod http;
 
 use crate::config::WorkerConfig;
@@ -46,7 +46,8 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
     )
     .context("building the token refresh client")?;
     let executor = Arc::new(Executor {
-        finisher: finish::Finisher::start(infra.db.clone()),
+        claims: batch::claims(infra.db.clone()),
+        finishes: batch::finishes(infra.db.clone()),
         db: infra.db,
         results: infra.redis,
         publisher,

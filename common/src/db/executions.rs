@@ -185,7 +185,7 @@ pub async fn get_for_user(
 }
 
 /// Everything a worker needs for one attempt, read in the same round trip as the claim.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Claim {
     pub id: ExecutionId,
     pub user_id: UserId,
@@ -202,48 +202,71 @@ pub struct Claim {
 
 /// Marks the execution `running` (attempt n+1) and reads what the call needs. `None`
 /// when the execution is already final (or unknown): the delivery must not call the
-/// provider. The update is HOT (no indexed column changes) and commits asynchronously.
+/// provider.
 pub async fn claim(conn: &mut PgConnection, id: ExecutionId) -> sqlx::Result<Option<Claim>> {
-    let row = sqlx::query!(
+    Ok(claim_many(conn, &[id]).await?.pop())
+}
+
+type ClaimRow = (
+    uuid::Uuid,
+    i64,
+    Option<i64>,
+    String,
+    serde_json::Value,
+    String,
+    i32,
+    OffsetDateTime,
+    Option<OffsetDateTime>,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+);
+
+/// [`claim`] for many executions in one statement (the worker batches concurrent
+/// deliveries); returns the claims made, in no particular order. The update is HOT (no
+/// indexed column changes) and commits without waiting for the WAL flush: a claim lost in
+/// a Postgres crash is harmless, the redelivered message claims again.
+pub async fn claim_many(conn: &mut PgConnection, ids: &[ExecutionId]) -> sqlx::Result<Vec<Claim>> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+    let rows: Vec<ClaimRow> = sqlx::query_as(
         r#"WITH claimed AS (
                UPDATE executions
                   SET status = 'running', attempts = attempts + 1,
                       started_at = coalesce(started_at, now()),
                       queue_wait_ms = coalesce(queue_wait_ms,
                                                (extract(epoch FROM now() - created_at) * 1000)::int)
-                WHERE id = $1 AND status IN ('queued', 'running')
+                WHERE id = ANY($1) AND status IN ('queued', 'running')
             RETURNING id, user_id, connection_id, tool_name, arguments, lane, attempts, created_at, started_at)
-           SELECT c.id AS "id!", c.user_id AS "user_id!", c.connection_id, c.tool_name AS "tool_name!",
-                  c.arguments AS "arguments!", c.lane AS "lane!", c.attempts AS "attempts!",
-                  c.created_at AS "created_at!", c.started_at,
-                  ui.status AS "connection_status?", cr.key_id AS "key_id?", cr.nonce AS "nonce?",
-                  cr.ciphertext AS "ciphertext?"
+           SELECT c.id, c.user_id, c.connection_id, c.tool_name, c.arguments, c.lane, c.attempts, c.created_at,
+                  c.started_at, ui.status, cr.key_id, cr.nonce, cr.ciphertext
              FROM claimed c
              LEFT JOIN user_integrations ui ON ui.id = c.connection_id AND ui.user_id = c.user_id
              LEFT JOIN credentials cr ON cr.connection_id = c.connection_id AND cr.user_id = c.user_id
-            -- The claim need not survive a Postgres crash (the redelivered message claims
-            -- again), so its commit does not wait for the WAL flush.
             CROSS JOIN LATERAL (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"#,
-        id.0
     )
-    .fetch_optional(conn)
+    .bind(ids)
+    .fetch_all(conn)
     .await?;
-    Ok(row.map(|r| Claim {
-        id: ExecutionId(r.id),
-        user_id: UserId(r.user_id),
-        connection_id: r.connection_id.map(ConnectionId),
-        tool_name: r.tool_name,
-        arguments: r.arguments,
-        lane: r.lane,
-        attempts: r.attempts,
-        created_at: r.created_at,
-        started_at: r.started_at,
-        connection_status: r.connection_status,
-        sealed: match (r.key_id, r.nonce, r.ciphertext) {
-            (Some(key_id), Some(nonce), Some(ciphertext)) => Some(Sealed { key_id, nonce, ciphertext }),
-            _ => None,
-        },
-    }))
+    Ok(rows
+        .into_iter()
+        .map(|r| Claim {
+            id: ExecutionId(r.0),
+            user_id: UserId(r.1),
+            connection_id: r.2.map(ConnectionId),
+            tool_name: r.3,
+            arguments: r.4,
+            lane: r.5,
+            attempts: r.6,
+            created_at: r.7,
+            started_at: r.8,
+            connection_status: r.9,
+            sealed: match (r.10, r.11, r.12) {
+                (Some(key_id), Some(nonce), Some(ciphertext)) => Some(Sealed { key_id, nonce, ciphertext }),
+                _ => None,
+            },
+        })
+        .collect())
 }
 
 /// Returns a claimed execution to `queued` (its retry waits in a delay queue), recording
