@@ -48,7 +48,7 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(waiters.clone().listen(
         config.infra.redis_url.expose().to_string(),
-        infra.redis.notify_channel(&config.instance_id),
+        vec![infra.redis.notify_channel(&config.instance_id), infra.redis.done_channel()],
         Some(ready_tx),
         stop,
     ));

@@ -4,8 +4,12 @@
 //! Keys (each key type maps to one value type; every write has a TTL):
 //! - `<ns>:result:<execution id>` → JSON [`Outcome`].
 //! Channels:
-//! - `<ns>:notify:<api instance id>` → JSON [`Outcome`] (the whole result, so the waiter
-//!   needs no second round trip).
+//! - `<ns>:notify:<api instance id>` → JSON [`Outcome`] of a sync call (the whole result,
+//!   so the waiting caller needs no second round trip).
+//! - `<ns>:done` → the execution id of a finished async call, heard by every api instance
+//!   so a long poll (`GET /api/executions/{id}?waitMs=`) wakes at once; the poller then
+//!   reads the result key. Only the id travels: a bulk backlog costs every instance
+//!   36 bytes per call, not the results.
 //!
 //! Knows nothing about HTTP or the database.
 
@@ -111,14 +115,20 @@ impl ResultStore {
         format!("{}:notify:{}", self.namespace, instance)
     }
 
-    /// Stores the outcome and wakes the waiting instance, in one round trip.
+    pub fn done_channel(&self) -> String {
+        format!("{}:done", self.namespace)
+    }
+
+    /// Stores the outcome and wakes whoever waits for it (the sync caller's instance, or
+    /// any long poll of an async call), in one round trip.
     pub async fn publish(&self, outcome: &Outcome, reply_to: Option<&str>) -> redis::RedisResult<()> {
         let payload = serde_json::to_vec(outcome).expect("outcome serialises");
         let mut pipe = redis::pipe();
         pipe.set_ex(self.result_key(outcome.execution_id), &payload, self.ttl.as_secs().max(1)).ignore();
-        if let Some(instance) = reply_to {
-            pipe.publish(self.notify_channel(instance), &payload).ignore();
-        }
+        match reply_to {
+            Some(instance) => pipe.publish(self.notify_channel(instance), &payload).ignore(),
+            None => pipe.publish(self.done_channel(), outcome.execution_id.to_string()).ignore(),
+        };
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn).await
     }
@@ -130,56 +140,98 @@ impl ResultStore {
     }
 }
 
-/// The callers of one api instance waiting for results, woken by its notify channel.
+/// The callers of one api instance waiting for results, woken by the notify channels.
+/// Several callers may wait for the same execution (a call and its replays, long polls).
 #[derive(Clone, Default)]
 pub struct Waiters {
-    pending: Arc<Mutex<HashMap<ExecutionId, oneshot::Sender<Outcome>>>>,
+    pending: Arc<Mutex<WaiterMap>>,
+}
+
+#[derive(Default)]
+struct WaiterMap {
+    next: u64,
+    by_id: HashMap<ExecutionId, Vec<(u64, oneshot::Sender<Wake>)>>,
+}
+
+/// What wakes a waiter: the outcome itself, or word that it is stored (read it).
+#[derive(Debug)]
+pub enum Wake {
+    Outcome(Outcome),
+    Stored,
 }
 
 /// Removes the waiter when the caller stops waiting (answered, timed out or gone).
 pub struct WaitGuard {
     waiters: Waiters,
     id: ExecutionId,
-    pub receiver: oneshot::Receiver<Outcome>,
+    token: u64,
+    pub receiver: oneshot::Receiver<Wake>,
+}
+
+impl WaitGuard {
+    pub fn id(&self) -> ExecutionId {
+        self.id
+    }
 }
 
 impl Drop for WaitGuard {
     fn drop(&mut self) {
-        self.waiters.pending.lock().expect("waiters lock").remove(&self.id);
+        let mut map = self.waiters.pending.lock().expect("waiters lock");
+        if let Some(list) = map.by_id.get_mut(&self.id) {
+            list.retain(|(token, _)| *token != self.token);
+            if list.is_empty() {
+                map.by_id.remove(&self.id);
+            }
+        }
     }
 }
 
 impl Waiters {
-    /// Registers interest in `id`. Register before publishing the job so a fast result
-    /// cannot arrive unobserved.
+    /// Registers interest in `id`. Register before publishing the job (or before the
+    /// last look at the result store) so a fast result cannot arrive unobserved.
     pub fn register(&self, id: ExecutionId) -> WaitGuard {
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().expect("waiters lock").insert(id, tx);
-        WaitGuard { waiters: self.clone(), id, receiver: rx }
+        let mut map = self.pending.lock().expect("waiters lock");
+        map.next += 1;
+        let token = map.next;
+        map.by_id.entry(id).or_default().push((token, tx));
+        WaitGuard { waiters: self.clone(), id, token, receiver: rx }
     }
 
+    /// Executions waited for.
     pub fn len(&self) -> usize {
-        self.pending.lock().expect("waiters lock").len()
+        self.pending.lock().expect("waiters lock").by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn deliver(&self, outcome: Outcome) {
-        let sender = self.pending.lock().expect("waiters lock").remove(&outcome.execution_id);
-        if let Some(sender) = sender {
-            let _ = sender.send(outcome);
+    fn deliver(&self, id: ExecutionId, wake: impl Fn() -> Wake) {
+        let senders = self.pending.lock().expect("waiters lock").by_id.remove(&id);
+        for (_, sender) in senders.into_iter().flatten() {
+            let _ = sender.send(wake());
         }
     }
 
-    /// Subscribes to this instance's notify channel and delivers results until `stop`.
-    /// Reconnects after Redis restarts; a result published while disconnected is still in
-    /// its key, which waiters re-check (see the api's wait loop).
+    fn on_message(&self, channel: &str, payload: &[u8]) {
+        if channel.ends_with(":done") {
+            if let Some(id) = std::str::from_utf8(payload).ok().and_then(|s| s.parse::<ExecutionId>().ok()) {
+                self.deliver(id, || Wake::Stored);
+            }
+        } else if let Ok(outcome) = serde_json::from_slice::<Outcome>(payload) {
+            self.deliver(outcome.execution_id, || Wake::Outcome(outcome.clone()));
+        }
+    }
+
+    /// Subscribes to `channels` (this instance's notify channel and the namespace's done
+    /// channel) and delivers results until `stop`. Reconnects after Redis restarts; a
+    /// result published while disconnected is still in its key, which waiters re-check
+    /// (see the api's wait loop).
     pub async fn listen(
         self,
         redis_url: String,
-        channel: String,
+        channels: Vec<String>,
         ready: Option<oneshot::Sender<()>>,
         stop: tokio_util::sync::CancellationToken,
     ) {
@@ -189,7 +241,7 @@ impl Waiters {
             let attempt = async {
                 let client = redis::Client::open(redis_url.as_str())?;
                 let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
+                pubsub.subscribe(&channels).await?;
                 redis::RedisResult::Ok(pubsub)
             };
             match attempt.await {
@@ -198,22 +250,18 @@ impl Waiters {
                     if let Some(tx) = ready.take() {
                         let _ = tx.send(());
                     }
-                    tracing::debug!(%channel, "listening for results");
+                    tracing::debug!(?channels, "listening for results");
                     let mut stream = pubsub.into_on_message();
                     loop {
                         tokio::select! {
                             _ = stop.cancelled() => return,
                             msg = stream.next() => match msg {
-                                Some(msg) => {
-                                    if let Ok(outcome) = serde_json::from_slice::<Outcome>(msg.get_payload_bytes()) {
-                                        self.deliver(outcome);
-                                    }
-                                }
+                                Some(msg) => self.on_message(msg.get_channel_name(), msg.get_payload_bytes()),
                                 None => break,
                             }
                         }
                     }
-                    tracing::warn!(%channel, "result channel closed; reconnecting");
+                    tracing::warn!(?channels, "result channels closed; reconnecting");
                 }
                 Err(err) => tracing::warn!(error = %err, "cannot subscribe to results; retrying"),
             }

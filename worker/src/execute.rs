@@ -10,6 +10,7 @@
 //! The only window for a second provider call is between the provider's answer and the
 //! Redis write of the result (documented in RELIABILITY.md).
 
+use crate::batch::Batcher;
 use clawlink_common::catalog::{Catalog, ToolEntry, render_request};
 use clawlink_common::crypto::{Keyring, RowIdentity};
 use clawlink_common::db::executions::{self, Claim};
@@ -45,6 +46,9 @@ pub struct Executor {
     /// See `WorkerConfig::ack_delay`.
     pub ack_delay: Duration,
     pub metrics: Metrics,
+    /// Claims and final records, batched with those of concurrent calls (`batch`).
+    pub claims: Batcher<ExecutionId, Option<Claim>>,
+    pub finishes: Batcher<Outcome, bool>,
 }
 
 /// What the consumer does with the delivery.
@@ -66,6 +70,8 @@ pub enum InfraError {
     Redis(#[from] redis::RedisError),
     #[error("rabbitmq: {0}")]
     Queue(#[from] clawlink_common::queue::PublishError),
+    #[error("postgres: {0}")]
+    Batch(#[from] crate::batch::BatchError),
 }
 
 fn failure(
@@ -124,9 +130,9 @@ impl Executor {
         lane: Lane,
         redelivered: bool,
     ) -> Result<Disposition, InfraError> {
-        let mut conn = self.db.acquire().await?;
-        let Some(claim) = executions::claim(&mut conn, execution_id).await? else {
+        let Some(claim) = self.claims.call(execution_id).await? else {
             // Already final (a duplicate or redelivered message): answer again, call nothing.
+            let mut conn = self.db.acquire().await?;
             return match executions::get_final(&mut conn, execution_id).await? {
                 Some(row) => {
                     drop(conn);
@@ -141,14 +147,12 @@ impl Executor {
                 None => Ok(Disposition::DeadLetter("unknown execution")),
             };
         };
-        drop(conn);
 
         // A previous delivery may have published the result and died before recording it.
         if redelivered || claim.attempts > 1 {
             if let Some(outcome) = self.results.get(execution_id).await? {
-                let mut conn = self.db.acquire().await?;
-                executions::finish(&mut conn, &outcome).await?;
                 self.results.publish(&outcome, reply_to).await?;
+                self.finishes.call(outcome).await?;
                 tracing::info!("result found from an earlier delivery; recorded without calling the provider");
                 return Ok(Disposition::Ack);
             }
@@ -188,9 +192,9 @@ impl Executor {
                 if let Err(err) = self.results.publish(&outcome, reply_to).await {
                     tracing::warn!(error = %err, "result store unavailable; recording the result in postgres only");
                 }
-                let mut conn = self.db.acquire().await?;
-                if executions::finish(&mut conn, &outcome).await? {
-                    self.record(&claim, &outcome);
+                let meta = outcome.meta.clone();
+                if self.finishes.call(outcome).await? {
+                    self.record(&claim, status, &meta);
                 }
                 tracing::info!(status = status.as_str(), attempts, provider_ms, "execution finished");
                 Ok(Disposition::Ack)
@@ -199,7 +203,7 @@ impl Executor {
     }
 
     /// Counts a finished execution once (only the delivery that made the row final).
-    fn record(&self, claim: &Claim, outcome: &Outcome) {
+    fn record(&self, claim: &Claim, status: FinalStatus, m: &OutcomeMeta) {
         let integration = claim.tool_name.split('_').next().unwrap_or_default().to_string();
         let integration = self.catalog.tool(&claim.tool_name).map(|t| t.provider.id.clone()).unwrap_or(integration);
         self.metrics
@@ -207,10 +211,9 @@ impl Executor {
             .get_or_create(&ExecutionLabels {
                 integration,
                 tool: claim.tool_name.clone(),
-                outcome: outcome.status.as_str().into(),
+                outcome: status.as_str().into(),
             })
             .inc();
-        let m = &outcome.meta;
         for (phase, ms) in [("queue_wait", m.queue_wait_ms), ("provider", m.provider_ms), ("total", m.duration_ms)] {
             self.metrics.execution_duration.get_or_create(&PhaseLabels { phase }).observe(ms as f64 / 1000.0);
         }

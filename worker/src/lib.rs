@@ -1,5 +1,6 @@
 //! clawlink-worker: consumes both lanes and runs each call through `execute`.
 
+pub mod batch;
 pub mod config;
 pub mod consumer;
 pub mod execute;
@@ -45,6 +46,8 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
     )
     .context("building the token refresh client")?;
     let executor = Arc::new(Executor {
+        claims: batch::claims(infra.db.clone()),
+        finishes: batch::finishes(infra.db.clone()),
         db: infra.db,
         results: infra.redis,
         publisher,

@@ -17,7 +17,7 @@ use clawlink_common::db::devices::DeviceAuth;
 use clawlink_common::db::executions::{self, Inserted, NewExecution};
 use clawlink_common::ids::{ConnectionId, ExecutionId};
 use clawlink_common::queue::{Job, Lane};
-use clawlink_common::results::Outcome;
+use clawlink_common::results::{Outcome, WaitGuard, Wake};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -237,24 +237,39 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
         )
         .with("executionId", json!(id)));
     }
-    let Some(mut waiter) = waiter else {
+    let Some(waiter) = waiter else {
         return Ok(CallResult::Accepted { id, status: "queued" });
     };
+    Ok(match wait_for_outcome(state, waiter, Instant::now() + state.config.sync_wait).await? {
+        Some(outcome) => CallResult::Finished(ctx, outcome),
+        None => CallResult::Accepted { id, status: "running" },
+    })
+}
 
-    let deadline = Instant::now() + state.config.sync_wait;
-    // The notification normally arrives; if Redis restarted meanwhile it may not, so the
-    // result key is checked now and then as well.
+/// Waits for a registered execution's outcome until `deadline`; `None` if it is not final
+/// by then. The notification normally arrives; if Redis restarted meanwhile it may not, so
+/// the result store (then the row) is checked now and then as well.
+pub async fn wait_for_outcome(
+    state: &AppState,
+    mut waiter: WaitGuard,
+    deadline: Instant,
+) -> Result<Option<Outcome>, ApiError> {
+    let id = waiter.id();
     let mut recheck = Duration::from_millis(500);
     loop {
         let until = deadline.min(Instant::now() + recheck);
         match tokio::time::timeout_at(until, &mut waiter.receiver).await {
-            Ok(Ok(outcome)) => return Ok(CallResult::Finished(ctx, outcome)),
-            Ok(Err(_)) | Err(_) => {
+            Ok(Ok(Wake::Outcome(outcome))) => return Ok(Some(outcome)),
+            Ok(Ok(Wake::Stored)) | Ok(Err(_)) | Err(_) => {
                 if let Some(outcome) = stored_outcome(state, id).await? {
-                    return Ok(CallResult::Finished(ctx, outcome));
+                    return Ok(Some(outcome));
                 }
                 if Instant::now() >= deadline {
-                    return Ok(CallResult::Accepted { id, status: "running" });
+                    return Ok(None);
+                }
+                if waiter.receiver.is_terminated() {
+                    // Woken but not stored (yet): listen again.
+                    waiter = state.waiters.register(id);
                 }
                 recheck = (recheck * 2).min(Duration::from_secs(4));
             }

@@ -2,7 +2,7 @@
 
 use crate::auth::AuthenticatedDevice;
 use crate::error::ApiError;
-use crate::routes::execute::stored_outcome;
+use crate::routes::execute::{stored_outcome, wait_for_outcome};
 use crate::routes::view;
 use crate::state::AppState;
 use axum::Json;
@@ -22,22 +22,21 @@ pub struct WaitQuery {
     pub wait_ms: Option<u64>,
 }
 
-/// Waits up to `wait` for the execution's outcome, checking the result store with a
-/// growing interval. `None` when it is still queued or running.
+/// Waits up to `wait` for the execution's outcome: woken by the worker's notification,
+/// not by polling. `None` when it is still queued or running.
 pub async fn await_outcome(state: &AppState, id: ExecutionId, wait: Duration) -> Result<Option<Outcome>, ApiError> {
-    let deadline = Instant::now() + wait;
-    let mut interval = Duration::from_millis(20);
-    loop {
-        if let Some(outcome) = stored_outcome(state, id).await? {
-            return Ok(Some(outcome));
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        tokio::time::sleep(interval.min(deadline - now)).await;
-        interval = (interval * 2).min(Duration::from_millis(500));
+    if let Some(outcome) = stored_outcome(state, id).await? {
+        return Ok(Some(outcome));
     }
+    if wait.is_zero() {
+        return Ok(None);
+    }
+    let waiter = state.waiters.register(id);
+    // The result may have been stored between the look above and registering.
+    if let Some(outcome) = stored_outcome(state, id).await? {
+        return Ok(Some(outcome));
+    }
+    wait_for_outcome(state, waiter, Instant::now() + wait).await
 }
 
 pub async fn get_execution(

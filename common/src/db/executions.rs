@@ -185,7 +185,7 @@ pub async fn get_for_user(
 }
 
 /// Everything a worker needs for one attempt, read in the same round trip as the claim.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Claim {
     pub id: ExecutionId,
     pub user_id: UserId,
@@ -204,43 +204,69 @@ pub struct Claim {
 /// when the execution is already final (or unknown): the delivery must not call the
 /// provider.
 pub async fn claim(conn: &mut PgConnection, id: ExecutionId) -> sqlx::Result<Option<Claim>> {
-    let row = sqlx::query!(
+    Ok(claim_many(conn, &[id]).await?.pop())
+}
+
+type ClaimRow = (
+    uuid::Uuid,
+    i64,
+    Option<i64>,
+    String,
+    serde_json::Value,
+    String,
+    i32,
+    OffsetDateTime,
+    Option<OffsetDateTime>,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+);
+
+/// [`claim`] for many executions in one statement (the worker batches concurrent
+/// deliveries); returns the claims made, in no particular order. The update is HOT (no
+/// indexed column changes) and commits without waiting for the WAL flush: a claim lost in
+/// a Postgres crash is harmless, the redelivered message claims again.
+pub async fn claim_many(conn: &mut PgConnection, ids: &[ExecutionId]) -> sqlx::Result<Vec<Claim>> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+    let rows: Vec<ClaimRow> = sqlx::query_as(
         r#"WITH claimed AS (
                UPDATE executions
                   SET status = 'running', attempts = attempts + 1,
                       started_at = coalesce(started_at, now()),
                       queue_wait_ms = coalesce(queue_wait_ms,
                                                (extract(epoch FROM now() - created_at) * 1000)::int)
-                WHERE id = $1 AND status IN ('queued', 'running')
+                WHERE id = ANY($1) AND status IN ('queued', 'running')
             RETURNING id, user_id, connection_id, tool_name, arguments, lane, attempts, created_at, started_at)
-           SELECT c.id AS "id!", c.user_id AS "user_id!", c.connection_id, c.tool_name AS "tool_name!",
-                  c.arguments AS "arguments!", c.lane AS "lane!", c.attempts AS "attempts!",
-                  c.created_at AS "created_at!", c.started_at,
-                  ui.status AS "connection_status?", cr.key_id AS "key_id?", cr.nonce AS "nonce?",
-                  cr.ciphertext AS "ciphertext?"
+           SELECT c.id, c.user_id, c.connection_id, c.tool_name, c.arguments, c.lane, c.attempts, c.created_at,
+                  c.started_at, ui.status, cr.key_id, cr.nonce, cr.ciphertext
              FROM claimed c
              LEFT JOIN user_integrations ui ON ui.id = c.connection_id AND ui.user_id = c.user_id
-             LEFT JOIN credentials cr ON cr.connection_id = c.connection_id AND cr.user_id = c.user_id"#,
-        id.0
+             LEFT JOIN credentials cr ON cr.connection_id = c.connection_id AND cr.user_id = c.user_id
+            CROSS JOIN LATERAL (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"#,
     )
-    .fetch_optional(conn)
+    .bind(ids)
+    .fetch_all(conn)
     .await?;
-    Ok(row.map(|r| Claim {
-        id: ExecutionId(r.id),
-        user_id: UserId(r.user_id),
-        connection_id: r.connection_id.map(ConnectionId),
-        tool_name: r.tool_name,
-        arguments: r.arguments,
-        lane: r.lane,
-        attempts: r.attempts,
-        created_at: r.created_at,
-        started_at: r.started_at,
-        connection_status: r.connection_status,
-        sealed: match (r.key_id, r.nonce, r.ciphertext) {
-            (Some(key_id), Some(nonce), Some(ciphertext)) => Some(Sealed { key_id, nonce, ciphertext }),
-            _ => None,
-        },
-    }))
+    Ok(rows
+        .into_iter()
+        .map(|r| Claim {
+            id: ExecutionId(r.0),
+            user_id: UserId(r.1),
+            connection_id: r.2.map(ConnectionId),
+            tool_name: r.3,
+            arguments: r.4,
+            lane: r.5,
+            attempts: r.6,
+            created_at: r.7,
+            started_at: r.8,
+            connection_status: r.9,
+            sealed: match (r.10, r.11, r.12) {
+                (Some(key_id), Some(nonce), Some(ciphertext)) => Some(Sealed { key_id, nonce, ciphertext }),
+                _ => None,
+            },
+        })
+        .collect())
 }
 
 /// Returns a claimed execution to `queued` (its retry waits in a delay queue), recording
@@ -264,50 +290,88 @@ pub const EXCERPT_LIMIT: usize = 16 * 1024;
 /// Records the final state. Only a non-final row changes, so a late duplicate cannot
 /// overwrite a result. Returns whether the row changed.
 pub async fn finish(conn: &mut PgConnection, outcome: &Outcome) -> sqlx::Result<bool> {
-    let excerpt = outcome.data.as_ref().map(|d| {
-        let text = d.to_string();
-        if text.len() <= EXCERPT_LIMIT {
-            d.clone()
-        } else {
-            serde_json::json!({"truncated": true, "bytes": text.len()})
-        }
-    });
-    let (code, message) = match &outcome.error {
-        Some(e) => (Some(e.code.as_str()), Some(e.message.as_str())),
-        None => (None, None),
-    };
-    // Billable: the call reached the provider, or failed for good. Retries and replays
-    // never count: only the statement that makes the row final counts, once.
-    let billable = outcome.meta.provider_status.is_some() || outcome.error.as_ref().is_some_and(|e| !e.retryable);
-    let changed = sqlx::query_scalar!(
-        r#"WITH done AS (
-               UPDATE executions
-                  SET status = $2, finished_at = coalesce($3, now()), provider_ms = $4, provider_status = $5,
-                      provider_request_id = $6, error_code = $7, error_message = $8, result_excerpt = $9,
-                      attempts = greatest(attempts, $10)
-                WHERE id = $1 AND status IN ('queued', 'running')
-            RETURNING user_id),
+    Ok(!finish_many(conn, &[outcome]).await?.is_empty())
+}
+
+/// [`finish`] for many executions in one statement and one commit (the worker batches the
+/// calls that end at about the same time). Returns the executions whose row changed.
+pub async fn finish_many(
+    conn: &mut PgConnection,
+    outcomes: &[&Outcome],
+) -> sqlx::Result<std::collections::HashSet<ExecutionId>> {
+    let n = outcomes.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut ended = Vec::with_capacity(n);
+    let mut provider_ms = Vec::with_capacity(n);
+    let mut provider_status = Vec::with_capacity(n);
+    let mut request_ids = Vec::with_capacity(n);
+    let mut codes = Vec::with_capacity(n);
+    let mut messages = Vec::with_capacity(n);
+    let mut excerpts = Vec::with_capacity(n);
+    let mut attempts = Vec::with_capacity(n);
+    let mut billable = Vec::with_capacity(n);
+    for outcome in outcomes {
+        ids.push(outcome.execution_id.0);
+        statuses.push(outcome.status.as_str());
+        ended.push(outcome.meta.ended_at);
+        provider_ms.push(outcome.meta.provider_ms.min(i32::MAX as u64) as i32);
+        provider_status.push(outcome.meta.provider_status.map(i32::from));
+        request_ids.push(outcome.meta.provider_request_id.as_deref());
+        codes.push(outcome.error.as_ref().map(|e| e.code.as_str()));
+        messages.push(outcome.error.as_ref().map(|e| e.message.as_str()));
+        excerpts.push(outcome.data.as_ref().map(|d| {
+            let text = d.to_string();
+            if text.len() <= EXCERPT_LIMIT {
+                d.clone()
+            } else {
+                serde_json::json!({"truncated": true, "bytes": text.len()})
+            }
+        }));
+        attempts.push(outcome.meta.attempts as i32);
+        // Billable: the call reached the provider, or failed for good. Retries and replays
+        // never count: only the statement that makes the row final counts, once.
+        billable.push(outcome.meta.provider_status.is_some() || outcome.error.as_ref().is_some_and(|e| !e.retryable));
+    }
+    // One usage row per user per batch, locked in user order so two workers' batches
+    // cannot deadlock on them.
+    let changed: Vec<uuid::Uuid> = sqlx::query_scalar(
+        r#"WITH input AS (
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::int[], $5::int[], $6::text[],
+                                    $7::text[], $8::text[], $9::jsonb[], $10::int[], $11::bool[])
+                   AS t(id, status, ended_at, provider_ms, provider_status, provider_request_id, error_code,
+                        error_message, result_excerpt, attempts, billable)),
+           done AS (
+               UPDATE executions e
+                  SET status = i.status, finished_at = coalesce(i.ended_at, now()), provider_ms = i.provider_ms,
+                      provider_status = i.provider_status, provider_request_id = i.provider_request_id,
+                      error_code = i.error_code, error_message = i.error_message, result_excerpt = i.result_excerpt,
+                      attempts = greatest(e.attempts, i.attempts)
+                 FROM input i
+                WHERE e.id = i.id AND e.status IN ('queued', 'running')
+            RETURNING e.id, e.user_id, i.billable),
            counted AS (
                INSERT INTO usage_monthly (user_id, month, calls)
-               SELECT user_id, (date_trunc('month', now() AT TIME ZONE 'UTC'))::date, 1 FROM done WHERE $11
-               ON CONFLICT (user_id, month) DO UPDATE SET calls = usage_monthly.calls + 1
+               SELECT user_id, (date_trunc('month', now() AT TIME ZONE 'UTC'))::date, count(*)
+                 FROM done WHERE billable GROUP BY user_id ORDER BY user_id
+               ON CONFLICT (user_id, month) DO UPDATE SET calls = usage_monthly.calls + excluded.calls
                RETURNING 1)
-           SELECT count(*) AS "n!" FROM done"#,
-        outcome.execution_id.0,
-        outcome.status.as_str(),
-        outcome.meta.ended_at,
-        outcome.meta.provider_ms.min(i32::MAX as u64) as i32,
-        outcome.meta.provider_status.map(i32::from),
-        outcome.meta.provider_request_id,
-        code,
-        message,
-        excerpt,
-        outcome.meta.attempts as i32,
-        billable
+           SELECT id FROM done"#,
     )
-    .fetch_one(conn)
+    .bind(ids)
+    .bind(statuses)
+    .bind(ended)
+    .bind(provider_ms)
+    .bind(provider_status)
+    .bind(request_ids)
+    .bind(codes)
+    .bind(messages)
+    .bind(excerpts)
+    .bind(attempts)
+    .bind(billable)
+    .fetch_all(conn)
     .await?;
-    Ok(changed == 1)
+    Ok(changed.into_iter().map(ExecutionId).collect())
 }
 
 /// Fails an execution that could not be queued (the publish was refused or its confirm

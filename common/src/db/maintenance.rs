@@ -45,7 +45,7 @@ pub async fn reap_stuck(conn: &mut PgConnection, stuck_secs: i64, batch: i64) ->
         "UPDATE executions SET status = 'failed', finished_at = now(), error_code = 'stuck',
                 error_message = 'No worker finished this call in time; it may or may not have reached the app. Check before retrying.'
           WHERE id IN (SELECT id FROM executions
-                        WHERE status = 'running' AND started_at < now() - make_interval(secs => $1::bigint::double precision)
+                        WHERE finished_at IS NULL AND status = 'running' AND started_at < now() - make_interval(secs => $1::bigint::double precision)
                         LIMIT $2 FOR UPDATE SKIP LOCKED)",
         stuck_secs,
         batch

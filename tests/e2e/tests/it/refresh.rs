@@ -164,6 +164,9 @@ async fn oauth_stack(tokens: &TokenServer, workers: usize, keys: &[(&str, String
         env: vec![
             ("CLAWLINK_PROVIDER_OAUTHBOX_CLIENT_ID".into(), CLIENT_ID.into()),
             ("CLAWLINK_PROVIDER_OAUTHBOX_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
+            // Some tests here drive calls flat out; the per-device budget (100/s) is not
+            // what they test.
+            ("CLAWLINK_DEVICE_RATE_PER_SEC".into(), "100000".into()),
         ],
         extra_catalog: vec![("oauthbox.toml".into(), provider_toml(&tokens.url()))],
         ..Default::default()
