@@ -37,6 +37,8 @@ pub enum RenderError {
     BaseUrl(String),
     #[error("the request would leave the provider's host")]
     HostChanged,
+    #[error("argument {0} cannot be \".\" or \"..\": it is one segment of the path")]
+    DotSegment(String),
     #[error("argument {0} must be text")]
     NotText(String),
 }
@@ -69,6 +71,11 @@ pub fn render_request(tool: &ToolEntry, arguments: &Value) -> Result<RenderedReq
         let text = scalar_text(value);
         if text.is_empty() {
             return Err(RenderError::EmptyPathArgument(name.into()));
+        }
+        // `.` and `..` are unreserved, so encoding leaves them as they are, and the URL
+        // parser would then resolve them and climb out of the template's path.
+        if text == "." || text == ".." {
+            return Err(RenderError::DotSegment(name.into()));
         }
         path.extend(utf8_percent_encode(&text, SEGMENT));
         in_path.push(name);
@@ -281,12 +288,25 @@ args = { trace = { header = "X-Trace" } }
     fn path_values_cannot_escape_their_segment() {
         let c = catalog();
         let t = c.tool("demo_get_item").unwrap();
-        for evil in ["../../admin", "a/b?x=1#frag", "@evil.example", "%2e%2e", "//evil.example/x"] {
+        for evil in ["../../admin", "a/b?x=1#frag", "@evil.example", "%2e%2e", ".%2e", "...", "//evil.example/x"] {
             let r = render_request(t, &json!({ "item_id": evil })).unwrap();
             assert_eq!(r.url.host_str(), Some("demo.example"), "{evil}");
             assert!(r.url.path().starts_with("/v1/items/"), "{evil} → {}", r.url);
             assert_eq!(r.url.path().matches('/').count(), 3, "{evil} → {}", r.url);
             assert!(r.url.query().is_none());
+        }
+    }
+
+    #[test]
+    fn dot_segments_are_refused_not_resolved() {
+        let c = catalog();
+        let t = c.tool("demo_get_item").unwrap();
+        for dots in [json!("."), json!(".."), json!([".."])] {
+            assert_eq!(
+                render_request(t, &json!({ "item_id": dots })),
+                Err(RenderError::DotSegment("item_id".into())),
+                "{dots}"
+            );
         }
     }
 
