@@ -107,7 +107,7 @@ pub fn render_request(tool: &ToolEntry, arguments: &Value) -> Result<RenderedReq
             ArgLocation::Body => {
                 body.insert(name.clone(), value.clone());
             }
-            ArgLocation::Header(header) => headers.push((header.clone(), scalar_text(value))),
+            ArgLocation::Header(header) => headers.push((header.clone(), header_value(value))),
         }
     }
     if !query.is_empty() {
@@ -177,13 +177,14 @@ fn insert_at(body: &mut Map<String, Value>, target: &str, value: Value) {
     current.insert(parts[parts.len() - 1].to_string(), value);
 }
 
-/// One header line's value: CR and LF removed, so an argument cannot add headers.
+/// One header line's value: control characters (CR and LF among them) become spaces,
+/// so an argument cannot add headers or make a value HTTP refuses to send.
 fn header_value(v: &Value) -> String {
     let text = match v {
         Value::Array(items) => items.iter().map(scalar_text).collect::<Vec<_>>().join(", "),
         other => scalar_text(other),
     };
-    text.replace(['\r', '\n'], " ")
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// An RFC 5322 message from the `to`, `cc`, `bcc`, `subject` and `body` arguments
@@ -320,6 +321,8 @@ args = { trace = { header = "X-Trace" } }
         assert_eq!(r.method, http::Method::POST);
         assert_eq!(r.body, Some(RequestBody::Json(json!({"name": "x"}))));
         assert_eq!(r.headers, vec![("X-Trace".to_string(), "t1".to_string())]);
+        let r = render_request(c.tool("demo_create").unwrap(), &json!({"trace": "a\r\nX-Evil: 1\u{0}"})).unwrap();
+        assert_eq!(r.headers, vec![("X-Trace".to_string(), "a  X-Evil: 1 ".to_string())]);
     }
 
     fn single(text: &str) -> Catalog {
