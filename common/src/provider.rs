@@ -139,6 +139,28 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// Refuses a URL whose host is a literal address that is not public (names are
+    /// checked after resolution, by [`GuardedResolver`]). The `url` crate has already
+    /// normalised every IPv4 spelling (`2130706433`, `0177.0.0.1`, `0x7f.1`, `127.1`) to
+    /// dotted decimal, so one check covers them all.
+    fn check_literal(&self, url: &url::Url) -> Result<(), CallError> {
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+            Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+            Some(url::Host::Domain(_)) => return Ok(()),
+            None => return Err(CallError::Blocked("the URL has no host".into())),
+        };
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or(0);
+        if self.allows(host, port, ip) {
+            Ok(())
+        } else {
+            Err(CallError::Blocked(format!("{ip} is not a public address")))
+        }
+    }
+}
+
 /// Resolves names and drops every answer that is not a public address (DNS rebinding
 /// and names that point inside are refused the same way as literal IPs).
 struct GuardedResolver {
@@ -198,17 +220,7 @@ impl ProviderClient {
         idempotency_key: Option<&str>,
     ) -> Result<ProviderResponse, CallError> {
         let url = &request.url;
-        let host = url.host_str().unwrap_or_default();
-        let port = url.port_or_known_default().unwrap_or(0);
-        if let Some(ip) = match url.host() {
-            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
-            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
-            _ => None,
-        } {
-            if !self.guard.allows(host, port, ip) {
-                return Err(CallError::Blocked(format!("{ip} is not a public address")));
-            }
-        }
+        self.guard.check_literal(url)?;
         let mut builder = self.http.request(request.method.clone(), url.clone());
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
@@ -321,6 +333,149 @@ mod tests {
         for ip in ["140.82.112.3", "8.8.8.8", "2606:4700::1111"] {
             assert!(is_public_ip(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    fn guard(allowed: &[&str]) -> Guard {
+        Guard { allowed: Arc::new(allowed.iter().map(|a| a.to_string()).collect()) }
+    }
+
+    /// Every spelling of an inside address an attacker might put in a base URL, checked
+    /// before any connection is attempted (nothing here is ever dialled).
+    #[test]
+    fn every_spelling_of_an_inside_address_is_refused() {
+        let g = guard(&["127.0.0.1:8090"]);
+        for url in [
+            "http://127.0.0.1/",
+            "http://2130706433/",
+            "http://0177.0.0.1/",
+            "http://0x7f.1/",
+            "http://0x7f000001/",
+            "http://127.1/",
+            "http://127.0.0.1./",
+            "http://0/",
+            "http://0.0.0.0/",
+            "http://[::1]/",
+            "http://[0:0:0:0:0:0:0:1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:7f00:1]/",
+            "http://[::127.0.0.1]/",
+            "http://[fe80::]/",
+            "http://[fe80::1%25eth0]/",
+            "http://[fc00::1]/",
+            "http://[fd12:3456::1]/",
+            "http://[::]/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://0xa9fea9fe/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[::ffff:a9fe:a9fe]/",
+            "http://100.64.0.1/",
+            "http://100.127.255.254/",
+            "http://10.0.0.1/",
+            "http://012.0.0.1/",
+            "http://172.16.0.1/",
+            "http://192.168.0.1/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://224.0.0.1/",
+            "http://255.255.255.255/",
+            "http://127.0.0.1:8091/",
+        ] {
+            let parsed = match url::Url::parse(url) {
+                Ok(u) => u,
+                // A spelling the URL parser refuses cannot be sent either.
+                Err(_) => continue,
+            };
+            assert!(
+                matches!(g.check_literal(&parsed), Err(CallError::Blocked(_))),
+                "{url} (parsed as {parsed}) was let through"
+            );
+        }
+        // The allowed pair itself, and public addresses and names, pass.
+        for url in [
+            "http://127.0.0.1:8090/x",
+            "https://140.82.112.3/",
+            "https://[2606:4700::1111]/",
+            "https://api.github.com/",
+        ] {
+            assert!(g.check_literal(&url::Url::parse(url).unwrap()).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_url_parser_normalises_every_ipv4_spelling() {
+        // The guard relies on this: a spelling left as a name would go to the resolver,
+        // which checks too, but the literal check is the first line.
+        for url in ["http://2130706433/", "http://0177.0.0.1/", "http://0x7f.1/", "http://127.1/", "http://127.0.0.1./"]
+        {
+            let parsed = url::Url::parse(url).unwrap();
+            assert_eq!(parsed.host(), Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST)), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn names_that_resolve_inside_are_refused() {
+        use reqwest::dns::Resolve;
+        let resolver = GuardedResolver { guard: guard(&["127.0.0.1:8090"]) };
+        let mut names = vec!["localhost".to_string(), "localhost.".into(), "LOCALHOST".into()];
+        // The machine's own name resolves to loopback through /etc/hosts on most hosts.
+        if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
+            names.push(host.trim().to_string());
+        }
+        for name in names.into_iter().filter(|n| !n.is_empty()) {
+            let resolved = resolver.resolve(name.parse().unwrap()).await;
+            match resolved {
+                Ok(addrs) => {
+                    let addrs: Vec<SocketAddr> = addrs.collect();
+                    assert!(addrs.iter().all(|a| is_public_ip(a.ip())), "{name} → {addrs:?}");
+                }
+                Err(e) => assert!(
+                    e.to_string().contains("private") || e.to_string().contains("failed to lookup"),
+                    "{name}: {e}"
+                ),
+            }
+        }
+        let refused = resolver.resolve("localhost".parse().unwrap()).await.err().expect("localhost is refused");
+        assert!(refused.to_string().contains("resolves only to private addresses"), "{refused}");
+    }
+
+    /// A redirect is an answer, never followed: the client hands back the 3xx as it is.
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let inside = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let inside_addr = inside.local_addr().unwrap();
+        let served = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = socket.read(&mut buf).await.unwrap();
+            let answer = format!(
+                "HTTP/1.1 302 Found\r\nlocation: http://{inside_addr}/latest/meta-data/\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+        });
+        let overrides = ProviderOverrides {
+            // Both are allowed, so only the redirect policy stands between them.
+            allowed_private_hosts: vec![addr.to_string(), inside_addr.to_string()],
+            ..Default::default()
+        };
+        let client = ProviderClient::new(&overrides, Duration::from_secs(5)).unwrap();
+        let provider: Provider = toml::from_str(&format!(
+            "id = \"r\"\nname = \"R\"\nbase_url = \"http://{addr}\"\nauth = {{ type = \"basic\" }}\n"
+        ))
+        .unwrap();
+        let request = RenderedRequest {
+            method: http::Method::GET,
+            url: url::Url::parse(&format!("http://{addr}/start")).unwrap(),
+            headers: vec![],
+            body: None,
+        };
+        let credential = CredentialBundle::Bearer { token: SecretString::new("t") };
+        let response = client.call(&provider, &request, &credential, None).await.unwrap();
+        assert_eq!(response.status, 302);
+        served.await.unwrap();
+        let reached = tokio::time::timeout(Duration::from_millis(300), inside.accept()).await;
+        assert!(reached.is_err(), "the redirect target was contacted");
     }
 
     #[test]
