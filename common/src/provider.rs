@@ -180,12 +180,25 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                return Err(format!("{host} resolves only to private addresses").into());
+                return Err(Box::new(InsideName(host)) as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }
+
+/// The resolver's refusal, found again in the error chain so the call fails as blocked
+/// (for good) rather than as a network error worth retrying.
+#[derive(Debug)]
+struct InsideName(String);
+
+impl std::fmt::Display for InsideName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} resolves only to private addresses", self.0)
+    }
+}
+
+impl std::error::Error for InsideName {}
 
 /// The one outbound client of a process: connection pools are shared by every call.
 #[derive(Clone)]
@@ -258,6 +271,13 @@ impl ProviderClient {
 }
 
 fn classify_reqwest(e: reqwest::Error) -> CallError {
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        if let Some(inside) = cause.downcast_ref::<InsideName>() {
+            return CallError::Blocked(inside.to_string());
+        }
+        source = cause.source();
+    }
     if e.is_timeout() {
         CallError::Timeout
     } else if e.is_connect() {
@@ -435,6 +455,27 @@ mod tests {
         }
         let refused = resolver.resolve("localhost".parse().unwrap()).await.err().expect("localhost is refused");
         assert!(refused.to_string().contains("resolves only to private addresses"), "{refused}");
+    }
+
+    /// A name that resolves inside fails the call as blocked, not as a network error
+    /// that would be retried.
+    #[tokio::test]
+    async fn a_call_to_a_name_that_resolves_inside_is_blocked() {
+        let client = ProviderClient::new(&ProviderOverrides::default(), Duration::from_secs(5)).unwrap();
+        let provider: Provider = toml::from_str(
+            "id = \"r\"\nname = \"R\"\nbase_url = \"http://localhost:9\"\nauth = { type = \"basic\" }\n",
+        )
+        .unwrap();
+        let request = RenderedRequest {
+            method: http::Method::GET,
+            url: url::Url::parse("http://localhost:9/x").unwrap(),
+            headers: vec![],
+            body: None,
+        };
+        let credential = CredentialBundle::Bearer { token: SecretString::new("t") };
+        let error = client.call(&provider, &request, &credential, None).await.unwrap_err();
+        assert!(matches!(&error, CallError::Blocked(m) if m.contains("private")), "{error:?}");
+        assert!(!error.is_transient());
     }
 
     /// A redirect is an answer, never followed: the client hands back the 3xx as it is.
