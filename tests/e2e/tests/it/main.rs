@@ -2,6 +2,7 @@
 //! provider emulator over real HTTP. One test binary keeps link time down.
 
 mod agent;
+mod attacks;
 mod billing;
 mod catalog_tools;
 mod connections;
