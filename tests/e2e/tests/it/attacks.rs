@@ -16,7 +16,6 @@ use clawlink_emulator::{Fault, FaultKind};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 /// A loopback listener that counts connections and answers each with a 200 JSON body,
 /// so a request that got through would also look like a success.
@@ -182,5 +181,266 @@ async fn outbound_calls_cannot_be_steered_inside() {
         assert_eq!(body["error"]["code"], "invalid_arguments", "{body}");
     }
     assert_eq!(stack.emulator.stats().requests.len(), before, "a refused call reached the provider");
+    stack.finish().await;
+}
+
+/// Alice's rows, as JSON text per table: what another person's requests must not change.
+async fn rows_of(stack: &Stack, user: clawlink_common::ids::UserId) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (table, owner) in [
+        ("users", "id"),
+        ("devices", "user_id"),
+        ("user_integrations", "user_id"),
+        ("credentials", "user_id"),
+        ("executions", "user_id"),
+        ("connect_sessions", "user_id"),
+        ("pairing_sessions", "approved_user_id"),
+        ("usage_monthly", "user_id"),
+        ("plan_changes", "user_id"),
+        ("web_sessions", "user_id"),
+    ] {
+        // Table and column names are ours, from the list above.
+        let sql = format!(
+            "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY to_jsonb(t)::text), '[]')::text FROM {table} t WHERE {owner} = $1"
+        );
+        let rows: String =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(user.0).fetch_one(&stack.db).await.unwrap();
+        out.push((table.to_string(), rows));
+    }
+    out
+}
+
+/// What the web front routes, read from its router (`web/src/routes/mod.rs`), so a new
+/// page is noticed here: (method, path) pairs.
+fn web_routes() -> Vec<(String, String)> {
+    let source = include_str!("../../../../web/src/routes/mod.rs");
+    let mut routes = Vec::new();
+    for line in source.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
+        let path = line[".route(\"".len()..].split('"').next().unwrap().to_string();
+        let handlers = &line[".route(\"".len() + path.len()..];
+        for method in ["get", "post"] {
+            if handlers.contains(&format!(" {method}(")) || handlers.contains(&format!(".{method}(")) {
+                routes.push((method.to_string(), path.clone()));
+            }
+        }
+    }
+    assert!(routes.len() > 20, "the web router was not understood: {routes:?}");
+    routes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_ids_answer_404_and_change_nothing() {
+    let stack = Stack::start(Options::default()).await;
+    // Alice: a connection, an execution, an open connect session, a device, an approved
+    // pairing session, a browser session.
+    let (alice, alice_conn) = stack.sandbox_user("alice@example.test").await;
+    sqlx::query("UPDATE user_integrations SET connection_label = 'alice-private-label' WHERE id = $1")
+        .bind(alice_conn.0)
+        .execute(&stack.db)
+        .await
+        .unwrap();
+    let (status, done) = stack
+        .execute(
+            &alice.api_key,
+            "sandbox_echo",
+            json!({"arguments": {"message": "alice"}}),
+            &[("idempotency-key", "k1")],
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    let alice_exec = done["executionId"].as_str().unwrap().to_string();
+    let (_, connect) = stack
+        .post_json(&alice.api_key, "/api/connect/start", json!({"integration": "stripe", "reuseIfConnected": false}))
+        .await;
+    let alice_connect = connect["sessionToken"].as_str().expect("a connect session").to_string();
+    let alice_device: i64 = sqlx::query_scalar("SELECT id FROM devices WHERE user_id = $1")
+        .bind(alice.id.0)
+        .fetch_one(&stack.db)
+        .await
+        .unwrap();
+    let mut alice_browser = Browser::new(&stack.web_url);
+    assert_eq!(alice_browser.sign_in("alice@example.test", "pw").await.status, 303);
+    let (_, pairing) = stack
+        .http
+        .post(format!("{}/api/openclaw/pair/start", stack.api_url))
+        .json(&json!({"deviceLabel": "alice-agent"}))
+        .send()
+        .await
+        .map(|r| (r.status(), r))
+        .unwrap();
+    let pairing: Value = pairing.json().await.unwrap();
+    let alice_pairing = pairing["sessionToken"].as_str().unwrap().to_string();
+    let page = alice_browser.get(&format!("/pair/{alice_pairing}")).await;
+    let approved =
+        alice_browser.post(&format!("/pair/{alice_pairing}"), &[("csrf", &page.csrf()), ("decision", "approve")]).await;
+    assert_eq!(approved.status, 200, "{}", approved.body);
+
+    // Mallory: her own account, connection, device and browser.
+    let (mallory, mallory_conn) = stack.sandbox_user("mallory@example.test").await;
+    let mut browser = Browser::new(&stack.web_url);
+    assert_eq!(browser.sign_in("mallory@example.test", "pw").await.status, 303);
+    let csrf = browser.get("/devices").await.csrf();
+
+    let before = rows_of(&stack, alice.id).await;
+    let secrets_of_alice = ["alice@example.test", "alice-private-label", alice_exec.as_str(), alice_connect.as_str()];
+    let leaks = |what: &str, body: &str| {
+        for s in secrets_of_alice {
+            assert!(!body.contains(s), "{what} shows Alice's {s}: {body}");
+        }
+    };
+
+    // The agent plane, route by route.
+    let key = mallory.api_key.as_str();
+    let a = alice_conn.0;
+    for (method, path, _, _) in clawlink_api::routes::ROUTES {
+        let what = format!("{method} {path}");
+        // (expected status, request) per route; `None` expects any 2xx and checks for leaks.
+        let (expect, url, body): (Option<u16>, String, Option<Value>) = match (*method, *path) {
+            // No id of anyone's: public, or about the caller only.
+            ("get", "/healthz" | "/readyz" | "/metrics" | "/api/openapi.json" | "/api/agent/whoami")
+            | ("get", "/api/catalog" | "/api/integrations" | "/api/tools") => (None, path.to_string(), None),
+            ("post", "/api/openclaw/pair/start") => (None, path.to_string(), Some(json!({"deviceLabel": "m"}))),
+            ("get", "/api/tools/{name}") => (None, "/api/tools/sandbox_echo".into(), None),
+            ("get", "/api/tools/search") => (None, "/api/tools/search?query=echo".into(), None),
+            ("post", "/api/connect/start") => {
+                (None, path.to_string(), Some(json!({"integration": "sandbox", "reuseIfConnected": true})))
+            }
+            // Pairing sessions belong to a device until approved; the session token and
+            // the verifier guard them (agent.rs). Alice's approved session: a wrong
+            // verifier is refused and changes nothing.
+            ("get", "/api/openclaw/pair/sessions/{token}") => {
+                (None, format!("/api/openclaw/pair/sessions/{alice_pairing}"), None)
+            }
+            (
+                "post",
+                "/api/openclaw/pair/sessions/{token}/exchange" | "/api/openclaw/pair/sessions/{token}/finalize",
+            ) => (Some(400), path.replace("{token}", &alice_pairing), Some(json!({"verifier": "not-alices-verifier"}))),
+            // Alice's ids.
+            ("post", "/api/mcp") => (
+                None,
+                path.to_string(),
+                Some(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"name": "sandbox_echo", "arguments": {"message": "m"}, "_meta": {"connectionId": a}}})),
+            ),
+            ("get", "/api/connect/sessions/{token}") => {
+                (Some(404), format!("/api/connect/sessions/{alice_connect}"), None)
+            }
+            ("post", "/api/tools/{name}/preview") => (
+                Some(404),
+                "/api/tools/sandbox_echo/preview".into(),
+                Some(json!({"arguments": {"message": "m"}, "connectionId": a})),
+            ),
+            ("post", "/api/tools/{name}/execute") => (
+                Some(404),
+                "/api/tools/sandbox_echo/execute".into(),
+                Some(json!({"arguments": {"message": "m"}, "connectionId": a})),
+            ),
+            ("get", "/api/executions/{id}") => (Some(404), format!("/api/executions/{alice_exec}"), None),
+            _ => panic!("{what} has no case in the cross-user table: add one"),
+        };
+        let mut request = match body {
+            Some(b) => stack.http.post(format!("{}{url}", stack.api_url)).json(&b),
+            None => stack.http.get(format!("{}{url}", stack.api_url)),
+        };
+        request = request.header("x-clawlink-api-key", key).header("idempotency-key", "k1");
+        if *path == "/api/mcp" {
+            request = request.header("accept", "application/json, text/event-stream");
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        match expect {
+            Some(want) => assert_eq!(status, want, "{what}: {text}"),
+            None => assert!(status < 300 || status == 429, "{what}: {status} {text}"),
+        }
+        if *path == "/api/mcp" {
+            assert!(
+                text.contains("isError") || text.contains("\"error\""),
+                "{what}: Alice's connection was used: {text}"
+            );
+            assert!(!text.contains("\"echo\""), "{what}: {text}");
+        }
+        if *path != "/api/openclaw/pair/sessions/{token}" {
+            leaks(&what, &text);
+        }
+    }
+
+    // The browser plane, every page of the router.
+    for (method, path) in web_routes() {
+        let what = format!("web {method} {path}");
+        let foreign = |p: &str| {
+            p.replace(
+                "{id}",
+                &match path.as_str() {
+                    "/executions/{id}" => alice_exec.clone(),
+                    "/devices/{id}/revoke" => alice_device.to_string(),
+                    _ => a.to_string(),
+                },
+            )
+            .replace("{token}", &alice_connect)
+        };
+        let expect: Option<u16> = match (method.as_str(), path.as_str()) {
+            ("get", "/" | "/healthz" | "/readyz" | "/static/style.css" | "/signup" | "/signin" | "/metrics")
+            | ("get", "/connections" | "/connections/new" | "/billing" | "/executions" | "/devices") => None,
+            // Forms about the caller only; posted empty they are refused or redirect.
+            ("post", "/signup" | "/signin" | "/signout" | "/connections/new" | "/billing/checkout") => {
+                if path == "/signout" {
+                    continue; // would end Mallory's session for the rest of the table
+                }
+                Some(0)
+            }
+            // Signed by the payment provider, not tied to a browser: an unsigned call is refused.
+            ("post", "/billing/webhook") => Some(400),
+            // The state is the secret; a stranger's use of a leaked callback is in oauth.rs.
+            ("get", "/oauth/callback") => Some(400),
+            // Alice's approved pairing session: shown as decided, and deciding again changes nothing.
+            ("get" | "post", "/pair/{token}") => {
+                let url = format!("/pair/{alice_pairing}");
+                let page = if method == "get" {
+                    browser.get(&url).await
+                } else {
+                    browser.post(&url, &[("csrf", &csrf), ("decision", "deny")]).await
+                };
+                assert!(
+                    page.body.contains("approved already") || page.body.contains("Nothing changed"),
+                    "{what}: {}",
+                    page.body
+                );
+                leaks(&what, &page.body);
+                continue;
+            }
+            ("get" | "post", _) if path.contains('{') => Some(404),
+            _ => panic!("{what} has no case in the cross-user table: add one"),
+        };
+        let url = foreign(&path);
+        let page = if method == "get" {
+            browser.get(&url).await
+        } else {
+            browser
+                .post(&url, &[("csrf", &csrf), ("label", "pwned"), ("key", SANDBOX_TOKEN), ("decision", "approve")])
+                .await
+        };
+        match expect {
+            Some(0) => assert!(page.status < 500, "{what}: {} {}", page.status, page.body),
+            Some(want) => assert_eq!(page.status, want, "{what} ({url}): {}", page.body),
+            None => assert!(matches!(page.status, 200 | 303), "{what}: {} {}", page.status, page.body),
+        }
+        leaks(&what, &page.body);
+    }
+
+    // Nothing of Alice's changed, and Mallory's own connection still works.
+    let after = rows_of(&stack, alice.id).await;
+    for ((table, b), (_, a)) in before.iter().zip(&after) {
+        assert_eq!(b, a, "Alice's {table} rows changed");
+    }
+    let (status, body) = stack
+        .execute(
+            &mallory.api_key,
+            "sandbox_echo",
+            json!({"arguments": {"message": "mine"}, "connectionId": mallory_conn.0}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     stack.finish().await;
 }
