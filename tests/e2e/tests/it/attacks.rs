@@ -444,3 +444,124 @@ async fn another_users_ids_answer_404_and_change_nothing() {
     assert_eq!(status, 200, "{body}");
     stack.finish().await;
 }
+
+/// Unix milliseconds now.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// How long after a 429 is answered a request may still arrive without breaking the
+/// pause: one sent before the worker that got the 429 had recorded it.
+const IN_FLIGHT_SLACK_MS: u64 = 250;
+
+/// Fires `n` async echo calls at once and waits for each result.
+async fn storm(stack: &Stack, key: &str, n: usize, tag: &str) -> Vec<Value> {
+    let calls = (0..n).map(|i| {
+        let body = json!({"arguments": {"message": format!("{tag}-{i}")}, "async": true});
+        async move {
+            let (status, accepted) = stack.execute(key, "sandbox_echo", body, &[]).await;
+            assert_eq!(status, 202, "{accepted}");
+            let id = accepted["executionId"].as_str().unwrap().to_string();
+            loop {
+                let (status, polled) = stack.get(key, &format!("/api/executions/{id}?waitMs=20000")).await;
+                assert_eq!(status, 200, "{polled}");
+                if polled["status"] == "succeeded" || polled["status"] == "failed" {
+                    return polled;
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(calls).await
+}
+
+/// Checks one phase of the storm: every call succeeded; after each 429 (beyond the
+/// in-flight slack) nothing arrived before `moment(t429)`; no window of a second carried
+/// more than the connection's budget.
+fn check_phase(
+    requests: &[clawlink_emulator::RequestRecord],
+    results: &[Value],
+    moment: impl Fn(u64) -> u64,
+    what: &str,
+) {
+    for r in results {
+        assert_eq!(r["status"], "succeeded", "{what}: {r}");
+    }
+    let refused: Vec<u64> = requests.iter().filter(|r| r.status == 429).map(|r| r.at_ms).collect();
+    assert!(!refused.is_empty(), "{what}: the storm never hit");
+    for &t in &refused {
+        let until = moment(t);
+        let early: Vec<u64> =
+            requests.iter().map(|r| r.at_ms).filter(|&a| a > t + IN_FLIGHT_SLACK_MS && a < until).collect();
+        assert!(
+            early.is_empty(),
+            "{what}: requests at {early:?} ms, after a 429 at {t} ms paused the connection until {until} ms"
+        );
+    }
+    let last_refused = *refused.iter().max().unwrap();
+    let first_after = requests.iter().filter(|r| r.status != 429 && r.at_ms > last_refused).map(|r| r.at_ms).min();
+    assert!(first_after.is_some_and(|a| a >= moment(refused[0])), "{what}: {first_after:?}");
+    // The connection's budget (20/s, burst 5) held through the storm.
+    let times: Vec<u64> = requests.iter().map(|r| r.at_ms).collect();
+    for &start in &times {
+        let in_window = times.iter().filter(|&&a| a >= start && a < start + 1000).count();
+        assert!(in_window <= 25 + 1, "{what}: {in_window} requests in the second from {start} ms");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_across_three_workers_waits_out_retry_after() {
+    let stack = Stack::start(Options {
+        workers: 3,
+        sandbox_rate: Some("per_connection = [{ requests = 20, per_seconds = 1, burst = 5 }]".into()),
+        env: vec![("CLAWLINK_RETRY_BASE_MS".into(), "20".into())],
+        ..Default::default()
+    })
+    .await;
+    let (user, _) = stack.sandbox_user("storm@example.test").await;
+
+    // The emulator's clock against ours, from one call.
+    let sent = unix_ms();
+    let (status, body) =
+        stack.execute(&user.api_key, "sandbox_echo", json!({"arguments": {"message": "clock"}}), &[]).await;
+    let answered = unix_ms();
+    assert_eq!(status, 200, "{body}");
+    let probe = stack.emulator.stats().requests.last().unwrap().at_ms;
+    // Unix ms = emulator ms + offset, with offset within [sent - probe, answered - probe].
+    let offset_high = answered - probe;
+    let _ = sent;
+
+    // 1. Retry-After in delta-seconds.
+    let echo = |kind| Fault { method: Some("GET".into()), path: Some("/echo".into()), kind, times: 3 };
+    let start = stack.emulator.stats().requests.len();
+    stack.emulator.add_fault(echo(FaultKind::Status {
+        status: 429,
+        retry_after: Some("2".into()),
+        body: None,
+        headers: vec![],
+    }));
+    let results = storm(&stack, &user.api_key, 30, "delta").await;
+    let requests = stack.emulator.stats().requests[start..].to_vec();
+    check_phase(&requests, &results, |t| t + 2000, "delta-seconds");
+
+    // 2. Retry-After as an HTTP-date, three to four seconds ahead.
+    let moment_unix_ms = (unix_ms() / 1000 + 4) * 1000;
+    let date = time::OffsetDateTime::from_unix_timestamp((moment_unix_ms / 1000) as i64)
+        .unwrap()
+        .format(time::macros::format_description!(
+            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+        ))
+        .unwrap();
+    let start = stack.emulator.stats().requests.len();
+    stack.emulator.add_fault(echo(FaultKind::Status {
+        status: 429,
+        retry_after: Some(date.clone()),
+        body: None,
+        headers: vec![],
+    }));
+    let results = storm(&stack, &user.api_key, 30, "date").await;
+    let requests = stack.emulator.stats().requests[start..].to_vec();
+    // The date in the emulator's clock, taken early (so the check is never too strict).
+    let moment = moment_unix_ms - offset_high;
+    check_phase(&requests, &results, |_| moment, &format!("HTTP-date {date}"));
+    stack.finish().await;
+}
