@@ -565,3 +565,286 @@ async fn a_429_storm_across_three_workers_waits_out_retry_after() {
     check_phase(&requests, &results, |_| moment, &format!("HTTP-date {date}"));
     stack.finish().await;
 }
+
+/// A free loopback port (bound, then released for a child process to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts a ClawLink binary as a child process at debug level, its output in `log`.
+fn spawn_binary(
+    stack: &Stack,
+    name: &str,
+    args: &[&str],
+    extra: &[(String, String)],
+    log: &std::path::Path,
+) -> tokio::process::Child {
+    let bin = clawlink_e2e::bin_dir().join(name);
+    assert!(bin.exists(), "{} is missing: run `cargo build --workspace --bins` first", bin.display());
+    let out = std::fs::File::create(log).unwrap();
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("RUST_LOG", "debug");
+    for (k, v) in stack.env_pairs().into_iter().chain(extra.iter().cloned()) {
+        cmd.env(k, v);
+    }
+    cmd.stdout(std::process::Stdio::from(out.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(out))
+        .kill_on_drop(true);
+    cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"))
+}
+
+async fn wait_ready(http: &reqwest::Client, url: &str) {
+    for _ in 0..400 {
+        if http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not become ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_secrets_never_leave_the_credential_store() {
+    use clawlink_common::catalog::{Catalog, Mode, default_dir};
+    let trap = Trap::bind("127.0.0.1:0").await.unwrap();
+    let basic_provider = provider_toml("vault", "http://127.0.0.1:9").replace(
+        r#"auth = { type = "api_key", header = "Authorization", format = "Bearer {key}" }"#,
+        r#"auth = { type = "basic" }"#,
+    );
+    let stack = Stack::start(Options {
+        workers: 0,
+        extra_catalog: vec![("vault.toml".into(), basic_provider)],
+        ..Default::default()
+    })
+    .await;
+    let mark = uuid::Uuid::new_v4().simple().to_string();
+    let planted = |kind: &str| format!("PLANTED{kind}{mark}");
+    let access = planted("oauthaccess");
+    let refresh = planted("oauthrefresh");
+    let stale_refresh = planted("stalerefresh");
+    let client_secret = planted("clientsecret");
+    let api_key = planted("apikey");
+    let password = planted("basicpassword");
+    let (pair_key, pair_token) = (planted("pairkey"), planted("pairtoken"));
+    let typed_key = planted("typedkey");
+    for accepted in [&access, &api_key, &pair_key, &pair_token, &typed_key] {
+        stack.emulator.add_token(accepted);
+    }
+
+    let user = stack.user("vault@example.test").await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let oauth = |access: &str, refresh: &str, expires_at: i64| CredentialBundle::Oauth2 {
+        access_token: SecretString::new(access),
+        refresh_token: Some(SecretString::new(refresh)),
+        expires_at: Some(expires_at),
+    };
+    let bundles: Vec<(&str, CredentialBundle)> = vec![
+        ("github", oauth(&access, &refresh, now + 3600)),
+        // Expired: the worker refreshes it with the client secret (and is refused).
+        ("linear", oauth(&planted("staleaccess"), &stale_refresh, now - 60)),
+        ("stripe", CredentialBundle::ApiKey { key: SecretString::new(&api_key) }),
+        ("vault", CredentialBundle::Basic { username: "ada".into(), password: SecretString::new(&password) }),
+        (
+            "trello",
+            CredentialBundle::KeyPair { key: SecretString::new(&pair_key), token: SecretString::new(&pair_token) },
+        ),
+    ];
+
+    // api, web and a worker as processes at debug level, their output captured.
+    let dir = std::env::temp_dir().join(format!("{}-secrets", stack.namespace));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (api_port, web_port, worker_port) = (free_port(), free_port(), free_port());
+    let allowed = format!("{},127.0.0.1:{}", stack.emulator.addr(), trap.port);
+    let extra = vec![
+        ("CLAWLINK_API_ADDR".to_string(), format!("127.0.0.1:{api_port}")),
+        ("CLAWLINK_WEB_ADDR".to_string(), format!("127.0.0.1:{web_port}")),
+        ("CLAWLINK_WORKER_ADDR".to_string(), format!("127.0.0.1:{worker_port}")),
+        ("CLAWLINK_WORKER_ID".to_string(), "watched".to_string()),
+        ("CLAWLINK_PUBLIC_API_URL".to_string(), format!("http://127.0.0.1:{api_port}")),
+        ("CLAWLINK_PUBLIC_WEB_URL".to_string(), format!("http://127.0.0.1:{web_port}")),
+        ("CLAWLINK_ALLOW_PRIVATE_PROVIDER_HOSTS".to_string(), allowed),
+        ("CLAWLINK_PROVIDER_VAULT_BASE_URL".to_string(), format!("http://127.0.0.1:{}", trap.port)),
+        ("CLAWLINK_PROVIDER_LINEAR_CLIENT_SECRET".to_string(), client_secret.clone()),
+        ("CLAWLINK_PROVIDER_GITHUB_CLIENT_SECRET".to_string(), client_secret.clone()),
+    ];
+    let logs = [dir.join("api.log"), dir.join("web.log"), dir.join("worker.log")];
+    let _api = spawn_binary(&stack, "clawlink-api", &["serve"], &extra, &logs[0]);
+    let _web = spawn_binary(&stack, "clawlink-web", &[], &extra, &logs[1]);
+    let api = format!("http://127.0.0.1:{api_port}");
+    let web = format!("http://127.0.0.1:{web_port}");
+    wait_ready(&stack.http, &api).await;
+    wait_ready(&stack.http, &web).await;
+
+    let mut seen: Vec<(String, String)> = Vec::new(); // (where, text) to scan
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut req = stack.http.request(method, format!("{api}{path}")).header("x-clawlink-api-key", &user.api_key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let headers = format!("{:?}", resp.headers());
+            (status, format!("{headers}\n{}", resp.text().await.unwrap()))
+        }
+    };
+
+    // A key typed into the connect page by the person, through the watched web.
+    let mut browser = Browser::new(&web);
+    assert_eq!(browser.sign_in("vault@example.test", "pw").await.status, 303);
+    let (_, started) =
+        call(reqwest::Method::POST, "/api/connect/start".into(), Some(json!({"integration": "sandbox"}))).await;
+    seen.push(("connect start".into(), started.clone()));
+    let token = started
+        .split("\"sessionToken\":\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{started}"))
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let form = browser.get(&format!("/connect/{token}")).await;
+    let done = browser.post(&format!("/connect/{token}"), &[("csrf", &form.csrf()), ("key", &typed_key)]).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    seen.push(("connect page".into(), form.body.clone() + &done.body));
+    let cookie = browser.cookies.values().cloned().collect::<Vec<_>>();
+    assert!(!cookie.is_empty());
+
+    // The other credential kinds, planted as the connect flows store them (past the free
+    // plan's connection limit, which only connect/start enforces).
+    for (integration, bundle) in &bundles {
+        stack.connection(user.id, integration, integration, bundle).await;
+    }
+
+    // One async call per connection, read off the queue before any worker runs.
+    let catalog = Catalog::load_dir(&default_dir(None), &Default::default()).unwrap();
+    let mut integrations: Vec<&str> = bundles.iter().map(|(i, _)| *i).collect();
+    integrations.push("sandbox");
+    let mut ids = Vec::new();
+    for integration in &integrations {
+        let (tool, args) = if *integration == "vault" {
+            ("vault_read".to_string(), json!({}))
+        } else {
+            let tool = catalog
+                .tools()
+                .find(|t| {
+                    t.provider.id == *integration && t.tool.mode == Mode::Read && !t.tool.guidance.examples.is_empty()
+                })
+                .unwrap_or_else(|| panic!("a read tool of {integration}"));
+            (tool.name.clone(), tool.tool.guidance.examples[0].arguments.clone())
+        };
+        let connection: i64 = sqlx::query_scalar(
+            "SELECT id FROM user_integrations WHERE user_id = $1 AND integration = $2 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(user.id.0)
+        .bind(integration)
+        .fetch_one(&stack.db)
+        .await
+        .unwrap();
+        let body = json!({"arguments": args, "connectionId": connection, "async": true});
+        let (status, text) = call(reqwest::Method::POST, format!("/api/tools/{tool}/execute"), Some(body)).await;
+        assert_eq!(status, 202, "{tool}: {text}");
+        let id = text.split("\"executionId\":\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+        ids.push((tool, id));
+        seen.push((format!("{integration} accepted"), text));
+    }
+    let channel = stack.amqp_channel().await;
+    let queue = stack.topology().work_queue(clawlink_common::queue::Lane::Bulk);
+    let mut taken = Vec::new();
+    while let Some(message) =
+        channel.basic_get(queue.as_str().into(), lapin::options::BasicGetOptions { no_ack: false }).await.unwrap()
+    {
+        seen.push(("queue message".into(), String::from_utf8_lossy(&message.delivery.data).into_owned()));
+        taken.push(message);
+    }
+    assert_eq!(taken.len(), ids.len(), "every call is on the queue");
+    for message in taken {
+        message.delivery.acker.nack(lapin::options::BasicNackOptions { requeue: true, multiple: false }).await.unwrap();
+    }
+    let _ = channel.close(200, "done".into()).await;
+
+    // The worker runs them; the agent reads every result, successes and failures.
+    let _worker = spawn_binary(&stack, "clawlink-worker", &[], &extra, &logs[2]);
+    let mut outcomes = Vec::new();
+    for (tool, id) in &ids {
+        let (status, text) = call(reqwest::Method::GET, format!("/api/executions/{id}?waitMs=20000"), None).await;
+        assert_eq!(status, 200, "{tool}: {text}");
+        outcomes
+            .push(format!("{tool}: {}", text.split("\"status\":\"").nth(1).unwrap_or("?").split('"').next().unwrap()));
+        seen.push((format!("{tool} result"), text));
+    }
+    assert!(trap.hits() >= 1, "the basic-auth call reached its provider");
+    // Every secret was used: each call succeeded with its credential, and the expired
+    // token went to the token endpoint with the client secret (which refused it).
+    for (tool, _) in &ids {
+        let want = if tool.starts_with("linear_") { "failed" } else { "succeeded" };
+        assert!(outcomes.contains(&format!("{tool}: {want}")), "{tool}: {outcomes:?}");
+    }
+    assert!(stack.emulator.stats().token_calls("refresh_token") >= 1, "the expired token was not refreshed");
+    // Errors: bad arguments, a tool of a connection that needs reconnecting, unknown ids.
+    for (path, body) in [
+        ("/api/tools/stripe_list_customers/execute", json!({"arguments": {"limit": "many"}})),
+        ("/api/tools/sandbox_echo/execute", json!({"arguments": {}})),
+        ("/api/tools/sandbox_echo/preview", json!({"arguments": {"message": "x"}})),
+    ] {
+        let (_, text) = call(reqwest::Method::POST, path.to_string(), Some(body)).await;
+        seen.push((path.to_string(), text));
+    }
+    for path in ["/api/integrations", "/api/agent/whoami", "/api/tools/github_get_repo"] {
+        let (_, text) = call(reqwest::Method::GET, path.to_string(), None).await;
+        seen.push((path.to_string(), text));
+    }
+    for (what, url) in [
+        ("api metrics", format!("{api}/metrics")),
+        ("web metrics", format!("{web}/metrics")),
+        ("worker metrics", format!("http://127.0.0.1:{worker_port}/metrics")),
+    ] {
+        let text = stack.http.get(url).send().await.unwrap().text().await.unwrap();
+        assert!(text.contains("# TYPE"), "{what}: {text}");
+        seen.push((what.into(), text));
+    }
+    for page in ["/connections", "/executions", "/devices"] {
+        seen.push((format!("web {page}"), browser.get(page).await.body));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for (i, log) in logs.iter().enumerate() {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(text.contains("DEBUG"), "{} was not captured at debug level", log.display());
+        if i == 2 {
+            assert!(ids.iter().all(|(_, id)| text.contains(id.as_str())), "the worker log names every execution");
+        }
+        seen.push((log.display().to_string(), text));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let key_b64 = stack.env.raw("CLAWLINK_CREDENTIAL_KEYS").unwrap().trim_start_matches("k1:").to_string();
+    let basic_header = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("ada:{password}"))
+    };
+    let secrets: Vec<(&str, &str)> = vec![
+        ("OAuth access token", access.as_str()),
+        ("OAuth refresh token", refresh.as_str()),
+        ("refresh token being refreshed", stale_refresh.as_str()),
+        ("OAuth client secret", client_secret.as_str()),
+        ("API key", api_key.as_str()),
+        ("basic password", password.as_str()),
+        ("basic Authorization header", basic_header.as_str()),
+        ("key-pair key", pair_key.as_str()),
+        ("key-pair token", pair_token.as_str()),
+        ("key typed into the connect page", typed_key.as_str()),
+        ("encryption key", key_b64.as_str()),
+        ("device credential", user.api_key.as_str()),
+        ("session cookie", cookie[0].as_str()),
+    ];
+    let mut found = Vec::new();
+    for (kind, secret) in &secrets {
+        for (place, text) in &seen {
+            if text.contains(secret) {
+                found.push(format!("{kind} in {place}"));
+            }
+        }
+    }
+    assert!(found.is_empty(), "secrets leaked: {found:?} (outcomes: {outcomes:?})");
+    stack.finish().await;
+}
