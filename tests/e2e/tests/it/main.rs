@@ -8,6 +8,7 @@ mod catalog_tools;
 mod connections;
 mod dashboard;
 mod execute;
+mod fuzz_bodies;
 mod jobs;
 mod mcp;
 mod metrics;
