@@ -848,3 +848,58 @@ async fn planted_secrets_never_leave_the_credential_store() {
     assert!(found.is_empty(), "secrets leaked: {found:?} (outcomes: {outcomes:?})");
     stack.finish().await;
 }
+
+/// Pairing abuse beyond `agent.rs`: a denied session never yields a credential, and
+/// guessing session tokens is capped per address (every token from there is refused for
+/// the window, the real one too) with a `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairing_tokens_cannot_be_guessed_and_denials_stick() {
+    let stack = Stack::start(Options { workers: 0, ..Default::default() }).await;
+    let post = |path: String, body: Value| {
+        let req = stack.http.post(format!("{}{path}", stack.api_url)).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            (r.status().as_u16(), retry_after, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (_, _, denied) = post("/api/openclaw/pair/start".into(), json!({"deviceLabel": "Denied"})).await;
+    let token = denied["sessionToken"].as_str().unwrap().to_string();
+    let verifier = denied["verifier"].clone();
+    let mut person = Browser::new(&stack.web_url);
+    person.sign_up("denier@example.test", "denier password 1").await;
+    let page = person.get(&format!("/pair/{token}")).await;
+    person.post(&format!("/pair/{token}"), &[("csrf", &page.csrf()), ("decision", "deny")]).await;
+    for step in ["exchange", "finalize"] {
+        let (status, _, body) =
+            post(format!("/api/openclaw/pair/sessions/{token}/{step}"), json!({"verifier": verifier})).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (409, Some("pairing_denied")), "{step}: {body}");
+        assert!(body.get("apiKey").is_none());
+    }
+    let devices: i64 = sqlx::query_scalar("SELECT count(*) FROM devices").fetch_one(&stack.db).await.unwrap();
+    assert_eq!(devices, 0, "a denied pairing made a device");
+
+    // Guessing: unknown tokens are 404 until the address's cap, then 429 for everything.
+    let (_, _, real) = post("/api/openclaw/pair/start".into(), json!({"deviceLabel": "Real"})).await;
+    let real = real["sessionToken"].as_str().unwrap().to_string();
+    let mut not_found = 0;
+    let mut refused = None;
+    for _ in 0..40 {
+        let guess = clawlink_common::tokens::random_urlsafe(24);
+        let r = stack.http.get(format!("{}/api/openclaw/pair/sessions/{guess}", stack.api_url)).send().await.unwrap();
+        match r.status().as_u16() {
+            404 => not_found += 1,
+            429 => {
+                refused = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                break;
+            }
+            other => panic!("a guess answered {other}"),
+        }
+    }
+    assert!(not_found <= 31, "{not_found} guesses were answered before the cap");
+    let retry_after: u64 = refused.expect("guessing was capped").parse().unwrap();
+    assert!(retry_after > 0);
+    let r = stack.http.get(format!("{}/api/openclaw/pair/sessions/{real}", stack.api_url)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 429, "the capped address learns nothing, even about a real token");
+    stack.finish().await;
+}
