@@ -3,6 +3,7 @@
 //! stylesheet, a CSRF check on every form.
 
 pub mod error;
+mod nul;
 pub mod routes;
 pub mod session;
 

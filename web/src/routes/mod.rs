@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/devices/{id}/revoke", post(devices::revoke))
         .route("/metrics", get(metrics))
         .fallback(|| async { WebError::not_found() })
+        .layer(axum::middleware::from_fn(crate::nul::refuse_nul))
         .layer(axum::middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
 }

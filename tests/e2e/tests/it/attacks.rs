@@ -904,3 +904,41 @@ async fn pairing_tokens_cannot_be_guessed_and_denials_stick() {
     assert_eq!(r.status().as_u16(), 429, "the capped address learns nothing, even about a real token");
     stack.finish().await;
 }
+
+/// NUL in a form field or a query value is refused with a 400 page (Postgres cannot store
+/// it; it used to be a 500), and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_in_web_forms_and_queries_is_refused() {
+    let stack = Stack::start(Options { workers: 0, ..Default::default() }).await;
+    let (_, conn) = stack.sandbox_user("nul@example.test").await;
+    let mut stranger = Browser::new(&stack.web_url);
+    let form = stranger.get("/signup").await;
+    let fields = [
+        ("csrf", form.csrf()),
+        ("email", "a\0@x.test".into()),
+        ("password", "long password 1".into()),
+        ("display_name", "x".into()),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(stranger.post("/signup", &fields).await.status, 400);
+    let mut browser = Browser::new(&stack.web_url);
+    assert_eq!(browser.sign_in("nul@example.test", "pw").await.status, 303);
+    let csrf = browser.get("/devices").await.csrf();
+    let renamed = browser.post(&format!("/connections/{}/rename", conn.0), &[("csrf", &csrf), ("label", "a\0b")]).await;
+    assert_eq!(renamed.status, 400, "{}", renamed.body);
+    for path in ["/executions?tool=%00", "/connections/new?q=%00"] {
+        assert_eq!(browser.get(path).await.status, 400, "{path}");
+    }
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&stack.db).await.unwrap();
+    assert_eq!(users, 1);
+    let label: String = sqlx::query_scalar("SELECT connection_label FROM user_integrations WHERE id = $1")
+        .bind(conn.0)
+        .fetch_one(&stack.db)
+        .await
+        .unwrap();
+    assert_eq!(label, "main");
+    // Ordinary forms still work.
+    let renamed = browser.post(&format!("/connections/{}/rename", conn.0), &[("csrf", &csrf), ("label", "work")]).await;
+    assert_eq!(renamed.status, 303, "{}", renamed.body);
+    stack.finish().await;
+}
