@@ -139,7 +139,7 @@ struct Shot {
     method: reqwest::Method,
     path: String,
     body: Vec<u8>,
-    headers: Vec<(&'static str, String)>,
+    headers: Vec<(&'static str, Vec<u8>)>,
 }
 
 fn shot(rng: &mut StdRng, tools: &[(String, Vec<String>)], key: &str) -> Shot {
@@ -171,7 +171,7 @@ fn shot(rng: &mut StdRng, tools: &[(String, Vec<String>)], key: &str) -> Shot {
         6 => serde_json::to_vec(&random_json(rng, 4)).unwrap(),
         _ => malformed(rng, &valid),
     };
-    let mut headers = Vec::new();
+    let mut headers: Vec<(&'static str, String)> = Vec::new();
     match rng.gen_range(0..20) {
         0 => {}
         1 => headers.push(("content-type", "text/plain".to_string())),
@@ -198,6 +198,15 @@ fn shot(rng: &mut StdRng, tools: &[(String, Vec<String>)], key: &str) -> Shot {
     if rng.gen_bool(0.03) {
         headers.push(("content-encoding", "gzip".into()));
     }
+    let mut headers: Vec<(&'static str, Vec<u8>)> = headers.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+    // Header values that are not text: bytes past ASCII (obs-text), in any header read.
+    if rng.gen_bool(0.03) {
+        let name =
+            ["x-clawlink-api-key", "authorization", "idempotency-key", "content-type", "prefer"][rng.gen_range(0..5)];
+        let value: Vec<u8> = (0..rng.gen_range(1..40)).map(|_| rng.gen_range(0x80..=0xff)).collect();
+        headers.retain(|(k, _)| *k != name || name == "authorization");
+        headers.push((name, value));
+    }
     Shot { method, path, body, headers }
 }
 
@@ -207,13 +216,13 @@ fn fixed_shots(key: &str) -> Vec<Shot> {
         method: reqwest::Method::POST,
         path: path.to_string(),
         body: body.as_bytes().to_vec(),
-        headers: vec![("content-type", "application/json".into()), ("x-clawlink-api-key", key.to_string())],
+        headers: vec![("content-type", b"application/json".to_vec()), ("x-clawlink-api-key", key.as_bytes().to_vec())],
     };
     let get = |path: &str| Shot {
         method: reqwest::Method::GET,
         path: path.to_string(),
         body: Vec::new(),
-        headers: vec![("x-clawlink-api-key", key.to_string())],
+        headers: vec![("x-clawlink-api-key", key.as_bytes().to_vec())],
     };
     vec![
         json("/api/tools/sandbox_echo/execute", r#"{"arguments":{"message":"a\u0000b"}}"#),
@@ -238,6 +247,22 @@ fn fixed_shots(key: &str) -> Vec<Shot> {
         get("/api/tools/search?query=%00&limit=-1"),
         get("/api/tools/search?query=a&limit=abc"),
         get("/api/tools/%00"),
+        Shot {
+            method: reqwest::Method::POST,
+            path: "/api/tools/sandbox_echo/execute".into(),
+            body: br#"{"arguments":{"message":"x"}}"#.to_vec(),
+            headers: vec![
+                ("content-type", b"application/json".to_vec()),
+                ("x-clawlink-api-key", key.as_bytes().to_vec()),
+                ("idempotency-key", vec![0xff, 0xfe, b'k']),
+            ],
+        },
+        Shot {
+            method: reqwest::Method::GET,
+            path: "/api/agent/whoami".into(),
+            body: Vec::new(),
+            headers: vec![("x-clawlink-api-key", vec![b'c', 0xff, 0x80])],
+        },
     ]
 }
 
@@ -304,7 +329,8 @@ async fn random_and_malformed_bodies_never_get_a_5xx() {
             async move {
                 let mut request = http.request(s.method.clone(), &url).body(s.body.clone());
                 for (name, value) in &s.headers {
-                    request = request.header(*name, value.as_str());
+                    let value = reqwest::header::HeaderValue::from_bytes(value).expect("a sendable header value");
+                    request = request.header(*name, value);
                 }
                 let what = || {
                     let head: String = String::from_utf8_lossy(&s.body[..s.body.len().min(200)]).into_owned();
