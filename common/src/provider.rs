@@ -112,6 +112,17 @@ pub fn is_public_ip(ip: IpAddr) -> bool {
                 return is_public_ip(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8))
+            };
+            // Forms that carry an IPv4 address inside: 6to4 (2002::/16) and IPv4-translated
+            // (::ffff:0:0/96) are as public as the address they carry.
+            if s[0] == 0x2002 {
+                return is_public_ip(embedded(s[1], s[2]));
+            }
+            if s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0 {
+                return is_public_ip(embedded(s[6], s[7]));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -119,6 +130,8 @@ pub fn is_public_ip(ip: IpAddr) -> bool {
                 || (s[0] & 0xffc0) == 0xfe80 // link local
                 || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64 can reach private IPv4
                 || (s[0] == 0x2001 && s[1] == 0xdb8) // documentation
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo: a tunnel whose far end it hides
+                || (s[0] == 0x100 && s[1..4] == [0, 0, 0]) // discard-only 100::/64
                 || (s[0] == 0 && s[1] == 0 && s[2] == 0 && s[3] == 0 && s[4] == 0 && s[5] == 0)) // IPv4-compatible
         }
     }
@@ -395,6 +408,11 @@ mod tests {
             "http://172.16.0.1/",
             "http://192.168.0.1/",
             "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[2002:7f00:1::]/",
+            "http://[2002:a9fe:a9fe::1]/",
+            "http://[::ffff:0:7f00:1]/",
+            "http://[::ffff:0:a9fe:a9fe]/",
+            "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
             "http://224.0.0.1/",
             "http://255.255.255.255/",
             "http://127.0.0.1:8091/",
@@ -414,6 +432,7 @@ mod tests {
             "http://127.0.0.1:8090/x",
             "https://140.82.112.3/",
             "https://[2606:4700::1111]/",
+            "https://[2002:8c52:7003::]/",
             "https://api.github.com/",
         ] {
             assert!(g.check_literal(&url::Url::parse(url).unwrap()).is_ok(), "{url}");
