@@ -169,6 +169,26 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let request = axum::extract::Request::from_parts(parts.clone(), body);
+        let bytes = match axum::body::Bytes::from_request(request, state).await {
+            Ok(bytes) => bytes,
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "validation",
+                    "body_too_large",
+                    "The request body is too large.",
+                ));
+            }
+            Err(rejection) => return Err(ApiError::bad_request("invalid_body", rejection.body_text())),
+        };
+        // Postgres stores arguments and labels as text or JSONB, neither of which can hold
+        // NUL: refuse it here with a clear answer rather than fail at the insert.
+        if has_nul_escape(&bytes) {
+            return Err(ApiError::bad_request("invalid_body", "Text in the body cannot contain NUL (\\u0000)."));
+        }
+        let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => {
@@ -194,6 +214,23 @@ where
     }
 }
 
+/// Whether a JSON text holds the escape `\u0000` inside a string (a raw NUL byte is not
+/// valid JSON at all). An escaped backslash followed by `u0000` is text, not NUL.
+fn has_nul_escape(body: &[u8]) -> bool {
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'\\' {
+            if body[i + 1..].starts_with(b"u0000") {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +253,16 @@ mod tests {
         assert_eq!(body["error"]["requestId"], "req-500", "{body}");
         assert!(body["error"]["message"].as_str().unwrap().contains("req-500"), "{body}");
         assert!(!body.to_string().contains("on fire"), "the cause stays in the log: {body}");
+    }
+
+    #[test]
+    fn nul_escapes_are_found_and_escaped_backslashes_are_not() {
+        assert!(super::has_nul_escape(br#"{"a":"x\u0000y"}"#));
+        assert!(super::has_nul_escape(br#"{"\u0000":1}"#));
+        assert!(!super::has_nul_escape(br#"{"a":"x\\u0000y"}"#));
+        assert!(super::has_nul_escape(br#"{"a":"x\\\u0000y"}"#));
+        assert!(super::has_nul_escape(br#"{"a":"\u00001"}"#));
+        assert!(!super::has_nul_escape(b"{}"));
+        assert!(!super::has_nul_escape(b"\\"));
     }
 }

@@ -112,6 +112,17 @@ pub fn is_public_ip(ip: IpAddr) -> bool {
                 return is_public_ip(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8))
+            };
+            // Forms that carry an IPv4 address inside: 6to4 (2002::/16) and IPv4-translated
+            // (::ffff:0:0/96) are as public as the address they carry.
+            if s[0] == 0x2002 {
+                return is_public_ip(embedded(s[1], s[2]));
+            }
+            if s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0 {
+                return is_public_ip(embedded(s[6], s[7]));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -119,6 +130,8 @@ pub fn is_public_ip(ip: IpAddr) -> bool {
                 || (s[0] & 0xffc0) == 0xfe80 // link local
                 || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64 can reach private IPv4
                 || (s[0] == 0x2001 && s[1] == 0xdb8) // documentation
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo: a tunnel whose far end it hides
+                || (s[0] == 0x100 && s[1..4] == [0, 0, 0]) // discard-only 100::/64
                 || (s[0] == 0 && s[1] == 0 && s[2] == 0 && s[3] == 0 && s[4] == 0 && s[5] == 0)) // IPv4-compatible
         }
     }
@@ -136,6 +149,28 @@ impl Guard {
                 .allowed
                 .iter()
                 .any(|a| a == &format!("{host}:{port}") || a == &SocketAddr::new(ip, port).to_string())
+    }
+}
+
+impl Guard {
+    /// Refuses a URL whose host is a literal address that is not public (names are
+    /// checked after resolution, by [`GuardedResolver`]). The `url` crate has already
+    /// normalised every IPv4 spelling (`2130706433`, `0177.0.0.1`, `0x7f.1`, `127.1`) to
+    /// dotted decimal, so one check covers them all.
+    fn check_literal(&self, url: &url::Url) -> Result<(), CallError> {
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+            Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+            Some(url::Host::Domain(_)) => return Ok(()),
+            None => return Err(CallError::Blocked("the URL has no host".into())),
+        };
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or(0);
+        if self.allows(host, port, ip) {
+            Ok(())
+        } else {
+            Err(CallError::Blocked(format!("{ip} is not a public address")))
+        }
     }
 }
 
@@ -158,12 +193,25 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                return Err(format!("{host} resolves only to private addresses").into());
+                return Err(Box::new(InsideName(host)) as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }
+
+/// The resolver's refusal, found again in the error chain so the call fails as blocked
+/// (for good) rather than as a network error worth retrying.
+#[derive(Debug)]
+struct InsideName(String);
+
+impl std::fmt::Display for InsideName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} resolves only to private addresses", self.0)
+    }
+}
+
+impl std::error::Error for InsideName {}
 
 /// The one outbound client of a process: connection pools are shared by every call.
 #[derive(Clone)]
@@ -198,17 +246,7 @@ impl ProviderClient {
         idempotency_key: Option<&str>,
     ) -> Result<ProviderResponse, CallError> {
         let url = &request.url;
-        let host = url.host_str().unwrap_or_default();
-        let port = url.port_or_known_default().unwrap_or(0);
-        if let Some(ip) = match url.host() {
-            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
-            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
-            _ => None,
-        } {
-            if !self.guard.allows(host, port, ip) {
-                return Err(CallError::Blocked(format!("{ip} is not a public address")));
-            }
-        }
+        self.guard.check_literal(url)?;
         let mut builder = self.http.request(request.method.clone(), url.clone());
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
@@ -246,6 +284,13 @@ impl ProviderClient {
 }
 
 fn classify_reqwest(e: reqwest::Error) -> CallError {
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        if let Some(inside) = cause.downcast_ref::<InsideName>() {
+            return CallError::Blocked(inside.to_string());
+        }
+        source = cause.source();
+    }
     if e.is_timeout() {
         CallError::Timeout
     } else if e.is_connect() {
@@ -321,6 +366,176 @@ mod tests {
         for ip in ["140.82.112.3", "8.8.8.8", "2606:4700::1111"] {
             assert!(is_public_ip(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    fn guard(allowed: &[&str]) -> Guard {
+        Guard { allowed: Arc::new(allowed.iter().map(|a| a.to_string()).collect()) }
+    }
+
+    /// Every spelling of an inside address an attacker might put in a base URL, checked
+    /// before any connection is attempted (nothing here is ever dialled).
+    #[test]
+    fn every_spelling_of_an_inside_address_is_refused() {
+        let g = guard(&["127.0.0.1:8090"]);
+        for url in [
+            "http://127.0.0.1/",
+            "http://2130706433/",
+            "http://0177.0.0.1/",
+            "http://0x7f.1/",
+            "http://0x7f000001/",
+            "http://127.1/",
+            "http://127.0.0.1./",
+            "http://0/",
+            "http://0.0.0.0/",
+            "http://[::1]/",
+            "http://[0:0:0:0:0:0:0:1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:7f00:1]/",
+            "http://[::127.0.0.1]/",
+            "http://[fe80::]/",
+            "http://[fe80::1%25eth0]/",
+            "http://[fc00::1]/",
+            "http://[fd12:3456::1]/",
+            "http://[::]/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://0xa9fea9fe/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[::ffff:a9fe:a9fe]/",
+            "http://100.64.0.1/",
+            "http://100.127.255.254/",
+            "http://10.0.0.1/",
+            "http://012.0.0.1/",
+            "http://172.16.0.1/",
+            "http://192.168.0.1/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[2002:7f00:1::]/",
+            "http://[2002:a9fe:a9fe::1]/",
+            "http://[::ffff:0:7f00:1]/",
+            "http://[::ffff:0:a9fe:a9fe]/",
+            "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+            "http://224.0.0.1/",
+            "http://255.255.255.255/",
+            "http://127.0.0.1:8091/",
+        ] {
+            let parsed = match url::Url::parse(url) {
+                Ok(u) => u,
+                // A spelling the URL parser refuses cannot be sent either.
+                Err(_) => continue,
+            };
+            assert!(
+                matches!(g.check_literal(&parsed), Err(CallError::Blocked(_))),
+                "{url} (parsed as {parsed}) was let through"
+            );
+        }
+        // The allowed pair itself, and public addresses and names, pass.
+        for url in [
+            "http://127.0.0.1:8090/x",
+            "https://140.82.112.3/",
+            "https://[2606:4700::1111]/",
+            "https://[2002:8c52:7003::]/",
+            "https://api.github.com/",
+        ] {
+            assert!(g.check_literal(&url::Url::parse(url).unwrap()).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_url_parser_normalises_every_ipv4_spelling() {
+        // The guard relies on this: a spelling left as a name would go to the resolver,
+        // which checks too, but the literal check is the first line.
+        for url in ["http://2130706433/", "http://0177.0.0.1/", "http://0x7f.1/", "http://127.1/", "http://127.0.0.1./"]
+        {
+            let parsed = url::Url::parse(url).unwrap();
+            assert_eq!(parsed.host(), Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST)), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn names_that_resolve_inside_are_refused() {
+        use reqwest::dns::Resolve;
+        let resolver = GuardedResolver { guard: guard(&["127.0.0.1:8090"]) };
+        let mut names = vec!["localhost".to_string(), "localhost.".into(), "LOCALHOST".into()];
+        // The machine's own name resolves to loopback through /etc/hosts on most hosts.
+        if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
+            names.push(host.trim().to_string());
+        }
+        for name in names.into_iter().filter(|n| !n.is_empty()) {
+            let resolved = resolver.resolve(name.parse().unwrap()).await;
+            match resolved {
+                Ok(addrs) => {
+                    let addrs: Vec<SocketAddr> = addrs.collect();
+                    assert!(addrs.iter().all(|a| is_public_ip(a.ip())), "{name} → {addrs:?}");
+                }
+                Err(e) => assert!(
+                    e.to_string().contains("private") || e.to_string().contains("failed to lookup"),
+                    "{name}: {e}"
+                ),
+            }
+        }
+        let refused = resolver.resolve("localhost".parse().unwrap()).await.err().expect("localhost is refused");
+        assert!(refused.to_string().contains("resolves only to private addresses"), "{refused}");
+    }
+
+    /// A name that resolves inside fails the call as blocked, not as a network error
+    /// that would be retried.
+    #[tokio::test]
+    async fn a_call_to_a_name_that_resolves_inside_is_blocked() {
+        let client = ProviderClient::new(&ProviderOverrides::default(), Duration::from_secs(5)).unwrap();
+        let provider: Provider = toml::from_str(
+            "id = \"r\"\nname = \"R\"\nbase_url = \"http://localhost:9\"\nauth = { type = \"basic\" }\n",
+        )
+        .unwrap();
+        let request = RenderedRequest {
+            method: http::Method::GET,
+            url: url::Url::parse("http://localhost:9/x").unwrap(),
+            headers: vec![],
+            body: None,
+        };
+        let credential = CredentialBundle::Bearer { token: SecretString::new("t") };
+        let error = client.call(&provider, &request, &credential, None).await.unwrap_err();
+        assert!(matches!(&error, CallError::Blocked(m) if m.contains("private")), "{error:?}");
+        assert!(!error.is_transient());
+    }
+
+    /// A redirect is an answer, never followed: the client hands back the 3xx as it is.
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let inside = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let inside_addr = inside.local_addr().unwrap();
+        let served = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = socket.read(&mut buf).await.unwrap();
+            let answer = format!(
+                "HTTP/1.1 302 Found\r\nlocation: http://{inside_addr}/latest/meta-data/\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+        });
+        let overrides = ProviderOverrides {
+            // Both are allowed, so only the redirect policy stands between them.
+            allowed_private_hosts: vec![addr.to_string(), inside_addr.to_string()],
+            ..Default::default()
+        };
+        let client = ProviderClient::new(&overrides, Duration::from_secs(5)).unwrap();
+        let provider: Provider = toml::from_str(&format!(
+            "id = \"r\"\nname = \"R\"\nbase_url = \"http://{addr}\"\nauth = {{ type = \"basic\" }}\n"
+        ))
+        .unwrap();
+        let request = RenderedRequest {
+            method: http::Method::GET,
+            url: url::Url::parse(&format!("http://{addr}/start")).unwrap(),
+            headers: vec![],
+            body: None,
+        };
+        let credential = CredentialBundle::Bearer { token: SecretString::new("t") };
+        let response = client.call(&provider, &request, &credential, None).await.unwrap();
+        assert_eq!(response.status, 302);
+        served.await.unwrap();
+        let reached = tokio::time::timeout(Duration::from_millis(300), inside.accept()).await;
+        assert!(reached.is_err(), "the redirect target was contacted");
     }
 
     #[test]

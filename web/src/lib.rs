@@ -4,6 +4,7 @@
 //! form.
 
 pub mod error;
+mod nul;
 pub mod ops;
 pub mod routes;
 pub mod session;

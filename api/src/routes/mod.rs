@@ -78,8 +78,36 @@ pub fn router(state: AppState) -> Router {
                 "This endpoint does not accept that method.",
             )
         })
+        .layer(axum::middleware::map_response(envelope_plain_errors))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::layer))
         .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Puts an error that is not JSON yet (axum's own rejections of a bad path or query
+/// string, such as `?waitMs=-2`) into the error envelope, so every error an agent gets is
+/// the JSON of CONTRACT.md.
+async fn envelope_plain_errors(response: axum::response::Response) -> axum::response::Response {
+    use axum::http::header::CONTENT_TYPE;
+    use axum::response::IntoResponse;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let bytes = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let (kind, code) =
+        if status.is_server_error() { ("internal", "internal_error") } else { ("validation", "invalid_request") };
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("Bad request").to_string()
+    } else {
+        text.trim().to_string()
+    };
+    ApiError::new(status, kind, code, message).into_response()
 }

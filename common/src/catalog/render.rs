@@ -37,6 +37,8 @@ pub enum RenderError {
     BaseUrl(String),
     #[error("the request would leave the provider's host")]
     HostChanged,
+    #[error("argument {0} cannot be \".\" or \"..\": it is one segment of the path")]
+    DotSegment(String),
     #[error("argument {0} must be text")]
     NotText(String),
 }
@@ -70,6 +72,11 @@ pub fn render_request(tool: &ToolEntry, arguments: &Value) -> Result<RenderedReq
         if text.is_empty() {
             return Err(RenderError::EmptyPathArgument(name.into()));
         }
+        // `.` and `..` are unreserved, so encoding leaves them as they are, and the URL
+        // parser would then resolve them and climb out of the template's path.
+        if text == "." || text == ".." {
+            return Err(RenderError::DotSegment(name.into()));
+        }
         path.extend(utf8_percent_encode(&text, SEGMENT));
         in_path.push(name);
         rest = &rest[end + 1..];
@@ -100,7 +107,7 @@ pub fn render_request(tool: &ToolEntry, arguments: &Value) -> Result<RenderedReq
             ArgLocation::Body => {
                 body.insert(name.clone(), value.clone());
             }
-            ArgLocation::Header(header) => headers.push((header.clone(), scalar_text(value))),
+            ArgLocation::Header(header) => headers.push((header.clone(), header_value(value))),
         }
     }
     if !query.is_empty() {
@@ -170,13 +177,14 @@ fn insert_at(body: &mut Map<String, Value>, target: &str, value: Value) {
     current.insert(parts[parts.len() - 1].to_string(), value);
 }
 
-/// One header line's value: CR and LF removed, so an argument cannot add headers.
+/// One header line's value: control characters (CR and LF among them) become spaces,
+/// so an argument cannot add headers or make a value HTTP refuses to send.
 fn header_value(v: &Value) -> String {
     let text = match v {
         Value::Array(items) => items.iter().map(scalar_text).collect::<Vec<_>>().join(", "),
         other => scalar_text(other),
     };
-    text.replace(['\r', '\n'], " ")
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// An RFC 5322 message from the `to`, `cc`, `bcc`, `subject` and `body` arguments
@@ -281,12 +289,25 @@ args = { trace = { header = "X-Trace" } }
     fn path_values_cannot_escape_their_segment() {
         let c = catalog();
         let t = c.tool("demo_get_item").unwrap();
-        for evil in ["../../admin", "a/b?x=1#frag", "@evil.example", "%2e%2e", "//evil.example/x"] {
+        for evil in ["../../admin", "a/b?x=1#frag", "@evil.example", "%2e%2e", ".%2e", "...", "//evil.example/x"] {
             let r = render_request(t, &json!({ "item_id": evil })).unwrap();
             assert_eq!(r.url.host_str(), Some("demo.example"), "{evil}");
             assert!(r.url.path().starts_with("/v1/items/"), "{evil} → {}", r.url);
             assert_eq!(r.url.path().matches('/').count(), 3, "{evil} → {}", r.url);
             assert!(r.url.query().is_none());
+        }
+    }
+
+    #[test]
+    fn dot_segments_are_refused_not_resolved() {
+        let c = catalog();
+        let t = c.tool("demo_get_item").unwrap();
+        for dots in [json!("."), json!(".."), json!([".."])] {
+            assert_eq!(
+                render_request(t, &json!({ "item_id": dots })),
+                Err(RenderError::DotSegment("item_id".into())),
+                "{dots}"
+            );
         }
     }
 
@@ -300,6 +321,8 @@ args = { trace = { header = "X-Trace" } }
         assert_eq!(r.method, http::Method::POST);
         assert_eq!(r.body, Some(RequestBody::Json(json!({"name": "x"}))));
         assert_eq!(r.headers, vec![("X-Trace".to_string(), "t1".to_string())]);
+        let r = render_request(c.tool("demo_create").unwrap(), &json!({"trace": "a\r\nX-Evil: 1\u{0}"})).unwrap();
+        assert_eq!(r.headers, vec![("X-Trace".to_string(), "a  X-Evil: 1 ".to_string())]);
     }
 
     fn single(text: &str) -> Catalog {

@@ -58,6 +58,10 @@ pub async fn create(conn: &mut PgConnection, new: &NewConnectSession<'_>) -> sql
 
 /// A session by token, for its owner only (another user's token is not found).
 pub async fn get_for_user(conn: &mut PgConnection, user: UserId, token: &str) -> sqlx::Result<Option<ConnectSession>> {
+    // Postgres text cannot hold NUL: no session has such a token, and asking would fail.
+    if token.contains('\0') {
+        return Ok(None);
+    }
     sqlx::query_as!(
         ConnectSession,
         r#"SELECT id, token, user_id AS "user_id: UserId", integration,

@@ -53,6 +53,10 @@ pub async fn create(
 
 /// Reads a session by token; `for_update` locks it for the rest of the transaction.
 pub async fn get(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<PairingSession>> {
+    // Postgres text cannot hold NUL: no session has such a token, and asking would fail.
+    if token.contains('\0') {
+        return Ok(None);
+    }
     let row = sqlx::query!(
         r#"SELECT p.id, p.token, p.verifier_hash, p.display_code, p.device_label, p.status,
                   p.approved_user_id, u.email AS "approved_user_email?", p.device_id, p.pending_key_id,
@@ -87,6 +91,9 @@ pub async fn get(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<Pa
 /// Approves or denies an `awaiting_browser` session that has not expired. Returns
 /// whether it changed (false: already decided, expired or unknown).
 pub async fn decide(conn: &mut PgConnection, token: &str, user: UserId, approve: bool) -> sqlx::Result<bool> {
+    if token.contains('\0') {
+        return Ok(false);
+    }
     let status = if approve { "ready_for_device" } else { "failed" };
     let done = sqlx::query!(
         "UPDATE pairing_sessions SET status = $3, approved_user_id = $2, approved_at = now()

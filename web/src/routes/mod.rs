@@ -124,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/dead-letters/{id}/discard", post(admin::discard))
         .route("/metrics", get(metrics))
         .fallback(|| async { WebError::not_found() })
+        .layer(axum::middleware::from_fn(crate::nul::refuse_nul))
         .layer(axum::middleware::from_fn_with_state(state.clone(), record))
         .layer(axum::middleware::from_fn(request_id))
         .with_state(state)

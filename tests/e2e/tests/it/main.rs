@@ -2,6 +2,7 @@
 //! provider emulator over real HTTP. One test binary keeps link time down.
 
 mod agent;
+mod attacks;
 mod billing;
 mod browser_admin;
 mod browser_chromium;
@@ -9,6 +10,7 @@ mod catalog_tools;
 mod connections;
 mod dashboard;
 mod execute;
+mod fuzz_bodies;
 mod jobs;
 mod lifecycle;
 mod mcp;
