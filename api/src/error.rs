@@ -114,6 +114,22 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// A batched write's failure, shared by every call in the batch.
+impl From<clawlink_common::batch::BatchError> for ApiError {
+    fn from(err: clawlink_common::batch::BatchError) -> Self {
+        match std::sync::Arc::try_unwrap(err) {
+            Ok(err) => err.into(),
+            Err(shared) => match &*shared {
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                    tracing::warn!(error = %shared, "database unavailable");
+                    ApiError::unavailable("The database is unavailable; try again shortly.")
+                }
+                _ => ApiError::internal(shared),
+            },
+        }
+    }
+}
+
 impl From<redis::RedisError> for ApiError {
     fn from(err: redis::RedisError) -> Self {
         tracing::warn!(error = %err, "redis unavailable");

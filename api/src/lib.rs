@@ -63,6 +63,7 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
     Ok(AppState::new(Inner {
         keyring: config.keyring.clone(),
         device_budget: governor::DefaultKeyedRateLimiter::keyed(quota),
+        inserts: inserts(infra.db.clone()),
         last_used: Default::default(),
         config,
         db: infra.db,
@@ -119,4 +120,21 @@ pub async fn serve(env: &Env) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     tokio::spawn(clawlink_common::startup::cancel_on_signal(stop.clone()));
     run(config, listener, stop).await
+}
+
+/// New executions go to Postgres in batches: the calls that arrive while one insert
+/// commits share the next statement (`clawlink_common::batch`).
+fn inserts(
+    db: sqlx::PgPool,
+) -> clawlink_common::batch::Batcher<
+    clawlink_common::db::executions::NewExecution,
+    clawlink_common::db::executions::Inserted,
+> {
+    clawlink_common::batch::Batcher::start(move |new| {
+        let db = db.clone();
+        async move {
+            let mut conn = db.acquire().await?;
+            clawlink_common::db::executions::insert_many(&mut conn, new).await
+        }
+    })
 }

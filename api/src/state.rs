@@ -3,6 +3,7 @@
 use crate::config::ApiConfig;
 use clawlink_common::catalog::Catalog;
 use clawlink_common::db::devices::DeviceAuth;
+use clawlink_common::db::executions;
 use clawlink_common::queue::Publisher;
 use clawlink_common::results::{ResultStore, Waiters};
 use sqlx::PgPool;
@@ -22,6 +23,8 @@ pub struct Inner {
     pub waiters: Waiters,
     pub catalog: Arc<Catalog>,
     pub devices: DeviceCache,
+    /// New executions, inserted in batches with those of concurrent calls.
+    pub inserts: clawlink_common::batch::Batcher<executions::NewExecution, executions::Inserted>,
     pub metrics: clawlink_common::metrics::Metrics,
     pub keyring: clawlink_common::crypto::Keyring,
     /// Per-device request budget of this replica.

@@ -10,7 +10,7 @@
 //! The only window for a second provider call is between the provider's answer and the
 //! Redis write of the result (documented in RELIABILITY.md).
 
-use crate::batch::Batcher;
+use clawlink_common::batch::Batcher;
 use clawlink_common::catalog::{Catalog, ToolEntry, render_request};
 use clawlink_common::crypto::{Keyring, RowIdentity};
 use clawlink_common::db::executions::{self, Claim};
@@ -71,7 +71,7 @@ pub enum InfraError {
     #[error("rabbitmq: {0}")]
     Queue(#[from] clawlink_common::queue::PublishError),
     #[error("postgres: {0}")]
-    Batch(#[from] crate::batch::BatchError),
+    Batch(#[from] clawlink_common::batch::BatchError),
 }
 
 fn failure(

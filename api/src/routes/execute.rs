@@ -180,27 +180,32 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
     let id = ExecutionId::new();
     clawlink_common::telemetry::record_execution_id(id);
     let hash = request_hash(&tool.name, connection.id, &arguments);
-    let inserted = executions::insert(
-        &mut conn,
-        &NewExecution {
+    drop(conn);
+    let inserted = state
+        .inserts
+        .call(NewExecution {
             id,
             user: device.user_id,
             device: Some(device.device_id),
             connection: connection.id,
-            integration: &tool.provider.id,
-            tool_name: &tool.name,
-            arguments: &arguments,
+            integration: tool.provider.id.clone(),
+            tool_name: tool.name.clone(),
+            arguments,
             lane,
-            idempotency_key: idempotency_key.as_deref(),
-            request_hash: Some(&hash),
-        },
-    )
-    .await?;
-    drop(conn);
+            idempotency_key,
+            request_hash: Some(hash.clone()),
+        })
+        .await?;
 
     let ctx = view::CallContext { tool: tool.clone(), connection_id: connection.id };
     if let Inserted::OverQuota { used, allowed } = inserted {
         return Err(over_quota(state, used, allowed));
+    }
+    if let Inserted::UnknownUser = inserted {
+        return Err(ApiError::unauthorized(
+            "invalid_credential",
+            "This device credential is not valid or has been revoked.",
+        ));
     }
     if let Inserted::Existing(existing) = inserted {
         if existing.request_hash.as_deref() != Some(hash.as_slice()) {

@@ -7,17 +7,17 @@ use crate::results::{FinalStatus, Outcome, OutcomeError, OutcomeMeta};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
-pub struct NewExecution<'a> {
+pub struct NewExecution {
     pub id: ExecutionId,
     pub user: UserId,
     pub device: Option<DeviceId>,
     pub connection: ConnectionId,
-    pub integration: &'a str,
-    pub tool_name: &'a str,
-    pub arguments: &'a serde_json::Value,
+    pub integration: String,
+    pub tool_name: String,
+    pub arguments: serde_json::Value,
     pub lane: Lane,
-    pub idempotency_key: Option<&'a str>,
-    pub request_hash: Option<&'a [u8]>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<Vec<u8>>,
 }
 
 /// The row as the api shows it.
@@ -108,61 +108,116 @@ pub enum Inserted {
         used: i64,
         allowed: i64,
     },
+    /// The user is gone (deleted a moment ago).
+    UnknownUser,
 }
 
 /// Records a new execution — unless the key replays an earlier one, or the month's
 /// allowance is used up. The allowance check rides in the same statement as the insert,
 /// so enforcing it costs no extra round trip. Calls still in flight are not yet counted:
 /// at most the in-flight calls can pass the allowance at its edge.
-pub async fn insert(conn: &mut PgConnection, new: &NewExecution<'_>) -> sqlx::Result<Inserted> {
-    let row = sqlx::query!(
-        r#"WITH quota AS (
-               SELECT coalesce((SELECT calls FROM usage_monthly
-                                 WHERE user_id = $2 AND month = (date_trunc('month', now() AT TIME ZONE 'UTC'))::date), 0) AS used,
-                      p.monthly_calls AS allowed
-                 FROM users u JOIN plans p ON p.id = u.plan_id WHERE u.id = $2),
+pub async fn insert(conn: &mut PgConnection, new: NewExecution) -> sqlx::Result<Inserted> {
+    Ok(insert_many(conn, vec![new]).await?.pop().expect("one answer per execution"))
+}
+
+/// [`insert`] for many executions in one statement and one commit (the api batches the
+/// calls that arrive together); one answer per execution, in order.
+pub async fn insert_many(conn: &mut PgConnection, new: Vec<NewExecution>) -> sqlx::Result<Vec<Inserted>> {
+    let n = new.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut users = Vec::with_capacity(n);
+    let mut devices = Vec::with_capacity(n);
+    let mut connections = Vec::with_capacity(n);
+    let mut integrations = Vec::with_capacity(n);
+    let mut tools = Vec::with_capacity(n);
+    let mut arguments = Vec::with_capacity(n);
+    let mut lanes = Vec::with_capacity(n);
+    let mut keys = Vec::with_capacity(n);
+    let mut hashes = Vec::with_capacity(n);
+    for e in new {
+        ids.push(e.id.0);
+        users.push(e.user.0);
+        devices.push(e.device.map(|d| d.0));
+        connections.push(e.connection.0);
+        integrations.push(e.integration);
+        tools.push(e.tool_name);
+        arguments.push(e.arguments);
+        lanes.push(e.lane.as_str());
+        keys.push(e.idempotency_key);
+        hashes.push(e.request_hash);
+    }
+    let rows: Vec<(uuid::Uuid, bool, Option<i64>, Option<i64>)> = sqlx::query_as(
+        r#"WITH input AS (
+               SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
+                                    $7::jsonb[], $8::text[], $9::text[], $10::bytea[])
+                   WITH ORDINALITY AS t(id, user_id, device_id, connection_id, integration, tool_name, arguments,
+                                        lane, idempotency_key, request_hash, n)),
+           quota AS (
+               SELECT u.id AS user_id, coalesce(m.calls, 0)::bigint AS used, p.monthly_calls::bigint AS allowed
+                 FROM users u
+                 JOIN plans p ON p.id = u.plan_id
+                 LEFT JOIN usage_monthly m
+                        ON m.user_id = u.id AND m.month = (date_trunc('month', now() AT TIME ZONE 'UTC'))::date
+                WHERE u.id IN (SELECT user_id FROM input)),
            ins AS (
                INSERT INTO executions
                    (id, user_id, device_id, connection_id, integration, tool_name, arguments, lane,
                     idempotency_key, request_hash)
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM quota WHERE quota.used < quota.allowed
+               SELECT i.id, i.user_id, i.device_id, i.connection_id, i.integration, i.tool_name, i.arguments,
+                      i.lane, i.idempotency_key, i.request_hash
+                 FROM input i JOIN quota q ON q.user_id = i.user_id
+                WHERE q.used < q.allowed
+                ORDER BY i.n
                ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                RETURNING id)
-           SELECT (SELECT id FROM ins) AS inserted, quota.used AS "used!", quota.allowed AS "allowed!" FROM quota"#,
-        new.id.0,
-        new.user.0,
-        new.device.map(|d| d.0),
-        new.connection.0,
-        new.integration,
-        new.tool_name,
-        new.arguments,
-        new.lane.as_str(),
-        new.idempotency_key,
-        new.request_hash
+           SELECT i.id, EXISTS (SELECT 1 FROM ins WHERE ins.id = i.id), q.used, q.allowed
+             FROM input i LEFT JOIN quota q ON q.user_id = i.user_id
+            ORDER BY i.n"#,
     )
-    .fetch_one(&mut *conn)
+    .bind(&ids)
+    .bind(&users)
+    .bind(&devices)
+    .bind(&connections)
+    .bind(&integrations)
+    .bind(&tools)
+    .bind(&arguments)
+    .bind(&lanes)
+    .bind(&keys)
+    .bind(&hashes)
+    .fetch_all(&mut *conn)
     .await?;
-    if row.inserted.is_some() {
-        return Ok(Inserted::New);
+    let mut answers = Vec::with_capacity(n);
+    for (i, (_, inserted, used, allowed)) in rows.into_iter().enumerate() {
+        let answer = match (inserted, used, allowed) {
+            (true, _, _) => Inserted::New,
+            (false, Some(used), Some(allowed)) => match &keys[i] {
+                // Not inserted with a key: a replay, unless the allowance stopped it.
+                Some(key) => match existing(conn, UserId(users[i]), key).await? {
+                    Some(row) => Inserted::Existing(row),
+                    None => Inserted::OverQuota { used, allowed },
+                },
+                None => Inserted::OverQuota { used, allowed },
+            },
+            _ => Inserted::UnknownUser,
+        };
+        answers.push(answer);
     }
-    if let Some(key) = new.idempotency_key {
-        let existing = sqlx::query_as!(
-            ExecutionRow,
-            r#"SELECT id AS "id: ExecutionId", user_id AS "user_id: UserId", connection_id AS "connection_id: ConnectionId",
-                      integration, tool_name, lane, status, attempts, request_hash, created_at, started_at, finished_at,
-                      queue_wait_ms, provider_ms, provider_status, provider_request_id, error_code, error_message,
-                      result_excerpt
-               FROM executions WHERE user_id = $1 AND idempotency_key = $2"#,
-            new.user.0,
-            key
-        )
-        .fetch_optional(conn)
-        .await?;
-        if let Some(existing) = existing {
-            return Ok(Inserted::Existing(existing));
-        }
-    }
-    Ok(Inserted::OverQuota { used: row.used, allowed: row.allowed })
+    Ok(answers)
+}
+
+async fn existing(conn: &mut PgConnection, user: UserId, key: &str) -> sqlx::Result<Option<ExecutionRow>> {
+    sqlx::query_as!(
+        ExecutionRow,
+        r#"SELECT id AS "id: ExecutionId", user_id AS "user_id: UserId", connection_id AS "connection_id: ConnectionId",
+                  integration, tool_name, lane, status, attempts, request_hash, created_at, started_at, finished_at,
+                  queue_wait_ms, provider_ms, provider_status, provider_request_id, error_code, error_message,
+                  result_excerpt
+           FROM executions WHERE user_id = $1 AND idempotency_key = $2"#,
+        user.0,
+        key
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn get_for_user(
