@@ -64,6 +64,7 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
         keyring: config.keyring.clone(),
         device_budget: governor::DefaultKeyedRateLimiter::keyed(quota),
         inserts: inserts(infra.db.clone()),
+        connection_lookups: connection_lookups(infra.db.clone()),
         last_used: Default::default(),
         config,
         db: infra.db,
@@ -135,6 +136,22 @@ fn inserts(
         async move {
             let mut conn = db.acquire().await?;
             clawlink_common::db::executions::insert_many(&mut conn, new).await
+        }
+    })
+}
+
+/// Connection lookups of concurrent calls share one statement.
+fn connection_lookups(
+    db: sqlx::PgPool,
+) -> clawlink_common::batch::Batcher<
+    (clawlink_common::ids::UserId, String),
+    Vec<clawlink_common::db::connections::Connection>,
+> {
+    clawlink_common::batch::Batcher::start(move |keys: Vec<(clawlink_common::ids::UserId, String)>| {
+        let db = db.clone();
+        async move {
+            let mut conn = db.acquire().await?;
+            clawlink_common::db::connections::list_usable_many(&mut conn, &keys).await
         }
     })
 }

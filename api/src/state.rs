@@ -2,8 +2,10 @@
 
 use crate::config::ApiConfig;
 use clawlink_common::catalog::Catalog;
+use clawlink_common::db::connections::Connection;
 use clawlink_common::db::devices::DeviceAuth;
 use clawlink_common::db::executions;
+use clawlink_common::ids::UserId;
 use clawlink_common::queue::Publisher;
 use clawlink_common::results::{ResultStore, Waiters};
 use sqlx::PgPool;
@@ -25,6 +27,8 @@ pub struct Inner {
     pub devices: DeviceCache,
     /// New executions, inserted in batches with those of concurrent calls.
     pub inserts: clawlink_common::batch::Batcher<executions::NewExecution, executions::Inserted>,
+    /// A user's usable connections to an integration, read in batches (see `resolve_connection`).
+    pub connection_lookups: clawlink_common::batch::Batcher<(UserId, String), Vec<Connection>>,
     pub metrics: clawlink_common::metrics::Metrics,
     pub keyring: clawlink_common::crypto::Keyring,
     /// Per-device request budget of this replica.

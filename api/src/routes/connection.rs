@@ -2,21 +2,22 @@
 //! default for the integration, else the only one; otherwise a clear 409.
 
 use crate::error::ApiError;
+use crate::state::AppState;
 use axum::http::StatusCode;
 use clawlink_common::catalog::ToolEntry;
-use clawlink_common::db::connections::{self, Connection};
+use clawlink_common::db::connections::Connection;
 use clawlink_common::ids::UserId;
 use serde_json::json;
-use sqlx::PgConnection;
 
 pub async fn resolve_connection(
-    conn: &mut PgConnection,
+    state: &AppState,
     user: UserId,
     tool: &ToolEntry,
     requested: Option<i64>,
 ) -> Result<Connection, ApiError> {
     let integration = &tool.provider.id;
-    let candidates = connections::list_usable(conn, user, integration).await?;
+    // Batched with the lookups of concurrent calls (one statement per batch).
+    let candidates = state.connection_lookups.call((user, integration.clone())).await?;
     let chosen = match requested {
         Some(id) => candidates.iter().find(|c| c.id.0 == id).cloned().ok_or_else(|| {
             // Another user's id and a made-up id look the same: 404.

@@ -158,8 +158,7 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
     let ToolCall { tool, arguments, connection_id, confirmed, is_async, idempotency_key } = call;
     check_arguments(&tool, &arguments)?;
 
-    let mut conn = state.db.acquire().await?;
-    let connection = resolve_connection(&mut conn, device.user_id, &tool, connection_id).await?;
+    let connection = resolve_connection(state, device.user_id, &tool, connection_id).await?;
     if tool.requires_confirmation && !confirmed {
         let summary = clawlink_common::catalog::render_preview(&tool.tool.preview, &arguments);
         return Err(ApiError::new(
@@ -180,7 +179,6 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
     let id = ExecutionId::new();
     clawlink_common::telemetry::record_execution_id(id);
     let hash = request_hash(&tool.name, connection.id, &arguments);
-    drop(conn);
     let inserted = state
         .inserts
         .call(NewExecution {

@@ -181,8 +181,8 @@ pub async fn preview(
 ) -> Result<Json<Value>, ApiError> {
     let tool = find_tool(&state, &name)?;
     check_arguments(&tool, &body.arguments)?;
+    let connection = resolve_connection(&state, device.user_id, &tool, body.connection_id).await?;
     let mut conn = state.db.acquire().await?;
-    let connection = resolve_connection(&mut conn, device.user_id, &tool, body.connection_id).await?;
     let standing = clawlink_common::db::billing::standing(&mut conn, device.user_id).await?;
     if standing.calls_this_month >= standing.plan.monthly_calls {
         return Err(crate::routes::execute::over_quota(&state, standing.calls_this_month, standing.plan.monthly_calls));

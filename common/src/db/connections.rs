@@ -70,18 +70,46 @@ pub async fn store_credential(
 
 /// The user's connections to `integration` that can be used (not revoked), default first.
 pub async fn list_usable(conn: &mut PgConnection, user: UserId, integration: &str) -> sqlx::Result<Vec<Connection>> {
-    sqlx::query_as!(
-        Connection,
-        r#"SELECT id AS "id: ConnectionId", user_id AS "user_id: UserId", integration, connection_label,
-                  account_label, is_default, status, token_expires_at, created_at
-           FROM user_integrations
-           WHERE user_id = $1 AND integration = $2 AND status <> 'revoked'
-           ORDER BY is_default DESC, id"#,
-        user.0,
-        integration
+    Ok(list_usable_many(conn, &[(user, integration.to_string())]).await?.pop().unwrap_or_default())
+}
+
+/// [`list_usable`] for many (user, integration) pairs in one statement (the api batches
+/// the lookups of concurrent calls); one list per pair, in order.
+pub async fn list_usable_many(
+    conn: &mut PgConnection,
+    keys: &[(UserId, String)],
+) -> sqlx::Result<Vec<Vec<Connection>>> {
+    let users: Vec<i64> = keys.iter().map(|(u, _)| u.0).collect();
+    let integrations: Vec<&str> = keys.iter().map(|(_, i)| i.as_str()).collect();
+    type Row =
+        (i64, i64, i64, String, String, String, bool, String, Option<time::OffsetDateTime>, time::OffsetDateTime);
+    let rows: Vec<Row> = sqlx::query_as(
+        r#"SELECT k.n, c.id, c.user_id, c.integration, c.connection_label, c.account_label, c.is_default, c.status,
+                  c.token_expires_at, c.created_at
+             FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS k(user_id, integration, n)
+             JOIN user_integrations c
+               ON c.user_id = k.user_id AND c.integration = k.integration AND c.status <> 'revoked'
+            ORDER BY k.n, c.is_default DESC, c.id"#,
     )
+    .bind(users)
+    .bind(integrations)
     .fetch_all(conn)
-    .await
+    .await?;
+    let mut lists = vec![Vec::new(); keys.len()];
+    for r in rows {
+        lists[(r.0 - 1) as usize].push(Connection {
+            id: ConnectionId(r.1),
+            user_id: UserId(r.2),
+            integration: r.3,
+            connection_label: r.4,
+            account_label: r.5,
+            is_default: r.6,
+            status: r.7,
+            token_expires_at: r.8,
+            created_at: r.9,
+        });
+    }
+    Ok(lists)
 }
 
 pub async fn list_for_user(conn: &mut PgConnection, user: UserId) -> sqlx::Result<Vec<Connection>> {
