@@ -160,6 +160,8 @@ impl Pacer {
     pub async fn pause(&self, provider: &str, connection: ConnectionId, wait: Duration) -> Result<(), PaceError> {
         let key = self.pause_key(provider, connection);
         let ms = wait.as_millis().max(1) as u64;
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         let mut conn = self.redis.clone();
         // SET … GT needs Redis 7; PX with NX then PEXPIRE GT keeps the longer pause.
         redis::pipe()
@@ -175,8 +177,31 @@ impl Pacer {
             .arg(ms)
             .arg("GT")
             .ignore()
+            // The index of pauses the admin view reads (no keyspace walk): member
+            // `<provider>:<connection>`, score = until (ms since the epoch), the later kept.
+            .cmd("ZADD")
+            .arg(self.paused_index())
+            .arg("GT")
+            .arg(now_ms + ms)
+            .arg(format!("{provider}:{connection}"))
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(self.paused_index())
+            .arg("-inf")
+            .arg(now_ms)
+            .ignore()
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())
     }
+
+    /// The sorted set of pauses: `<ns>:paused`.
+    pub fn paused_index(&self) -> String {
+        paused_index(&self.namespace)
+    }
+}
+
+/// The sorted set indexing a namespace's pauses (see `Pacer::pause`).
+pub fn paused_index(namespace: &str) -> String {
+    format!("{namespace}:paused")
 }

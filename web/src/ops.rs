@@ -344,9 +344,9 @@ impl Ops {
 
     /// Pacing state of every provider with declared limits: app windows' permits now,
     /// connections busy or out of permits, and pauses after a 429. The app windows are
-    /// read by name. Connections' windows and pauses need a SCAN, which walks the whole
-    /// Redis keyspace (results live there too), so it runs only while the keyspace is
-    /// small; the flag says whether it ran.
+    /// read by name, pauses from their index (`Pacer::pause`). Connections' windows need a
+    /// SCAN, which walks the whole Redis keyspace (results live there too), so it runs only
+    /// while the keyspace is small; the flag says whether it ran.
     pub async fn pacing(&self, catalog: &Catalog) -> Result<(Vec<PacingState>, bool), OpsError> {
         let mut redis = self.results().await?.connection();
         let (time, keyspace): ((u64, u64), u64) =
@@ -358,25 +358,30 @@ impl Ops {
                 (0..p.rate_limits.per_app.len()).map(move |i| format!("{}:pace:{}:app:w{i}", self.namespace, p.id))
             })
             .collect();
-        let mut pause_keys: Vec<String> = Vec::new();
+        // Pauses come from their index, whatever the keyspace's size.
+        let now_ms = now_us / 1000;
+        let paused_now: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
+            .arg(clawlink_common::pacing::paused_index(&self.namespace))
+            .arg(now_ms)
+            .arg("+inf")
+            .arg("WITHSCORES")
+            .query_async(&mut redis)
+            .await?;
         let scanned = keyspace <= SCAN_KEYSPACE_LIMIT;
         if scanned {
-            // One walk for both kinds: `<ns>:pace:…` and `<ns>:pause:…`.
-            let (pace, pause) = (format!("{}:pace:", self.namespace), format!("{}:pause:", self.namespace));
+            let pace = format!("{}:pace:", self.namespace);
             let mut cursor: u64 = 0;
             loop {
                 let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                     .arg(cursor)
                     .arg("MATCH")
-                    .arg(format!("{}:pa*", self.namespace))
+                    .arg(format!("{}:pace:*", self.namespace))
                     .arg("COUNT")
                     .arg(1000)
                     .query_async(&mut redis)
                     .await?;
                 for key in keys {
-                    if key.starts_with(&pause) {
-                        pause_keys.push(key);
-                    } else if key.starts_with(&pace) && !key.contains(":app:w") {
+                    if key.starts_with(&pace) && !key.contains(":app:w") {
                         pace_keys.push(key);
                     }
                 }
@@ -386,30 +391,16 @@ impl Ops {
                 }
             }
         }
-        // One round trip for every value: the window TATs and the pauses' remaining time.
-        let mut pipe = redis::pipe();
-        for k in &pace_keys {
-            pipe.cmd("GET").arg(k);
-        }
-        for k in &pause_keys {
-            pipe.cmd("PTTL").arg(k);
-        }
-        let (tats, ttls): (Vec<Option<u64>>, Vec<i64>) = if pace_keys.is_empty() && pause_keys.is_empty() {
-            (Vec::new(), Vec::new())
+        // One round trip for every window's TAT.
+        let tats: Vec<Option<u64>> = if pace_keys.is_empty() {
+            Vec::new()
         } else {
-            let values: Vec<redis::Value> = pipe.query_async(&mut redis).await?;
-            let mut tats = Vec::new();
-            let mut ttls = Vec::new();
-            for (i, v) in values.into_iter().enumerate() {
-                if i < pace_keys.len() {
-                    tats.push(redis::from_redis_value::<Option<u64>>(v).ok().flatten());
-                } else {
-                    ttls.push(redis::from_redis_value::<i64>(v).unwrap_or(-2));
-                }
+            let mut pipe = redis::pipe();
+            for k in &pace_keys {
+                pipe.cmd("GET").arg(k);
             }
-            (tats, ttls)
+            pipe.query_async(&mut redis).await?
         };
-        let now_ms = now_us / 1000;
         let mut out = Vec::new();
         for p in catalog.providers() {
             let limits = &p.rate_limits;
@@ -440,13 +431,12 @@ impl Ops {
                     exhausted.insert(conn.to_string());
                 }
             }
-            let pause_prefix = format!("{}:pause:{}:", self.namespace, p.id);
-            let paused: Vec<Paused> = pause_keys
+            let pause_prefix = format!("{}:", p.id);
+            let paused: Vec<Paused> = paused_now
                 .iter()
-                .zip(&ttls)
-                .filter_map(|(k, ttl)| {
-                    let conn = k.strip_prefix(&pause_prefix)?;
-                    (*ttl > 0).then(|| Paused { connection: conn.to_string(), until_ms: now_ms + *ttl as u64 })
+                .filter_map(|(member, until)| {
+                    let conn = member.strip_prefix(&pause_prefix)?;
+                    Some(Paused { connection: conn.to_string(), until_ms: *until as u64 })
                 })
                 .collect();
             if limits.per_app.is_empty() && limits.per_connection.is_empty() && paused.is_empty() {

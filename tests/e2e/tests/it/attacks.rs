@@ -380,7 +380,13 @@ async fn another_users_ids_answer_404_and_change_nothing() {
             .replace("{token}", &alice_connect)
         };
         let expect: Option<u16> = match (method.as_str(), path.as_str()) {
-            ("get", "/" | "/healthz" | "/readyz" | "/static/style.css" | "/signup" | "/signin" | "/metrics")
+            // The admin view: Mallory is no admin, so it does not exist for her.
+            ("get", "/admin/queues" | "/admin/queues.json") => Some(404),
+            (
+                "get",
+                "/" | "/healthz" | "/readyz" | "/static/style.css" | "/static/admin.js" | "/signup" | "/signin",
+            )
+            | ("get", "/metrics")
             | ("get", "/connections" | "/connections/new" | "/billing" | "/executions" | "/devices") => None,
             // Forms about the caller only; posted empty they are refused or redirect.
             ("post", "/signup" | "/signin" | "/signout" | "/connections/new" | "/billing/checkout") => {

@@ -99,7 +99,6 @@ async fn only_admins_see_the_queue_view_and_they_can_replay_and_discard_dead_let
     pacer.pause("sandbox", connection, Duration::from_secs(60)).await.unwrap();
     let s = stats(&mut admin).await;
     let sandbox = s["pacing"].as_array().unwrap().iter().find(|p| p["provider"] == "sandbox").expect("sandbox pacing");
-    assert_eq!(s["pacingConnectionsRead"], true, "{s}");
     assert_eq!(sandbox["paused"][0]["connection"], connection.0.to_string(), "{sandbox}");
     let until = sandbox["paused"][0]["untilMs"].as_i64().unwrap();
     assert!((until - s["atMs"].as_i64().unwrap() - 60_000).abs() < 5_000, "paused for about a minute: {sandbox}");
