@@ -7,6 +7,7 @@ mod catalog_tools;
 mod connections;
 mod dashboard;
 mod execute;
+mod faults;
 mod jobs;
 mod mcp;
 mod metrics;
