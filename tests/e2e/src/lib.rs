@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub mod browser;
+pub mod chaos;
 pub mod chaos_infra;
 
 /// The secret the emulator's payment provider signs webhooks with in tests.
@@ -72,11 +73,22 @@ pub struct Options {
     /// (`CLAWLINK_PROVIDER_<ID>_AUTHORIZE_URL` / `_TOKEN_URL` / `_CLIENT_ID` /
     /// `_CLIENT_SECRET`). Default on; `env` can still override any of them.
     pub oauth: bool,
+    /// The database is `<db_prefix>_<random>`. `deploy/local/test` drops every
+    /// `clawlink_test_*` database when it starts (left behind by interrupted runs), so a
+    /// long run that must survive someone else's test run uses another prefix.
+    pub db_prefix: &'static str,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { workers: 1, env: Vec::new(), sandbox_rate: None, extra_catalog: Vec::new(), oauth: true }
+        Self {
+            workers: 1,
+            env: Vec::new(),
+            sandbox_rate: None,
+            extra_catalog: Vec::new(),
+            oauth: true,
+            db_prefix: "clawlink_test",
+        }
     }
 }
 
@@ -118,7 +130,8 @@ impl Stack {
     pub async fn start(options: Options) -> Stack {
         install_crypto();
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        let db_name = format!("clawlink_test_{suffix}");
+        assert!(options.db_prefix.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "db_prefix: a-z and _ only");
+        let db_name = format!("{}_{suffix}", options.db_prefix);
         let admin =
             sqlx::PgPool::connect(&admin_url()).await.expect("connect to postgres (CLAWLINK_TEST_DATABASE_URL)");
         // The name is ours: a fixed prefix and hex digits.

@@ -4,6 +4,7 @@
 mod agent;
 mod billing;
 mod catalog_tools;
+mod chaos;
 mod connections;
 mod dashboard;
 mod execute;
