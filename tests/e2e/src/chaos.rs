@@ -18,8 +18,8 @@
 //! - no execution was performed twice, except inside the documented window: the worker
 //!   died between the provider's answer and the commit of the result. A duplicate counts
 //!   as in-window when a worker was SIGKILLed within moments (`WINDOW_SLACK_MS`) after
-//!   the provider performed the call, and before it performed it again; every other
-//!   duplicate is a defect.
+//!   the provider performed the call (or just before: `IN_FLIGHT_MS`, a request already
+//!   sent), and before it performed it again; every other duplicate is a defect.
 
 use crate::chaos_infra::{PrivateRabbit, PrivateRedis};
 use crate::{Options, SANDBOX_TOKEN, Stack};
@@ -45,6 +45,10 @@ const KILL_RECOVERY_MS: u64 = 15_000;
 /// window" (the worker had the answer and had not recorded it yet). The window itself is
 /// a few milliseconds; the slack covers clock alignment and a loaded machine.
 const WINDOW_SLACK_MS: u64 = 2_000;
+
+/// A request the worker had sent just before it was killed reaches the provider (and is
+/// performed) a few milliseconds after the kill: the same window, seen from the other side.
+const IN_FLIGHT_MS: u64 = 100;
 
 #[derive(Clone, Debug)]
 pub struct ChaosOptions {
@@ -590,7 +594,11 @@ fn reconcile(
         // recording it), and the next performance came after that kill.
         let in_window = times.len() as u32 == *count
             && times.windows(2).all(|w| {
-                kills.iter().any(|k| *k >= w[0] as i64 && *k <= (w[0] + WINDOW_SLACK_MS) as i64 && *k <= w[1] as i64)
+                kills.iter().any(|k| {
+                    *k >= w[0] as i64 - IN_FLIGHT_MS as i64
+                        && *k <= (w[0] + WINDOW_SLACK_MS) as i64
+                        && *k <= w[1] as i64
+                })
             });
         if in_window {
             report.duplicated_in_window += 1;
