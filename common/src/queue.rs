@@ -182,7 +182,15 @@ pub enum PublishError {
     Broker(#[from] lapin::Error),
     #[error("the message could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("the broker did not confirm the message within {0:?}")]
+    Timeout(Duration),
 }
+
+/// The longest a publish may wait for the channel to come back and the broker to confirm.
+/// After a broker restart with publishes in flight lapin's recovery may never complete
+/// (amqp-rs/lapin#450); without a bound every caller would hang. Past it the publish is
+/// reported as failed (ambiguous, like any unconfirmed publish: see `publish_raw`).
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Publishes jobs with publisher confirms and `mandatory`, so a publish either reached a
 /// queue or is reported as an error — never silently lost. Many publishes may be in
@@ -220,6 +228,12 @@ impl Publisher {
     }
 
     pub async fn publish_raw(&self, queue: &str, payload: &[u8]) -> Result<(), PublishError> {
+        tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_confirmed(queue, payload))
+            .await
+            .unwrap_or(Err(PublishError::Timeout(PUBLISH_TIMEOUT)))
+    }
+
+    async fn publish_confirmed(&self, queue: &str, payload: &[u8]) -> Result<(), PublishError> {
         let props = BasicProperties::default()
             .with_delivery_mode(2) // persistent: survives a broker restart
             .with_content_type(ShortString::from("application/json"));

@@ -494,8 +494,19 @@ end
 return 0
 "#;
 
+/// Extends a lock that is still ours, or takes it again when it vanished (Redis lost its
+/// keys); 0 when another holder has it.
+const RENEW: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v == false or v == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"#;
+
 /// A Redis lock with an owner token (`SET key token NX PX ttl`); see `COMPARE_AND_DELETE`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RedisLock {
     key: String,
     token: String,
@@ -520,6 +531,17 @@ impl RedisLock {
             .query_async(conn)
             .await?;
         Ok(set.map(|_| Self { key: key.to_string(), token }))
+    }
+
+    /// Keeps the lock for another `ttl` (see `RENEW`). Returns whether it is still ours.
+    pub async fn renew(&self, conn: &mut ConnectionManager, ttl: Duration) -> redis::RedisResult<bool> {
+        let kept: i64 = redis::Script::new(RENEW)
+            .key(&self.key)
+            .arg(&self.token)
+            .arg(ttl.as_millis().max(1) as u64)
+            .invoke_async(conn)
+            .await?;
+        Ok(kept == 1)
     }
 
     /// Releases the lock if it is still ours. Returns whether it was.

@@ -3,6 +3,8 @@
 //!
 //! Keys (each key type maps to one value type; every write has a TTL):
 //! - `<ns>:result:<execution id>` → JSON [`Outcome`].
+//! - `<ns>:lease:<execution id>` → the owner token of the one delivery working on the
+//!   execution (a `refresh::RedisLock`, renewed while the call runs).
 //! Channels:
 //! - `<ns>:notify:<api instance id>` → JSON [`Outcome`] of a sync call (the whole result,
 //!   so the waiting caller needs no second round trip).
@@ -109,6 +111,10 @@ impl ResultStore {
 
     pub fn result_key(&self, id: ExecutionId) -> String {
         format!("{}:result:{}", self.namespace, id)
+    }
+
+    pub fn lease_key(&self, id: ExecutionId) -> String {
+        format!("{}:lease:{}", self.namespace, id)
     }
 
     pub fn notify_channel(&self, instance: &str) -> String {

@@ -39,45 +39,78 @@ pub async fn consume_lane(
     tracker: TaskTracker,
     stop: CancellationToken,
 ) -> Result<StoppedLane, lapin::Error> {
+    // The broker closes a channel on its own now and then (a delivery past the consumer
+    // timeout: PRECONDITION_FAILED), which lapin's recovery does not bring back. The
+    // worker then opens a new channel and consumes again instead of stopping: the timed-out
+    // delivery is handed out again, and the execution's lease keeps it from running twice.
+    let mut reopened = 0u32;
+    'channel: loop {
+        let (channel, mut consumer) = match open_consumer(connection, topology, lane, prefetch, &consumer_tag).await {
+            Ok(opened) => opened,
+            Err(err) if reopened > 0 && reopened <= 10 && !stop.is_cancelled() => {
+                tracing::warn!(error = %err, lane = lane.as_str(), attempt = reopened, "cannot consume again yet");
+                reopened += 1;
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(reopened))).await;
+                continue 'channel;
+            }
+            Err(err) => return Err(err),
+        };
+        tracing::info!(lane = lane.as_str(), prefetch, "consuming");
+        loop {
+            let next = tokio::select! {
+                _ = stop.cancelled() => {
+                    // Stop taking new work; in-flight calls finish and ack on this same channel.
+                    let _ = channel.basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default()).await;
+                    return Ok(StoppedLane { _channel: channel, _consumer: consumer });
+                }
+                next = consumer.next() => next,
+            };
+            match next {
+                Some(Ok(delivery)) => {
+                    reopened = 0;
+                    let executor = executor.clone();
+                    executor.metrics.inflight.inc();
+                    tracker.spawn(async move {
+                        handle(&executor, delivery, lane).await;
+                        executor.metrics.inflight.dec();
+                    });
+                }
+                Some(Err(err)) => {
+                    // With automatic recovery the channel and consumer come back; deliveries
+                    // not acked before the failure will be redelivered.
+                    tracing::warn!(error = %err, lane = lane.as_str(), "consumer interrupted; waiting for recovery");
+                    if let Err(err) = channel.wait_for_recovery(err).await {
+                        if stop.is_cancelled() {
+                            return Ok(StoppedLane { _channel: channel, _consumer: consumer });
+                        }
+                        tracing::warn!(error = %err, lane = lane.as_str(), "channel not recovered; opening a new one");
+                        reopened += 1;
+                        continue 'channel;
+                    }
+                }
+                None => return Ok(StoppedLane { _channel: channel, _consumer: consumer }),
+            }
+        }
+    }
+}
+
+async fn open_consumer(
+    connection: &lapin::Connection,
+    topology: &Topology,
+    lane: Lane,
+    prefetch: u16,
+    consumer_tag: &str,
+) -> Result<(lapin::Channel, lapin::Consumer), lapin::Error> {
     let channel = consumer_channel(connection, prefetch).await?;
-    let mut consumer = channel
+    let consumer = channel
         .basic_consume(
             topology.work_queue(lane).as_str().into(),
-            consumer_tag.as_str().into(),
+            consumer_tag.into(),
             BasicConsumeOptions::default(), // manual acks: no_ack = false
             FieldTable::default(),
         )
         .await?;
-    tracing::info!(lane = lane.as_str(), prefetch, "consuming");
-    loop {
-        let next = tokio::select! {
-            _ = stop.cancelled() => break,
-            next = consumer.next() => next,
-        };
-        match next {
-            Some(Ok(delivery)) => {
-                let executor = executor.clone();
-                executor.metrics.inflight.inc();
-                tracker.spawn(async move {
-                    handle(&executor, delivery, lane).await;
-                    executor.metrics.inflight.dec();
-                });
-            }
-            Some(Err(err)) => {
-                // With automatic recovery the channel and consumer come back; deliveries
-                // not acked before the failure will be redelivered.
-                tracing::warn!(error = %err, lane = lane.as_str(), "consumer interrupted; waiting for recovery");
-                if let Err(err) = channel.wait_for_recovery(err).await {
-                    tracing::error!(error = %err, "broker connection lost for good");
-                    return Err(err);
-                }
-            }
-            None => break,
-        }
-    }
-    // Stop taking new work; in-flight calls finish and ack on this same channel.
-    let _ = channel.basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default()).await;
-    Ok(StoppedLane { _channel: channel, _consumer: consumer })
+    Ok((channel, consumer))
 }
 
 async fn handle(executor: &Executor, delivery: Delivery, lane: Lane) {

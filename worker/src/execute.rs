@@ -7,8 +7,11 @@
 //! - a delivery whose previous attempt published a result to Redis but died before
 //!   recording it finishes the row from Redis, without calling the provider;
 //! - the provider sees the execution id in its idempotency header, where it has one.
+//! - one delivery at a time works on an execution (a lease in Redis, renewed while the
+//!   call runs): a copy the broker hands out while the first delivery still runs (after a
+//!   consumer timeout or a broker restart) checks back later instead of calling again.
 //! The only window for a second provider call is between the provider's answer and the
-//! Redis write of the result (documented in RELIABILITY.md).
+//! Redis write of the result, when the worker dies in it (documented in RELIABILITY.md).
 
 use clawlink_common::batch::Batcher;
 use clawlink_common::catalog::{Catalog, ToolEntry, render_request};
@@ -21,7 +24,7 @@ use clawlink_common::metrics::{
 use clawlink_common::pacing::{PaceError, Pacer};
 use clawlink_common::provider::{CredentialBundle, ProviderClient};
 use clawlink_common::queue::{Job, Lane, Publisher};
-use clawlink_common::refresh::{RefreshError, Refresher};
+use clawlink_common::refresh::{RedisLock, RefreshError, Refresher};
 use clawlink_common::results::{FinalStatus, Outcome, OutcomeError, OutcomeMeta, ResultStore};
 use clawlink_common::retry::{Classification, RetryPolicy, classify_status};
 use serde_json::Value;
@@ -29,6 +32,14 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use time::OffsetDateTime;
+
+/// How long a delivery's lease on its execution lasts unless renewed (every third of it).
+/// A worker that dies holds its executions up to this long before a redelivery runs them.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// A delivery that finds another one working on its execution checks back after this long
+/// (through the shortest delay queue).
+const LEASE_RECHECK: Duration = Duration::from_secs(2);
 
 /// Everything a call needs, shared by all in-flight calls of the process.
 pub struct Executor {
@@ -124,6 +135,49 @@ enum Attempted {
 impl Executor {
     #[tracing::instrument(skip_all, fields(execution_id = %execution_id, lane = lane.as_str()))]
     pub async fn process(
+        &self,
+        execution_id: ExecutionId,
+        reply_to: Option<&str>,
+        lane: Lane,
+        redelivered: bool,
+    ) -> Result<Disposition, InfraError> {
+        let mut redis = self.results.connection();
+        let Some(lease) = RedisLock::try_acquire(&mut redis, &self.results.lease_key(execution_id), LEASE_TTL).await?
+        else {
+            let mut conn = self.db.acquire().await?;
+            if executions::get_final(&mut conn, execution_id).await?.is_some() {
+                // Finished meanwhile: the claim finds it final and re-publishes the result.
+                drop(conn);
+                return self.process_leased(execution_id, reply_to, lane, redelivered).await;
+            }
+            drop(conn);
+            let job = Job::ExecuteV1 { execution_id, reply_to: reply_to.map(String::from) };
+            self.publisher.publish_delayed(lane, &job, LEASE_RECHECK).await?;
+            tracing::info!("another delivery of this execution is running; checking back later");
+            return Ok(Disposition::Ack);
+        };
+        let renewing = tokio::spawn({
+            let (lease, mut redis) = (lease.clone(), redis.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(LEASE_TTL / 3).await;
+                    match lease.renew(&mut redis, LEASE_TTL).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(%execution_id, "lost the execution's lease to another delivery"),
+                        Err(err) => tracing::warn!(%execution_id, error = %err, "cannot renew the execution's lease"),
+                    }
+                }
+            }
+        });
+        let result = self.process_leased(execution_id, reply_to, lane, redelivered).await;
+        renewing.abort();
+        // If this fails the lease expires by itself.
+        let _ = lease.release(&mut redis).await;
+        result
+    }
+
+    /// `process` once this delivery holds the execution's lease.
+    async fn process_leased(
         &self,
         execution_id: ExecutionId,
         reply_to: Option<&str>,

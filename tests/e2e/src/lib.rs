@@ -19,6 +19,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub mod browser;
+pub mod chaos;
+pub mod chaos_infra;
 
 /// The secret the emulator's payment provider signs webhooks with in tests.
 pub const PAYMENT_WEBHOOK_SECRET: &str = "whsec_test_secret";
@@ -40,10 +42,16 @@ fn with_database(url: &str, db: &str) -> String {
     format!("{base}/{db}")
 }
 
-/// The folder of the workspace's built binaries (target/debug when tests run in debug).
+/// The folder of the workspace's built binaries (target/debug when tests run in debug):
+/// the parent of `deps/` for a test binary, the binary's own folder for a binary.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    exe.parent().and_then(|deps| deps.parent()).expect("target dir").to_path_buf()
+    let dir = exe.parent().expect("target dir");
+    if dir.file_name().is_some_and(|n| n == "deps") { dir.parent().expect("target dir") } else { dir }.to_path_buf()
+}
+
+fn shared_amqp_url() -> String {
+    std::env::var("CLAWLINK_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 pub fn install_crypto() {
@@ -65,11 +73,22 @@ pub struct Options {
     /// (`CLAWLINK_PROVIDER_<ID>_AUTHORIZE_URL` / `_TOKEN_URL` / `_CLIENT_ID` /
     /// `_CLIENT_SECRET`). Default on; `env` can still override any of them.
     pub oauth: bool,
+    /// The database is `<db_prefix>_<random>`. `deploy/local/test` drops every
+    /// `clawlink_test_*` database when it starts (left behind by interrupted runs), so a
+    /// long run that must survive someone else's test run uses another prefix.
+    pub db_prefix: &'static str,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { workers: 1, env: Vec::new(), sandbox_rate: None, extra_catalog: Vec::new(), oauth: true }
+        Self {
+            workers: 1,
+            env: Vec::new(),
+            sandbox_rate: None,
+            extra_catalog: Vec::new(),
+            oauth: true,
+            db_prefix: "clawlink_test",
+        }
     }
 }
 
@@ -111,7 +130,8 @@ impl Stack {
     pub async fn start(options: Options) -> Stack {
         install_crypto();
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        let db_name = format!("clawlink_test_{suffix}");
+        assert!(options.db_prefix.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "db_prefix: a-z and _ only");
+        let db_name = format!("{}_{suffix}", options.db_prefix);
         let admin =
             sqlx::PgPool::connect(&admin_url()).await.expect("connect to postgres (CLAWLINK_TEST_DATABASE_URL)");
         // The name is ours: a fixed prefix and hex digits.
@@ -339,9 +359,14 @@ impl Stack {
         self.env.with_prefix("").map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
+    /// The broker this stack uses (a private one when `Options::env` names it).
+    pub fn amqp_url(&self) -> String {
+        self.env.raw("CLAWLINK_AMQP_URL").map(str::to_string).unwrap_or_else(shared_amqp_url)
+    }
+
     pub async fn amqp_channel(&self) -> lapin::Channel {
-        let url = std::env::var("CLAWLINK_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-        let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await.expect("amqp");
+        let conn =
+            lapin::Connection::connect(&self.amqp_url(), lapin::ConnectionProperties::default()).await.expect("amqp");
         let channel = conn.create_channel().await.unwrap();
         // Keep the connection alive as long as the channel is used.
         std::mem::forget(conn);
@@ -520,7 +545,7 @@ impl Stack {
         self.finished = true;
         self.stop_workers().await;
         self.stop_api.cancel();
-        remove_queues(&self.namespace).await;
+        remove_queues(&self.amqp_url(), &self.namespace).await;
         self.db.close().await;
         if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
             let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name)))
@@ -544,9 +569,8 @@ fn queue_names(namespace: &str) -> Vec<String> {
 
 /// Deletes a test namespace's queues: every quorum queue left behind costs the shared
 /// broker a Raft group for good.
-async fn remove_queues(namespace: &str) {
-    let url = std::env::var("CLAWLINK_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    let Ok(conn) = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await else { return };
+async fn remove_queues(url: &str, namespace: &str) {
+    let Ok(conn) = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await else { return };
     if let Ok(channel) = conn.create_channel().await {
         for name in queue_names(namespace) {
             let _ = channel.queue_delete(name.as_str().into(), Default::default()).await;
@@ -567,11 +591,12 @@ impl Drop for Stack {
             stop.cancel();
         }
         let namespace = self.namespace.clone();
+        let amqp_url = self.amqp_url();
         let db_name = self.db_name.clone();
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async {
-                remove_queues(&namespace).await;
+                remove_queues(&amqp_url, &namespace).await;
                 if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
                     let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")))
                         .execute(&admin)

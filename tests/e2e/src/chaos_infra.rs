@@ -1,0 +1,282 @@
+//! A private RabbitMQ node and a private Redis server, each in a temporary folder on ports
+//! of their own, for tests and the chaos runner that restart them.
+//!
+//! The shared broker (5672) and Redis (6379) serve every other test on this machine and
+//! must never be restarted; these are started, restarted and stopped by whoever owns them,
+//! and removed on drop (also when a test fails).
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// A free TCP port on loopback below the ephemeral range (32768+), where a port picked
+/// now is less likely to be taken by an outgoing connection before the server binds it.
+fn free_port() -> u16 {
+    for _ in 0..200 {
+        let port = rand::random::<u16>() % 10_000 + 21_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 21000 and 31000 on 127.0.0.1");
+}
+
+fn temp_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]));
+    std::fs::create_dir_all(&dir).expect("create a temporary folder");
+    dir
+}
+
+/// RabbitMQ's scripts live in /usr/lib/rabbitmq/bin on Debian; the /usr/sbin wrappers
+/// switch to the `rabbitmq` user, who cannot write our folder, so those are avoided.
+fn rabbitmq_bin(name: &str) -> PathBuf {
+    let debian = Path::new("/usr/lib/rabbitmq/bin").join(name);
+    if debian.exists() { debian } else { PathBuf::from(name) }
+}
+
+/// A RabbitMQ node of our own: its own node name, ports, Mnesia and log folders, cookie
+/// (`HOME`) and config, no plugins.
+pub struct PrivateRabbit {
+    dir: PathBuf,
+    node: String,
+    port: u16,
+    dist_port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRabbit {
+    /// Starts a node. `consumer_timeout_ms` sets the broker's delivery acknowledgement
+    /// timeout (and checks it every second rather than every minute).
+    pub async fn start(consumer_timeout_ms: Option<u64>) -> anyhow::Result<PrivateRabbit> {
+        let dir = temp_dir("clawlink-rabbit");
+        let mut conf = String::from("loopback_users = none\n");
+        if let Some(ms) = consumer_timeout_ms {
+            conf.push_str(&format!("consumer_timeout = {ms}\n"));
+        }
+        std::fs::write(dir.join("rabbitmq.conf"), conf)?;
+        // How often a channel evaluates the consumer timeout (3.10 default: 60 s).
+        let tick = if consumer_timeout_ms.is_some() { 1000 } else { 60_000 };
+        std::fs::write(dir.join("advanced.config"), format!("[{{rabbit, [{{channel_tick_interval, {tick}}}]}}].\n"))?;
+        std::fs::write(dir.join("enabled_plugins"), "[].\n")?;
+        std::fs::write(dir.join("rabbitmq-env.conf"), "")?;
+        let node =
+            format!("clawlink-{}@localhost", dir.file_name().unwrap().to_string_lossy().rsplit('-').next().unwrap());
+        let mut rabbit = PrivateRabbit { dir, node, port: 0, dist_port: 0, child: None };
+        let mut last = None;
+        for _ in 0..3 {
+            rabbit.port = free_port();
+            rabbit.dist_port = free_port();
+            match rabbit.boot().await {
+                Ok(()) => return Ok(rabbit),
+                Err(err) => {
+                    tracing::warn!(error = %err, "private rabbitmq did not start; trying other ports");
+                    rabbit.kill_child().await;
+                    let _ = std::fs::remove_dir_all(rabbit.dir.join("mnesia"));
+                    last = Some(err);
+                }
+            }
+        }
+        Err(last.unwrap())
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether the node's log has a line containing `text` (e.g. "timed out").
+    pub fn log_contains(&self, text: &str) -> bool {
+        let log = self.dir.join("log").join(format!("{}.log", self.node));
+        std::fs::read_to_string(log).is_ok_and(|l| l.contains(text))
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(rabbitmq_bin(program));
+        let d = |sub: &str| self.dir.join(sub).display().to_string();
+        cmd.env("HOME", &self.dir)
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d("log"))
+            .env("RABBITMQ_CONFIG_FILE", d("rabbitmq.conf"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", d("advanced.config"))
+            .env("RABBITMQ_CONF_ENV_FILE", d("rabbitmq-env.conf"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
+            .env("RABBITMQ_PID_FILE", d("pid"))
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    async fn boot(&mut self) -> anyhow::Result<()> {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("server.out"))?;
+        let child = self
+            .command("rabbitmq-server")
+            .stdout(Stdio::from(out.try_clone()?))
+            .stderr(Stdio::from(out))
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting rabbitmq-server (is RabbitMQ installed?)")?;
+        self.child = Some(child);
+        // `await_startup` fails at once while the VM has not registered its name yet.
+        let began = tokio::time::Instant::now();
+        loop {
+            let status = self
+                .command("rabbitmqctl")
+                .args(["-n", &self.node, "await_startup", "--timeout", "60"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .await?;
+            if status.success() {
+                return Ok(());
+            }
+            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || began.elapsed() > Duration::from_secs(60) {
+                let out = std::fs::read_to_string(self.dir.join("server.out")).unwrap_or_default();
+                let tail: String =
+                    out.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                bail!("rabbitmq node {} did not start ({exited:?}):\n{tail}", self.node);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Ends a node that did not come up: SIGTERM to the start script stops the VM it
+    /// started (SIGKILL would orphan it), then SIGKILL if it lingers.
+    async fn kill_child(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+            }
+            if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_err() {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+        }
+    }
+
+    /// Stops the node the way an operator would (`rabbitmqctl stop`); messages on disk stay.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        let _ = self
+            .command("rabbitmqctl")
+            .args(["-n", &self.node, "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await?;
+        if let Some(mut child) = self.child.take() {
+            if tokio::time::timeout(Duration::from_secs(30), child.wait()).await.is_err() {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the stopped node again, on the same ports and data.
+    pub async fn start_again(&mut self) -> anyhow::Result<()> {
+        self.boot().await
+    }
+
+    /// Stop, then start again. Returns how long the broker was away.
+    pub async fn restart(&mut self) -> anyhow::Result<Duration> {
+        let began = tokio::time::Instant::now();
+        self.stop().await?;
+        self.start_again().await?;
+        Ok(began.elapsed())
+    }
+}
+
+impl Drop for PrivateRabbit {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let ctl = rabbitmq_bin("rabbitmqctl");
+            let _ = std::process::Command::new(ctl)
+                .args(["-n", &self.node, "stop"])
+                .env("HOME", &self.dir)
+                .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if let Some(child) = self.child.as_mut() {
+                let _ = child.start_kill();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis server of our own without persistence: a restart loses every key, which is
+/// what a crashed cache node looks like.
+pub struct PrivateRedis {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> anyhow::Result<PrivateRedis> {
+        let mut redis = PrivateRedis { dir: temp_dir("clawlink-redis"), port: free_port(), child: None };
+        redis.boot().await?;
+        Ok(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    async fn boot(&mut self) -> anyhow::Result<()> {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting redis-server (is Redis installed?)")?;
+        self.child = Some(child);
+        let client = redis::Client::open(self.url())?;
+        for _ in 0..100 {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                if redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("redis-server on port {} did not answer", self.port)
+    }
+
+    /// Kills the server (SIGKILL: every key is gone) and starts it again on the same port
+    /// after `down`. Returns how long it was away.
+    pub async fn restart(&mut self, down: Duration) -> anyhow::Result<Duration> {
+        let began = tokio::time::Instant::now();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        tokio::time::sleep(down).await;
+        self.boot().await?;
+        Ok(began.elapsed())
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
