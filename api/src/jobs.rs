@@ -205,7 +205,7 @@ pub async fn queue_stats(state: AppState, every: Duration, stop: CancellationTok
         // The broker and Postgres are read side by side, each bounded by the period, so a
         // slow broker neither stalls the ages nor piles rounds up.
         let broker = async {
-            let channel = state.amqp.create_channel().await?;
+            let channel = state.amqp.current().1.create_channel().await?;
             let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
             let read = |name: String| {
                 let channel = channel.clone();

@@ -14,7 +14,7 @@ use crate::state::{AppState, DeviceCache, Inner};
 use anyhow::Context;
 use clawlink_common::catalog::{self, Catalog};
 use clawlink_common::config::Env;
-use clawlink_common::queue::{Publisher, Topology};
+use clawlink_common::queue::{Link, Publisher, Topology};
 use clawlink_common::results::Waiters;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +42,8 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
     .await?;
     let topology = Topology::new(&config.infra.namespace);
     topology.declare_on(&infra.amqp).await.context("declaring queues")?;
-    let publisher = Publisher::new(&infra.amqp, topology).await.context("opening the publisher")?;
+    let link = Link::new(infra.amqp, config.infra.amqp_url.expose(), &config.instance_id, topology);
+    let publisher = Publisher::new(link.clone()).await.context("opening the publisher")?;
 
     let waiters = Waiters::default();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -70,7 +71,7 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
         db: infra.db,
         results: infra.redis,
         publisher,
-        amqp: infra.amqp,
+        amqp: link,
         waiters,
         catalog,
         devices: DeviceCache::new(Duration::from_secs(1)),

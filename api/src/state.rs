@@ -21,7 +21,7 @@ pub struct Inner {
     pub db: PgPool,
     pub results: ResultStore,
     pub publisher: Publisher,
-    pub amqp: lapin::Connection,
+    pub amqp: std::sync::Arc<clawlink_common::queue::Link>,
     pub waiters: Waiters,
     pub catalog: Arc<Catalog>,
     pub devices: DeviceCache,

@@ -19,6 +19,7 @@ use lapin::options::{BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A lane of work. Interactive: someone is waiting. Bulk: async, fire-and-poll.
@@ -165,11 +166,110 @@ impl Topology {
     }
 }
 
-/// Opens a connection with lapin's automatic recovery: channels, queues and consumers
-/// are re-established after a broker restart or a network cut.
+/// Opens a connection without lapin's automatic recovery. After a broker restart under
+/// load that recovery can stall forever (amqp-rs/lapin#450: the I/O thread spins, nothing
+/// is published or consumed again); a dead connection is instead replaced by a fresh one
+/// (`Link::renew`), which re-declares the topology, and its users open new channels.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {
-    let props = ConnectionProperties::default().with_connection_name(LongString::from(name)).enable_auto_recover();
+    let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
     Connection::connect(url, props).await
+}
+
+/// How long opening a connection (and declaring the topology on it) may take before the
+/// attempt is abandoned and made again.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The process's link to the broker: the current connection and its generation. Whoever
+/// finds the connection unusable calls `renew` with the generation it used; the first
+/// caller drops that connection (without waiting on it) and opens a new one, the others
+/// get the new one. Channels are their users' business.
+pub struct Link {
+    url: String,
+    name: String,
+    topology: Topology,
+    current: std::sync::RwLock<(u64, Arc<Connection>)>,
+    renewing: tokio::sync::Mutex<()>,
+}
+
+impl Link {
+    /// Wraps an open connection on which `topology` is declared.
+    pub fn new(connection: Connection, url: &str, name: &str, topology: Topology) -> Arc<Self> {
+        Arc::new(Self {
+            url: url.to_string(),
+            name: name.to_string(),
+            topology,
+            current: std::sync::RwLock::new((0, Arc::new(connection))),
+            renewing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The current connection and its generation.
+    pub fn current(&self) -> (u64, Arc<Connection>) {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (current.0, current.1.clone())
+    }
+
+    pub fn connected(&self) -> bool {
+        self.current().1.status().connected()
+    }
+
+    /// Replaces connection `generation` by a fresh one (topology declared), retrying with
+    /// backoff until the broker answers; returns the new connection. When `generation` was
+    /// replaced already, returns the current one at once.
+    pub async fn renew(&self, generation: u64, reason: &str) -> (u64, Arc<Connection>) {
+        let _renewing = self.renewing.lock().await;
+        let (current, old) = self.current();
+        if current != generation {
+            return (current, old);
+        }
+        tracing::warn!(generation, reason, "replacing the broker connection");
+        // Close the old connection in the background: a stuck one may never answer.
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), old.close(200, "replaced".into())).await;
+        });
+        let started = tokio::time::Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let attempt = async {
+                let connection = connect(&self.url, &self.name).await?;
+                self.topology.declare_on(&connection).await?;
+                Ok::<_, lapin::Error>(connection)
+            };
+            let error = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+                Ok(Ok(connection)) => {
+                    let connection = Arc::new(connection);
+                    let next = generation + 1;
+                    *self.current.write().unwrap_or_else(|e| e.into_inner()) = (next, connection.clone());
+                    tracing::info!(
+                        generation = next,
+                        after_ms = started.elapsed().as_millis() as u64,
+                        "broker connection replaced"
+                    );
+                    return (next, connection);
+                }
+                Ok(Err(err)) => err.to_string(),
+                Err(_) => format!("no answer within {CONNECT_TIMEOUT:?}"),
+            };
+            tracing::warn!(
+                dependency = "rabbitmq",
+                error,
+                retry_in_ms = delay.as_millis() as u64,
+                "waiting for the broker to open a new connection"
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Closes the current connection (at shutdown).
+    pub async fn close(&self, reason: &str) {
+        let (_, connection) = self.current();
+        let _ = tokio::time::timeout(Duration::from_secs(5), connection.close(200, reason.into())).await;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,39 +286,106 @@ pub enum PublishError {
     Timeout(Duration),
 }
 
-/// The longest a publish may wait for the channel to come back and the broker to confirm.
-/// After a broker restart with publishes in flight lapin's recovery may never complete
-/// (amqp-rs/lapin#450); without a bound every caller would hang. Past it the publish is
-/// reported as failed (ambiguous, like any unconfirmed publish: see `publish_raw`).
+/// The longest a publish may wait for a usable channel and the broker's confirm. Past it
+/// the publish is reported as failed (ambiguous, like any unconfirmed publish: see
+/// `publish_raw`) and the connection is replaced.
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long opening a channel on a connection that reports itself connected may take
+/// before the connection is taken for stuck and replaced.
+const CHANNEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Publishes jobs with publisher confirms and `mandatory`, so a publish either reached a
 /// queue or is reported as an error — never silently lost. Many publishes may be in
-/// flight on the one channel at once; each awaits its own confirm.
+/// flight on the one channel at once; each awaits its own confirm. When the channel fails
+/// the publisher opens a new one (on a new connection when the old one is dead or stuck);
+/// concurrent failing publishes share that one renewal.
 #[derive(Clone)]
 pub struct Publisher {
-    channel: Channel,
-    topology: Topology,
+    inner: Arc<PublisherInner>,
+}
+
+struct PublisherInner {
+    link: Arc<Link>,
+    /// The confirm channel and its generation (this publisher's own count).
+    channel: std::sync::RwLock<(u64, Channel)>,
+    renewing: tokio::sync::Mutex<()>,
+}
+
+async fn confirm_channel(connection: &Connection) -> Result<Channel, lapin::Error> {
+    let channel = connection.create_channel().await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok(channel)
+}
+
+impl PublisherInner {
+    fn current(&self) -> (u64, Channel) {
+        let current = self.channel.read().unwrap_or_else(|e| e.into_inner());
+        (current.0, current.1.clone())
+    }
+
+    /// Replaces channel `generation` unless that was done already. `stuck`: the channel
+    /// did not answer, so its connection is replaced too even if it claims to be up.
+    async fn renew(&self, generation: u64, mut stuck: bool) {
+        let _renewing = self.renewing.lock().await;
+        if self.current().0 != generation {
+            return;
+        }
+        loop {
+            let (mut link_generation, mut connection) = self.link.current();
+            if stuck || !connection.status().connected() {
+                (link_generation, connection) = self.link.renew(link_generation, "publisher channel failed").await;
+            }
+            match tokio::time::timeout(CHANNEL_TIMEOUT, confirm_channel(&connection)).await {
+                Ok(Ok(channel)) => {
+                    *self.channel.write().unwrap_or_else(|e| e.into_inner()) = (generation + 1, channel);
+                    tracing::info!(connection = link_generation, "publisher channel reopened");
+                    return;
+                }
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "cannot open a publisher channel; replacing the connection")
+                }
+                Err(_) => tracing::warn!("opening a publisher channel timed out; replacing the connection"),
+            }
+            stuck = true;
+        }
+    }
+
+    /// Renews in a task of its own, so a caller that gives up (its publish timed out) does
+    /// not cancel the renewal others wait for.
+    fn renew_in_background(self: &Arc<Self>, generation: u64, stuck: bool) -> tokio::task::JoinHandle<()> {
+        let inner = self.clone();
+        tokio::spawn(async move { inner.renew(generation, stuck).await })
+    }
 }
 
 impl Publisher {
-    pub async fn new(connection: &Connection, topology: Topology) -> Result<Self, lapin::Error> {
-        let channel = connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        Ok(Self { channel, topology })
+    pub async fn new(link: Arc<Link>) -> Result<Self, lapin::Error> {
+        let channel = confirm_channel(&link.current().1).await?;
+        Ok(Self {
+            inner: Arc::new(PublisherInner {
+                link,
+                channel: std::sync::RwLock::new((0, channel)),
+                renewing: tokio::sync::Mutex::new(()),
+            }),
+        })
     }
 
     pub fn topology(&self) -> &Topology {
-        &self.topology
+        self.inner.link.topology()
+    }
+
+    pub fn link(&self) -> &Arc<Link> {
+        &self.inner.link
     }
 
     pub async fn publish(&self, lane: Lane, job: &Job) -> Result<(), PublishError> {
-        self.publish_to(&self.topology.work_queue(lane), job).await
+        self.publish_to(&self.topology().work_queue(lane), job).await
     }
 
     /// Sends `job` back to `lane` after at least `wait`, through a delay queue.
     pub async fn publish_delayed(&self, lane: Lane, job: &Job, wait: Duration) -> Result<(), PublishError> {
-        let queue = self.topology.delay_queue(lane, Topology::delay_tier(wait));
+        let queue = self.topology().delay_queue(lane, Topology::delay_tier(wait));
         self.publish_to(&queue, job).await
     }
 
@@ -228,9 +395,15 @@ impl Publisher {
     }
 
     pub async fn publish_raw(&self, queue: &str, payload: &[u8]) -> Result<(), PublishError> {
-        tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_confirmed(queue, payload))
-            .await
-            .unwrap_or(Err(PublishError::Timeout(PUBLISH_TIMEOUT)))
+        let generation = self.inner.current().0;
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_confirmed(queue, payload)).await {
+            Ok(result) => result,
+            Err(_) => {
+                // No answer: the channel or its connection is stuck. Replace both.
+                let _ = self.inner.renew_in_background(generation, true);
+                Err(PublishError::Timeout(PUBLISH_TIMEOUT))
+            }
+        }
     }
 
     async fn publish_confirmed(&self, queue: &str, payload: &[u8]) -> Result<(), PublishError> {
@@ -238,18 +411,33 @@ impl Publisher {
             .with_delivery_mode(2) // persistent: survives a broker restart
             .with_content_type(ShortString::from("application/json"));
         let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
-        let confirm = match self.channel.basic_publish("".into(), queue.into(), opts, payload, props.clone()).await {
+        let (mut generation, mut channel) = self.inner.current();
+        let confirm = match channel.basic_publish("".into(), queue.into(), opts, payload, props.clone()).await {
             Ok(confirm) => confirm,
-            // The channel was down before anything was sent: after recovery, sending once
+            // The channel was down before anything was sent: on a new channel, sending once
             // more cannot duplicate.
             Err(err) => {
-                self.channel.wait_for_recovery(err).await?;
-                self.channel.basic_publish("".into(), queue.into(), opts, payload, props).await?
+                tracing::warn!(error = %err, "publisher channel unusable; reopening it");
+                let _ = self.inner.renew_in_background(generation, false).await;
+                (generation, channel) = self.inner.current();
+                match channel.basic_publish("".into(), queue.into(), opts, payload, props).await {
+                    Ok(confirm) => confirm,
+                    Err(err) => {
+                        let _ = self.inner.renew_in_background(generation, false);
+                        return Err(err.into());
+                    }
+                }
             }
         };
         // A failure here is ambiguous (the message may have been queued); the caller must
         // treat it as not queued *and* make a late delivery harmless.
-        let confirmation = confirm.await?;
+        let confirmation = match confirm.await {
+            Ok(confirmation) => confirmation,
+            Err(err) => {
+                let _ = self.inner.renew_in_background(generation, false);
+                return Err(err.into());
+            }
+        };
         if confirmation.is_nack() {
             return Err(PublishError::Nacked);
         }
@@ -258,6 +446,27 @@ impl Publisher {
         }
         Ok(())
     }
+}
+
+/// Publishes `payload` to `queue` once, with confirms and `mandatory`, on a channel of its
+/// own (the admin's replay: one message now and then, on a connection of its own).
+pub async fn publish_once(connection: &Connection, queue: &str, payload: &[u8]) -> Result<(), PublishError> {
+    let attempt = async {
+        let channel = confirm_channel(connection).await?;
+        let props =
+            BasicProperties::default().with_delivery_mode(2).with_content_type(ShortString::from("application/json"));
+        let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
+        let confirmation = channel.basic_publish("".into(), queue.into(), opts, payload, props).await?.await?;
+        let _ = channel.close(200, "published".into()).await;
+        if confirmation.is_nack() {
+            return Err(PublishError::Nacked);
+        }
+        if confirmation.take_message().is_some() {
+            return Err(PublishError::Unroutable(queue.to_string()));
+        }
+        Ok(())
+    };
+    tokio::time::timeout(PUBLISH_TIMEOUT, attempt).await.unwrap_or(Err(PublishError::Timeout(PUBLISH_TIMEOUT)))
 }
 
 /// Opens a consuming channel with `prefetch` unacknowledged deliveries at most.

@@ -8,7 +8,7 @@
 
 use clawlink_common::catalog::{Catalog, RateWindow};
 use clawlink_common::ids::ExecutionId;
-use clawlink_common::queue::{DELAY_TIERS_SECS, Job, Lane, Publisher, Topology};
+use clawlink_common::queue::{DELAY_TIERS_SECS, Job, Lane, Topology};
 use clawlink_common::results::ResultStore;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -333,8 +333,7 @@ impl Ops {
     /// Publishes `payload` to `lane` with confirms.
     pub async fn republish(&self, lane: Lane, payload: &[u8]) -> Result<(), OpsError> {
         let connection = self.connection().await?;
-        let publisher = Publisher::new(&connection, self.topology.clone()).await?;
-        publisher.publish_raw(&self.topology.work_queue(lane), payload).await?;
+        clawlink_common::queue::publish_once(&connection, &self.topology.work_queue(lane), payload).await?;
         Ok(())
     }
 

@@ -7,7 +7,7 @@
 
 use crate::execute::{Disposition, Executor};
 use clawlink_common::ids::ExecutionId;
-use clawlink_common::queue::{Job, Lane, Topology, consumer_channel};
+use clawlink_common::queue::{Job, Lane, Link, Topology, consumer_channel};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions};
@@ -21,53 +21,119 @@ use tracing::Instrument;
 /// A lane that stopped consuming. Its channel must outlive the lane's in-flight calls:
 /// they ack on it, and dropping it (or the consumer) closes the channel, which hands
 /// their messages back to the broker — finished calls included — and turns their acks
-/// into no-ops. Drop it once the in-flight calls are done.
+/// into no-ops. Drop it once the in-flight calls are done. Empty when the lane was
+/// stopped while it had no channel (its connection being replaced).
 pub struct StoppedLane {
-    _channel: lapin::Channel,
-    _consumer: lapin::Consumer,
+    _channel: Option<lapin::Channel>,
+    _consumer: Option<lapin::Consumer>,
 }
+
+impl StoppedLane {
+    fn open(channel: lapin::Channel, consumer: lapin::Consumer) -> Self {
+        Self { _channel: Some(channel), _consumer: Some(consumer) }
+    }
+
+    fn empty() -> Self {
+        Self { _channel: None, _consumer: None }
+    }
+}
+
+/// How long opening a channel and consumer may take before the connection is taken for
+/// stuck and replaced.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a consumer's channel may report itself down, without its stream saying so,
+/// before the lane gives up on it and its connection.
+const DOWN_LIMIT: Duration = Duration::from_secs(10);
 
 /// Consumes `lane` until `stop`, starting each call on `tracker`; then cancels the
 /// consumer (the broker sends no more) and returns the still-open channel.
+///
+/// The lane never waits on lapin's recovery (it is off: see `queue::connect`). When the
+/// broker closes the lane's channel on its own (a delivery past the consumer timeout:
+/// PRECONDITION_FAILED) the lane opens a new channel on the same connection; when the
+/// connection is dead or stuck, it has the link replace the connection and consumes on
+/// the new one. Deliveries not acked on the old channel are handed out again by the
+/// broker; the execution's lease and final-row checks keep them from running twice.
 pub async fn consume_lane(
     executor: Arc<Executor>,
-    connection: &lapin::Connection,
-    topology: &Topology,
+    link: &Link,
     lane: Lane,
     prefetch: u16,
     consumer_tag: String,
     tracker: TaskTracker,
     stop: CancellationToken,
 ) -> Result<StoppedLane, lapin::Error> {
-    // The broker closes a channel on its own now and then (a delivery past the consumer
-    // timeout: PRECONDITION_FAILED), which lapin's recovery does not bring back. The
-    // worker then opens a new channel and consumes again instead of stopping: the timed-out
-    // delivery is handed out again, and the execution's lease keeps it from running twice.
-    let mut reopened = 0u32;
+    let mut failures = 0u32;
+    // The connection generation to replace before consuming again, if any.
+    let mut replace: Option<u64> = None;
     'channel: loop {
-        let (channel, mut consumer) = match open_consumer(connection, topology, lane, prefetch, &consumer_tag).await {
-            Ok(opened) => opened,
-            Err(err) if reopened > 0 && reopened <= 10 && !stop.is_cancelled() => {
-                tracing::warn!(error = %err, lane = lane.as_str(), attempt = reopened, "cannot consume again yet");
-                reopened += 1;
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(reopened))).await;
+        if stop.is_cancelled() {
+            return Ok(StoppedLane::empty());
+        }
+        let (generation, connection) = match replace.take() {
+            Some(generation) => tokio::select! {
+                _ = stop.cancelled() => return Ok(StoppedLane::empty()),
+                renewed = link.renew(generation, "a consumer's connection is down") => renewed,
+            },
+            None => link.current(),
+        };
+        let opened = tokio::select! {
+            _ = stop.cancelled() => return Ok(StoppedLane::empty()),
+            opened = tokio::time::timeout(
+                OPEN_TIMEOUT,
+                open_consumer(&connection, link.topology(), lane, prefetch, &consumer_tag),
+            ) => opened,
+        };
+        let (channel, mut consumer) = match opened {
+            Ok(Ok(opened)) => opened,
+            failed => {
+                failures += 1;
+                let timed_out = failed.is_err();
+                let error = match failed {
+                    Err(_) => format!("no answer within {OPEN_TIMEOUT:?}"),
+                    Ok(Err(err)) => err.to_string(),
+                    Ok(Ok(_)) => unreachable!(),
+                };
+                tracing::warn!(error, lane = lane.as_str(), attempt = failures, "cannot consume yet");
+                // A dead connection, a stuck one, or a channel refused twice: replace it.
+                if !connection.status().connected() || timed_out || failures >= 2 {
+                    replace = Some(generation);
+                }
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(10)))).await;
                 continue 'channel;
             }
-            Err(err) => return Err(err),
         };
-        tracing::info!(lane = lane.as_str(), prefetch, "consuming");
+        tracing::info!(lane = lane.as_str(), prefetch, connection = generation, "consuming");
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut down_since: Option<tokio::time::Instant> = None;
         loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => {
                     // Stop taking new work; in-flight calls finish and ack on this same channel.
                     let _ = channel.basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default()).await;
-                    return Ok(StoppedLane { _channel: channel, _consumer: consumer });
+                    return Ok(StoppedLane::open(channel, consumer));
+                }
+                _ = check.tick() => {
+                    // A channel that says it is down while its stream says nothing.
+                    if channel.status().connected() && connection.status().connected() {
+                        down_since = None;
+                        continue;
+                    }
+                    let since = *down_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() < DOWN_LIMIT {
+                        continue;
+                    }
+                    tracing::warn!(lane = lane.as_str(), "consumer channel down too long; replacing the connection");
+                    replace = Some(generation);
+                    continue 'channel;
                 }
                 next = consumer.next() => next,
             };
             match next {
                 Some(Ok(delivery)) => {
-                    reopened = 0;
+                    failures = 0;
                     let executor = executor.clone();
                     executor.metrics.inflight.inc();
                     tracker.spawn(async move {
@@ -75,20 +141,25 @@ pub async fn consume_lane(
                         executor.metrics.inflight.dec();
                     });
                 }
-                Some(Err(err)) => {
-                    // With automatic recovery the channel and consumer come back; deliveries
-                    // not acked before the failure will be redelivered.
-                    tracing::warn!(error = %err, lane = lane.as_str(), "consumer interrupted; waiting for recovery");
-                    if let Err(err) = channel.wait_for_recovery(err).await {
-                        if stop.is_cancelled() {
-                            return Ok(StoppedLane { _channel: channel, _consumer: consumer });
-                        }
-                        tracing::warn!(error = %err, lane = lane.as_str(), "channel not recovered; opening a new one");
-                        reopened += 1;
-                        continue 'channel;
+                interrupted => {
+                    // Deliveries not acked before the failure will be redelivered.
+                    let error = match interrupted {
+                        Some(Err(err)) => err.to_string(),
+                        _ => "the consumer ended".to_string(),
+                    };
+                    failures += 1;
+                    let connection_down = !connection.status().connected();
+                    tracing::warn!(
+                        error,
+                        lane = lane.as_str(),
+                        connection_down,
+                        "consumer interrupted; consuming again on a new channel"
+                    );
+                    if connection_down || failures >= 3 {
+                        replace = Some(generation);
                     }
+                    continue 'channel;
                 }
-                None => return Ok(StoppedLane { _channel: channel, _consumer: consumer }),
             }
         }
     }

@@ -13,7 +13,7 @@ use clawlink_common::catalog::{self, Catalog};
 use clawlink_common::config::Env;
 use clawlink_common::pacing::Pacer;
 use clawlink_common::provider::ProviderClient;
-use clawlink_common::queue::{Lane, Publisher, Topology};
+use clawlink_common::queue::{Lane, Link, Publisher, Topology};
 use clawlink_common::refresh::Refresher;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +34,8 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
     .await?;
     let topology = Topology::new(&config.infra.namespace);
     topology.declare_on(&infra.amqp).await.context("declaring queues")?;
-    let publisher = Publisher::new(&infra.amqp, topology.clone()).await.context("opening the publisher")?;
+    let link = Link::new(infra.amqp, config.infra.amqp_url.expose(), &config.worker_id, topology);
+    let publisher = Publisher::new(link.clone()).await.context("opening the publisher")?;
     let pacer = Pacer::new(infra.redis.connection(), &config.infra.namespace, catalog.providers());
     let refresher = Refresher::new(
         infra.redis.connection(),
@@ -62,24 +63,21 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
         metrics: clawlink_common::metrics::Metrics::new(),
     });
 
-    let amqp = Arc::new(infra.amqp);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("cannot listen on {} (CLAWLINK_WORKER_ADDR)", config.addr))?;
-    tokio::spawn(http::serve(listener, executor.clone(), amqp.clone(), stop.clone()));
+    tokio::spawn(http::serve(listener, executor.clone(), link.clone(), stop.clone()));
     let tracker = TaskTracker::new();
     let lanes = [(Lane::Interactive, config.interactive_concurrency), (Lane::Bulk, config.bulk_concurrency)];
     let mut consumers = tokio::task::JoinSet::new();
     for (lane, prefetch) in lanes {
         let executor = executor.clone();
-        let amqp = amqp.clone();
-        let topology = topology.clone();
+        let link = link.clone();
         let tracker = tracker.clone();
         let stop = stop.clone();
         let tag = format!("{}-{}", config.worker_id, lane.as_str());
-        consumers.spawn(async move {
-            consumer::consume_lane(executor, &amqp, &topology, lane, prefetch, tag, tracker, stop).await
-        });
+        consumers
+            .spawn(async move { consumer::consume_lane(executor, &link, lane, prefetch, tag, tracker, stop).await });
     }
     tracing::info!(worker = %config.worker_id, "clawlink-worker running");
     // Stopped lanes keep their channels open until the calls in flight have acked.
@@ -103,7 +101,7 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
         tracing::warn!(in_flight = tracker.len(), "shutdown grace over; unfinished calls will be redelivered");
     }
     drop(stopped);
-    let _ = amqp.close(200, "worker stopping".into()).await;
+    link.close("worker stopping").await;
     tracing::info!("clawlink-worker stopped");
     Ok(())
 }
