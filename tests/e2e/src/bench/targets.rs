@@ -29,8 +29,10 @@ pub struct Pacing {
     /// Provider requests the emulator saw during the cell.
     pub seen: usize,
     pub max_in_window: usize,
-    /// Requests per second over the steady part (after the first window).
+    /// Requests per second over the steady part (after the first window, before the last).
     pub achieved: f64,
+    /// The fewest requests in any window within the steady part.
+    pub fewest_in_window: usize,
     pub row: usize,
 }
 
@@ -179,13 +181,21 @@ impl<'a> Ctx<'a> {
         row.path = Path::Paced;
         let window_ms = u64::from(window.per_seconds) * 1000;
         let max = stack::max_in_window(&at, window_ms);
-        // The first window may hold the burst; the rate is what follows it.
-        let achieved = match (at.first(), at.last()) {
-            (Some(&first), Some(&last)) if last > first + window_ms => {
-                let steady = at.iter().filter(|&&t| t >= first + window_ms).count();
-                steady as f64 * 1000.0 / (last - first - window_ms) as f64
+        // The first window may hold the burst and the last one the tail after the load
+        // stopped; the rate is taken between them, where callers always had work waiting.
+        let (achieved, fewest_in_window) = match (at.first(), at.last()) {
+            (Some(&first), Some(&last)) if last > first + 3 * window_ms => {
+                let (from, to) = (first + window_ms, last - window_ms);
+                let steady = at.iter().filter(|&&t| t >= from && t < to).count();
+                let fewest = at
+                    .iter()
+                    .filter(|&&t| t >= from && t + window_ms <= to)
+                    .map(|&t| at.iter().filter(|&&u| u >= t && u < t + window_ms).count())
+                    .min()
+                    .unwrap_or(0);
+                (steady as f64 * 1000.0 / (to - from) as f64, fewest)
             }
-            _ => 0.0,
+            _ => (0.0, 0),
         };
         rows.push(row);
         Ok(Pacing {
@@ -197,6 +207,7 @@ impl<'a> Ctx<'a> {
             seen: at.len(),
             max_in_window: max,
             achieved,
+            fewest_in_window,
             row: rows.len() - 1,
         })
     }
