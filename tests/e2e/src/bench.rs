@@ -940,4 +940,35 @@ fn scaling_section(out: &mut String, rows: &[Row], s: &targets::Scaling) {
             top.join(", ")
         );
     }
+    // Where it stops growing: the first count that adds less than 10 % over the one before,
+    // and which families' CPU per call grew there.
+    let per_call = |i: usize, family: &str| {
+        let row = &rows[i];
+        row.cpu.seconds.get(family).copied().unwrap_or(0.0) * 1e6 / row.result.ok.max(1) as f64
+    };
+    if let Some(w) = s.rows.windows(2).find(|w| rows[w[1].1].result.rate() < 1.1 * rows[w[0].1].result.rate()) {
+        let ((a, ia), (b, ib)) = (w[0], w[1]);
+        let mut growth: Vec<(&str, f64)> = ["api", "workers", "rabbitmq", "redis", "postgres", "kernel", "other"]
+            .into_iter()
+            .map(|f| (f, per_call(ib, f) - per_call(ia, f)))
+            .filter(|(_, d)| *d >= 1.0)
+            .collect();
+        growth.sort_by(|x, y| y.1.total_cmp(&x.1));
+        let growth: Vec<String> = growth.iter().take(3).map(|(f, d)| format!("{f} +{d:.0}")).collect();
+        let total = |i: usize| rows[i].cpu.seconds.values().sum::<f64>() * 1e6 / rows[i].result.ok.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "\n- throughput stops growing after {a} worker{}: with {b} the machine was {:.0}% busy and CPU per call \
+             went from {:.0} to {:.0} µs ({})",
+            if a == 1 { "" } else { "s" },
+            rows[ib].cpu.machine_busy * 100.0,
+            total(ia),
+            total(ib),
+            if growth.is_empty() {
+                "no family grew".to_string()
+            } else {
+                format!("µs per call: {}", growth.join(", "))
+            }
+        );
+    }
 }
