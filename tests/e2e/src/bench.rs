@@ -10,6 +10,15 @@
 //! - `clawlink async completion`: N async calls submitted while as many tasks poll
 //!   `GET /api/executions/{id}?waitMs=5000` until each is final.
 //!
+//! Rows that change the stack while they run (`bench/targets.rs`), each a section of the
+//! report with its target from issue 6:
+//! - `isolation`: sync calls at c=16 idle, then with `--backlog N` async calls queued on
+//!   the bulk lane (written straight into Postgres and RabbitMQ), p99 loaded / idle;
+//! - `pacing`: three workers, sync calls to the bench catalog's `sandbox_paced` provider,
+//!   the emulator's arrival times: the most in any window against requests + burst, and
+//!   the achieved rate against 0.95 of the limit;
+//! - `scaling`: sync calls at c=64 with 1, 2 and 4 workers.
+//!
 //! Run it through `deploy/local/bench`, which starts the stack with a bench catalog (the
 //! sandbox's rate limit raised) and stops it afterwards. `--help` lists the options.
 
@@ -19,8 +28,12 @@ mod floor;
 mod http;
 #[path = "bench/procinfo.rs"]
 mod procinfo;
+#[path = "bench/stack.rs"]
+mod stack;
 #[path = "bench/stats.rs"]
 mod stats;
+#[path = "bench/targets.rs"]
+mod targets;
 
 use anyhow::{Context, bail};
 use procinfo::{CpuUsage, Labels};
@@ -43,7 +56,11 @@ options (environment variable in brackets):
   --seconds N            measured seconds per cell (default 5)
   --warmup-ms N          unrecorded warm-up per cell (default 500)
   --concurrency LIST     comma-separated (default 1,16,64)
-  --rows LIST            any of direct,floor,sync,async (default all)
+  --rows LIST            any of direct,floor,sync,async,isolation,pacing,scaling
+                         (default all)
+  --backlog N            isolation: bulk calls queued under the loaded cell (default
+                         100000, as issue 6 asks; about 20 s to write and remove)
+  --scaling-workers LIST scaling: worker counts (default 1,2,4)
   --api-url URL          [CLAWLINK_API_URL]
   --api-key KEY          [CLAWLINK_API_KEY]
   --emulator-url URL     [CLAWLINK_EMULATOR_URL] (default http://127.0.0.1:8090)
@@ -77,7 +94,11 @@ struct Options {
     worker_pids: Option<Vec<u32>>,
     prefetch: u16,
     call_timeout: Duration,
+    backlog: usize,
+    scaling_workers: Vec<usize>,
 }
+
+const ROWS: [&str; 7] = ["direct", "floor", "sync", "async", "isolation", "pacing", "scaling"];
 
 fn env(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.trim().is_empty())
@@ -88,7 +109,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Option<Options>> {
         seconds: 5,
         warmup: Duration::from_millis(500),
         concurrency: vec![1, 16, 64],
-        rows: ["direct", "floor", "sync", "async"].into_iter().map(String::from).collect(),
+        rows: ROWS.into_iter().map(String::from).collect(),
         api_url: env("CLAWLINK_API_URL"),
         api_key: env("CLAWLINK_API_KEY"),
         emulator_url: env("CLAWLINK_EMULATOR_URL").unwrap_or_else(|| "http://127.0.0.1:8090".into()),
@@ -101,6 +122,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Option<Options>> {
         worker_pids: None,
         prefetch: 128,
         call_timeout: Duration::from_secs(30),
+        backlog: 100_000,
+        scaling_workers: vec![1, 2, 4],
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -126,8 +149,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Option<Options>> {
             "--rows" => {
                 o.rows = value()?.split(',').map(|r| r.trim().to_string()).collect();
                 for r in &o.rows {
-                    if !["direct", "floor", "sync", "async"].contains(&r.as_str()) {
-                        bail!("--rows: unknown row {r:?} (direct, floor, sync, async)");
+                    if !ROWS.contains(&r.as_str()) {
+                        bail!("--rows: unknown row {r:?} ({})", ROWS.join(", "));
                     }
                 }
             }
@@ -153,6 +176,16 @@ fn parse_options(args: &[String]) -> anyhow::Result<Option<Options>> {
                     .ok()
                     .filter(|p| *p > 0)
                     .context("--prefetch: expected 1 to 65535")?
+            }
+            "--backlog" => o.backlog = number(value()?)?.clamp(1, 10_000_000) as usize,
+            "--scaling-workers" => {
+                o.scaling_workers = value()?
+                    .split(',')
+                    .map(|c| number(c.to_string()).map(|n| n as usize))
+                    .collect::<anyhow::Result<_>>()?;
+                if o.scaling_workers.is_empty() || o.scaling_workers.iter().any(|n| !(1..=16).contains(n)) {
+                    bail!("--scaling-workers: expected numbers from 1 to 16");
+                }
             }
             "--call-timeout-secs" => o.call_timeout = Duration::from_secs(number(value()?)?.max(1)),
             other => bail!("unknown argument {other:?} (see --help)"),
@@ -244,6 +277,8 @@ enum Path {
     Sync,
     AsyncSubmit,
     AsyncCompletion,
+    /// Sync calls to the rate-limited `sandbox_paced` provider (no floor to compare with).
+    Paced,
 }
 
 impl Path {
@@ -254,6 +289,7 @@ impl Path {
             Path::Sync => "clawlink sync",
             Path::AsyncSubmit => "clawlink async submit",
             Path::AsyncCompletion => "clawlink async completion",
+            Path::Paced => "clawlink sync",
         }
     }
 
@@ -269,6 +305,21 @@ struct Row {
     cpu: CpuUsage,
     /// For async completion: how many calls were submitted.
     calls: Option<usize>,
+    /// What sets the row apart from its path's main row (`idle`, `2 workers`, …).
+    variant: Option<String>,
+}
+
+impl Row {
+    fn label(&self) -> String {
+        let mut label = self.path.name().to_string();
+        if let Some(v) = &self.variant {
+            let _ = write!(label, ", {v}");
+        }
+        if let Some(n) = self.calls {
+            let _ = write!(label, " (N={n})");
+        }
+        label
+    }
 }
 
 struct Tracked {
@@ -372,9 +423,9 @@ async fn drain(api: &http::Api, last_id: Option<String>, options: &Options) {
 fn log_row(row: &Row) {
     let r = &row.result;
     eprintln!(
-        "  c={:<3} {:<26} {:>9.1} calls/s  p50 {:>8} ms  p99 {:>8} ms  errors {}  (machine busy {:.0}%)",
+        "  c={:<3} {:<36} {:>9.1} calls/s  p50 {:>8} ms  p99 {:>8} ms  errors {}  (machine busy {:.0}%)",
         row.concurrency,
-        row.path.name(),
+        row.label(),
         r.rate(),
         fmt_ms(r.percentile_ms(50.0)),
         fmt_ms(r.percentile_ms(99.0)),
@@ -388,7 +439,7 @@ fn log_row(row: &Row) {
 
 async fn run(options: Options) -> anyhow::Result<String> {
     let wants = |r: &str| options.rows.contains(r);
-    let needs_api = wants("sync") || wants("async");
+    let needs_api = ["sync", "async", "isolation", "pacing", "scaling"].iter().any(|r| wants(r));
     let http_client = http::client(options.call_timeout)?;
     let direct = http::Direct::new(http_client.clone(), &options.emulator_url, &options.emulator_token)?;
     let api = if needs_api {
@@ -461,8 +512,8 @@ async fn run(options: Options) -> anyhow::Result<String> {
     if let Some(f) = floor {
         f.stop().await;
     }
-    let (rows, rss_end) = outcome?;
-    Ok(report(&options, started_at, &rows, &tracked, &rss_start, &rss_end))
+    let (rows, rss_end, extras) = outcome?;
+    Ok(report(&options, started_at, &rows, &tracked, &rss_start, &rss_end, &extras))
 }
 
 async fn run_cells(
@@ -471,7 +522,7 @@ async fn run_cells(
     direct: &http::Direct,
     api: Option<&http::Api>,
     floor: Option<floor::FloorClient>,
-) -> anyhow::Result<(Vec<Row>, Vec<Option<u64>>)> {
+) -> anyhow::Result<(Vec<Row>, Vec<Option<u64>>, Extras)> {
     let wants = |r: &str| options.rows.contains(r);
     let labels = &tracked.labels;
     let mut rows = Vec::new();
@@ -492,7 +543,7 @@ async fn run_cells(
                 })
             })
             .await;
-            push(Row { concurrency: c, path: Path::Direct, result, cpu, calls: None });
+            push(Row { concurrency: c, path: Path::Direct, result, cpu, calls: None, variant: None });
         }
         if let Some(f) = &floor {
             let f = f.clone();
@@ -503,7 +554,7 @@ async fn run_cells(
                 })
             })
             .await;
-            push(Row { concurrency: c, path: Path::Floor, result, cpu, calls: None });
+            push(Row { concurrency: c, path: Path::Floor, result, cpu, calls: None, variant: None });
         }
         let mut sync_rate = None;
         if let (Some(api), true) = (api, wants("sync")) {
@@ -516,7 +567,7 @@ async fn run_cells(
             })
             .await;
             sync_rate = Some(result.rate());
-            push(Row { concurrency: c, path: Path::Sync, result, cpu, calls: None });
+            push(Row { concurrency: c, path: Path::Sync, result, cpu, calls: None, variant: None });
         }
         if let (Some(api), true) = (api, wants("async")) {
             let last: Arc<Mutex<Option<String>>> = Arc::default();
@@ -534,7 +585,7 @@ async fn run_cells(
                 })
             })
             .await;
-            push(Row { concurrency: c, path: Path::AsyncSubmit, result, cpu, calls: None });
+            push(Row { concurrency: c, path: Path::AsyncSubmit, result, cpu, calls: None, variant: None });
             let last_id = last.lock().expect("last id lock").take();
             eprintln!("  waiting for the submitted calls to finish");
             drain(api, last_id, options).await;
@@ -549,12 +600,49 @@ async fn run_cells(
                 http::async_completion(api, c, n, Duration::from_secs(120), give_up_at)
             })
             .await;
-            push(Row { concurrency: c, path: Path::AsyncCompletion, result, cpu, calls: Some(n) });
+            push(Row { concurrency: c, path: Path::AsyncCompletion, result, cpu, calls: Some(n), variant: None });
             drain(api, None, options).await;
         }
     }
     let rss_end = tracked.memory.iter().map(|(_, p)| procinfo::rss_kib(*p)).collect();
-    Ok((rows, rss_end))
+
+    // The cells that change the stack, after the memory reading (they stop and start workers).
+    let mut extras = Extras::default();
+    if let (Some(api), true) = (api, ["isolation", "pacing", "scaling"].iter().any(|r| wants(r))) {
+        let ctx =
+            targets::Ctx::new(options, tracked, api).await.context("preparing the isolation/pacing/scaling cells")?;
+        let mut note = |what: &str, e: anyhow::Error| {
+            eprintln!("  {what} failed: {e:#}");
+            extras.failures.push(format!("{what}: {e:#}"));
+        };
+        if wants("isolation") {
+            match ctx.isolation(&mut rows).await {
+                Ok(i) => extras.isolation = Some(i),
+                Err(e) => note("isolation", e),
+            }
+        }
+        if wants("pacing") {
+            match ctx.pacing(&mut rows).await {
+                Ok(p) => extras.pacing = Some(p),
+                Err(e) => note("pacing", e),
+            }
+        }
+        if wants("scaling") {
+            match ctx.scaling(&mut rows).await {
+                Ok(s) => extras.scaling = Some(s),
+                Err(e) => note("scaling", e),
+            }
+        }
+    }
+    Ok((rows, rss_end, extras))
+}
+
+#[derive(Default)]
+struct Extras {
+    isolation: Option<targets::Isolation>,
+    pacing: Option<targets::Pacing>,
+    scaling: Option<targets::Scaling>,
+    failures: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -591,6 +679,7 @@ fn report(
     tracked: &Tracked,
     rss_start: &[Option<u64>],
     rss_end: &[Option<u64>],
+    extras: &Extras,
 ) -> String {
     let m = procinfo::machine();
     let date = started_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
@@ -621,10 +710,7 @@ fn report(
             ),
             _ => (None, None),
         };
-        let path = match row.calls {
-            Some(n) => format!("{} (N={n})", row.path.name()),
-            None => row.path.name().to_string(),
-        };
+        let path = row.label();
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% |",
@@ -653,6 +739,32 @@ fn report(
                 fmt_mib(rss_end.get(i).copied().flatten())
             );
         }
+        // Issue 6, target 5: the api and each worker ≤ 50 MiB under the c=64 load (the
+        // readings bracket the cells; VmRSS after them includes what the load grew).
+        let _ = writeln!(out);
+        for (i, (name, _)) in tracked.memory.iter().enumerate() {
+            if name == "emulator" {
+                let _ = writeln!(out, "- emulator: not ClawLink (it keeps the last 200,000 requests); no limit");
+                continue;
+            }
+            let peak = rss_start.get(i).copied().flatten().max(rss_end.get(i).copied().flatten());
+            let verdict = match peak {
+                Some(k) if k <= MEMORY_LIMIT_KIB => "pass",
+                Some(_) => "FAIL",
+                None => "unknown",
+            };
+            let _ = writeln!(out, "- {name}: at most {} (the larger reading), limit 50 MiB: {verdict}", fmt_mib(peak));
+        }
+    }
+
+    if let Some(i) = &extras.isolation {
+        isolation_section(&mut out, rows, i);
+    }
+    if let Some(p) = &extras.pacing {
+        pacing_section(&mut out, rows, p);
+    }
+    if let Some(s) = &extras.scaling {
+        scaling_section(&mut out, rows, s);
     }
 
     // CPU time per successful call, by process family.
@@ -667,7 +779,8 @@ fn report(
         let _ = writeln!(out, "\nCPU time per successful call, µs, by process (from /proc, measured window):\n");
         let _ = writeln!(out, "| c | path | {} | total |", present.join(" | "));
         let _ = writeln!(out, "|---:|---|{}---:|", "---:|".repeat(present.len()));
-        for row in rows {
+        // The paced row's calls wait for permits: its CPU per call is the machine's idle noise.
+        for row in rows.iter().filter(|r| r.path != Path::Paced) {
             let ok = row.result.ok.max(1) as f64;
             let mut total = 0.0;
             let cells: Vec<String> = present
@@ -682,7 +795,7 @@ fn report(
                 out,
                 "| {} | {} | {} | {:.0} |",
                 row.concurrency,
-                row.path.name(),
+                row.label(),
                 cells.join(" | "),
                 total * 1e6 / ok
             );
@@ -691,12 +804,172 @@ fn report(
 
     let errors: Vec<String> = rows
         .iter()
-        .flat_map(|r| {
-            r.result.error_samples.iter().map(move |e| format!("- c={} {}: {e}", r.concurrency, r.path.name()))
-        })
+        .flat_map(|r| r.result.error_samples.iter().map(move |e| format!("- c={} {}: {e}", r.concurrency, r.label())))
         .collect();
     if !errors.is_empty() {
         let _ = writeln!(out, "\nErrors seen (samples):\n\n{}", errors.join("\n"));
     }
+    if !extras.failures.is_empty() {
+        let _ = writeln!(out, "\nCells that could not run:\n");
+        for f in &extras.failures {
+            let _ = writeln!(out, "- {f}");
+        }
+    }
     out
+}
+
+const MEMORY_LIMIT_KIB: u64 = 50 * 1024;
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "pass" } else { "FAIL" }
+}
+
+fn isolation_section(out: &mut String, rows: &[Row], i: &targets::Isolation) {
+    let (idle, loaded) = (&rows[i.idle].result, &rows[i.loaded].result);
+    let _ = writeln!(out, "\nIsolation (sync calls at c=16; target: p99 with the backlog ≤ 1.2× idle):\n");
+    let _ = writeln!(out, "| sync c=16 | calls/s | p50 ms | p99 ms | errors |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    for (name, r) in [("idle".to_string(), idle), (format!("{} bulk calls queued", i.backlog), loaded)] {
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} |",
+            fmt_rate(r.rate()),
+            fmt_ms(r.percentile_ms(50.0)),
+            fmt_ms(r.percentile_ms(99.0)),
+            r.errors
+        );
+    }
+    let ratio = loaded.percentile_ms(99.0).zip(idle.percentile_ms(99.0)).map(|(l, i)| l / i);
+    let p50 = loaded.percentile_ms(50.0).zip(idle.percentile_ms(50.0)).map(|(l, i)| l / i);
+    let _ = writeln!(
+        out,
+        "\n- p99 loaded / idle: {} (p50: {}): {}",
+        fmt_ratio(ratio),
+        fmt_ratio(p50),
+        ratio.map_or("unknown", |r| verdict(r <= 1.2))
+    );
+    let _ = writeln!(
+        out,
+        "- backlog: {} executions inserted in one statement and published to the bulk queue with confirms \
+         (`--backlog N`, default 100,000 as issue 6 asks); {} of them finished during the loaded cell (plus {} \
+         before it started), so the workers were busy with bulk calls throughout",
+        i.backlog,
+        i.finished_after.saturating_sub(i.finished_before),
+        i.finished_before
+    );
+    let _ = writeln!(
+        out,
+        "- afterwards the bulk queue was purged and every backlog row deleted (not drained: draining {} \
+         calls would take minutes)",
+        i.backlog
+    );
+}
+
+fn pacing_section(out: &mut String, rows: &[Row], p: &targets::Pacing) {
+    let r = &rows[p.row].result;
+    let limit = f64::from(p.requests) / f64::from(p.per_seconds);
+    let ceiling = p.requests + p.burst;
+    let _ = writeln!(
+        out,
+        "\nPacing precision ({} workers; `{}` declares {} requests per {} s, burst {}; sync calls at c={}, \
+         arrival times from the emulator's request log):\n",
+        p.workers,
+        targets::PACED_PROVIDER,
+        p.requests,
+        p.per_seconds,
+        p.burst,
+        p.concurrency
+    );
+    let _ = writeln!(
+        out,
+        "- most requests in any {} s window: {} (target ≤ {} = requests + burst): {}",
+        p.per_seconds,
+        p.max_in_window,
+        ceiling,
+        verdict(p.max_in_window as u64 <= u64::from(ceiling))
+    );
+    let _ = writeln!(
+        out,
+        "- achieved rate between the first and the last window (work always waiting): {:.1}/s = {:.3}× the \
+         limit (target ≥ 0.95×): {}; the fewest in any {} s window there: {}",
+        p.achieved,
+        p.achieved / limit,
+        verdict(p.achieved >= 0.95 * limit),
+        p.per_seconds,
+        p.fewest_in_window
+    );
+    let _ = writeln!(
+        out,
+        "- the emulator saw {} requests (warm-up included); ClawLink completed {} calls in the measured {} s \
+         ({} errors), p50 {} ms (mostly the wait for a permit)",
+        p.seen,
+        r.ok,
+        r.elapsed.as_secs(),
+        r.errors,
+        fmt_ms(r.percentile_ms(50.0))
+    );
+}
+
+fn scaling_section(out: &mut String, rows: &[Row], s: &targets::Scaling) {
+    let _ = writeln!(out, "\nScaling (sync calls at c=64; CPU per call in the table below):\n");
+    let _ =
+        writeln!(out, "| workers | calls/s | vs 1 worker | p50 ms | p99 ms | errors | CPU busy | largest CPU users |");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---|");
+    let one = s.rows.iter().find(|(n, _)| *n == 1).map(|(_, i)| rows[*i].result.rate());
+    for &(n, i) in &s.rows {
+        let row = &rows[i];
+        let r = &row.result;
+        // Share of the machine's CPU time per process family in the cell.
+        let total: f64 = row.cpu.seconds.values().sum();
+        let mut top: Vec<(&str, f64)> = row.cpu.seconds.iter().map(|(k, v)| (*k, *v)).collect();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let top: Vec<String> = top
+            .iter()
+            .take(3)
+            .filter(|(_, v)| *v > 0.0)
+            .map(|(k, v)| format!("{k} {:.0}%", 100.0 * v / total.max(f64::MIN_POSITIVE)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {n} | {} | {} | {} | {} | {} | {:.0}% | {} |",
+            fmt_rate(r.rate()),
+            fmt_ratio(one.map(|o| r.rate() / o)),
+            fmt_ms(r.percentile_ms(50.0)),
+            fmt_ms(r.percentile_ms(99.0)),
+            r.errors,
+            row.cpu.machine_busy * 100.0,
+            top.join(", ")
+        );
+    }
+    // Where it stops growing: the first count that adds less than 10 % over the one before,
+    // and which families' CPU per call grew there.
+    let per_call = |i: usize, family: &str| {
+        let row = &rows[i];
+        row.cpu.seconds.get(family).copied().unwrap_or(0.0) * 1e6 / row.result.ok.max(1) as f64
+    };
+    if let Some(w) = s.rows.windows(2).find(|w| rows[w[1].1].result.rate() < 1.1 * rows[w[0].1].result.rate()) {
+        let ((a, ia), (b, ib)) = (w[0], w[1]);
+        let mut growth: Vec<(&str, f64)> = ["api", "workers", "rabbitmq", "redis", "postgres", "kernel", "other"]
+            .into_iter()
+            .map(|f| (f, per_call(ib, f) - per_call(ia, f)))
+            .filter(|(_, d)| *d >= 1.0)
+            .collect();
+        growth.sort_by(|x, y| y.1.total_cmp(&x.1));
+        let growth: Vec<String> = growth.iter().take(3).map(|(f, d)| format!("{f} +{d:.0}")).collect();
+        let total = |i: usize| rows[i].cpu.seconds.values().sum::<f64>() * 1e6 / rows[i].result.ok.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "\n- throughput stops growing after {a} worker{}: with {b} the machine was {:.0}% busy and CPU per call \
+             went from {:.0} to {:.0} µs ({})",
+            if a == 1 { "" } else { "s" },
+            rows[ib].cpu.machine_busy * 100.0,
+            total(ia),
+            total(ib),
+            if growth.is_empty() {
+                "no family grew".to_string()
+            } else {
+                format!("µs per call: {}", growth.join(", "))
+            }
+        );
+    }
 }

@@ -106,6 +106,12 @@ impl Api {
         })
     }
 
+    /// The same client calling another tool with the same arguments (`{"message": …}`).
+    pub fn for_tool(&self, tool: &str) -> Self {
+        let base = self.execute_url.trim_end_matches("/api/tools/sandbox_echo/execute");
+        Self { execute_url: format!("{base}/api/tools/{tool}/execute").into(), ..self.clone() }
+    }
+
     async fn post(&self, body: &'static [u8]) -> Result<(StatusCode, Vec<u8>), String> {
         let response = self
             .http
