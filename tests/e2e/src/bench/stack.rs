@@ -200,8 +200,9 @@ impl Backlog {
         let conn = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
             .await
             .context("connecting to RabbitMQ to publish the backlog")?;
-        let publisher =
-            Publisher::new(&conn, Topology::new(namespace)).await.context("opening a confirming channel")?;
+        let link =
+            clawlink_common::queue::Link::new(conn, amqp_url, "clawlink-bench backlog", Topology::new(namespace));
+        let publisher = Publisher::new(link.clone()).await.context("opening a confirming channel")?;
         let results: Vec<_> = futures_util::stream::iter(self.ids.iter().copied())
             .map(|id| {
                 let publisher = publisher.clone();
@@ -213,7 +214,7 @@ impl Backlog {
             .buffer_unordered(1024)
             .collect()
             .await;
-        let _ = conn.close(200, "".into()).await;
+        link.close("backlog published").await;
         let failed = results.iter().filter(|r| r.is_err()).count();
         if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
             bail!("{failed} of the backlog's publishes failed, e.g.: {e}");
