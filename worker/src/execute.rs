@@ -144,13 +144,10 @@ impl Executor {
         let mut redis = self.results.connection();
         let Some(lease) = RedisLock::try_acquire(&mut redis, &self.results.lease_key(execution_id), LEASE_TTL).await?
         else {
-            let mut conn = self.db.acquire().await?;
-            if executions::get_final(&mut conn, execution_id).await?.is_some() {
-                // Finished meanwhile: the claim finds it final and re-publishes the result.
-                drop(conn);
-                return self.process_leased(execution_id, reply_to, lane, redelivered).await;
+            // Finished meanwhile: answer again.
+            if let Some(done) = self.answer_if_final(execution_id, reply_to).await? {
+                return Ok(done);
             }
-            drop(conn);
             let job = Job::ExecuteV1 { execution_id, reply_to: reply_to.map(String::from) };
             self.publisher.publish_delayed(lane, &job, LEASE_RECHECK).await?;
             tracing::info!("another delivery of this execution is running; checking back later");
@@ -176,6 +173,24 @@ impl Executor {
         result
     }
 
+    /// When the execution is final, re-publishes its result (from Redis, else from the row)
+    /// and returns `Ack`; `None` when it is not final or unknown.
+    async fn answer_if_final(
+        &self,
+        execution_id: ExecutionId,
+        reply_to: Option<&str>,
+    ) -> Result<Option<Disposition>, InfraError> {
+        let row = executions::get_final(&mut *self.db.acquire().await?, execution_id).await?;
+        let Some(row) = row else { return Ok(None) };
+        let outcome = match self.results.get(execution_id).await? {
+            Some(outcome) => outcome,
+            None => row.outcome().expect("final row has an outcome"),
+        };
+        self.results.publish(&outcome, reply_to).await?;
+        tracing::info!("execution already final; result re-published");
+        Ok(Some(Disposition::Ack))
+    }
+
     /// `process` once this delivery holds the execution's lease.
     async fn process_leased(
         &self,
@@ -186,20 +201,8 @@ impl Executor {
     ) -> Result<Disposition, InfraError> {
         let Some(claim) = self.claims.call(execution_id).await? else {
             // Already final (a duplicate or redelivered message): answer again, call nothing.
-            let mut conn = self.db.acquire().await?;
-            return match executions::get_final(&mut conn, execution_id).await? {
-                Some(row) => {
-                    drop(conn);
-                    let outcome = match self.results.get(execution_id).await? {
-                        Some(outcome) => outcome,
-                        None => row.outcome().expect("final row has an outcome"),
-                    };
-                    self.results.publish(&outcome, reply_to).await?;
-                    tracing::info!("execution already final; result re-published");
-                    Ok(Disposition::Ack)
-                }
-                None => Ok(Disposition::DeadLetter("unknown execution")),
-            };
+            let answered = self.answer_if_final(execution_id, reply_to).await?;
+            return Ok(answered.unwrap_or(Disposition::DeadLetter("unknown execution")));
         };
 
         // A previous delivery may have published the result and died before recording it.
