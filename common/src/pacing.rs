@@ -10,6 +10,12 @@
 //!    when all allow. Redis's clock is the only clock, so workers' clock skew does not
 //!    matter. Each window admits at most `requests` per `per_seconds` plus `burst`.
 //!
+//! A call refused a permit waits its turn in this process: the calls waiting on one
+//! (provider, connection) queue first-come first-served and only the head asks Redis again.
+//! Without the queue every waiter woke for every free permit and one of them won at random,
+//! so an unlucky call could lose for seconds (and be parked in a delay queue) while Redis
+//! answered a crowd of refusals.
+//!
 //! A 429 pauses the (provider, connection) for every worker until its `Retry-After`.
 //! Knows nothing about HTTP or queues.
 
@@ -61,6 +67,8 @@ pub struct Pacer {
     namespace: Arc<str>,
     script: Arc<redis::Script>,
     local: Arc<HashMap<String, DefaultKeyedRateLimiter<ConnectionId>>>,
+    /// The queue of calls waiting for a permit, per (provider, connection) with waiters.
+    waiting: Arc<std::sync::Mutex<HashMap<(String, ConnectionId), Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// The GCRA emission interval and burst tolerance of a window, in microseconds.
@@ -97,7 +105,13 @@ impl Pacer {
                 }
             }
         }
-        Self { redis, namespace: namespace.into(), script: Arc::new(redis::Script::new(GCRA)), local: Arc::new(local) }
+        Self {
+            redis,
+            namespace: namespace.into(),
+            script: Arc::new(redis::Script::new(GCRA)),
+            local: Arc::new(local),
+            waiting: Arc::default(),
+        }
     }
 
     fn pause_key(&self, provider: &str, connection: ConnectionId) -> String {
@@ -141,18 +155,46 @@ impl Pacer {
             invocation.key(format!("{}:pace:{}:app:w{}", self.namespace, provider.id, i));
             invocation.arg(interval).arg(tolerance);
         }
-        loop {
-            let mut conn = self.redis.clone();
+        let (invocation, redis) = (&invocation, &self.redis);
+        let ask = || async move {
+            let mut conn = redis.clone();
             let wait_us: u64 = invocation.invoke_async(&mut conn).await?;
-            if wait_us == 0 {
-                return Ok(started.elapsed());
-            }
-            let wait = Duration::from_micros(wait_us);
-            if started.elapsed() + wait > max_wait {
-                return Err(PaceError::WaitTooLong(wait));
-            }
-            tokio::time::sleep(wait).await;
+            Ok::<_, PaceError>(Duration::from_micros(wait_us))
+        };
+        // Most calls get their permit at once.
+        let mut wait = ask().await?;
+        if wait.is_zero() {
+            return Ok(started.elapsed());
         }
+        // Refused: wait in this process's queue for the (provider, connection), then ask
+        // again at the head of it until a permit is granted.
+        let key = (provider.id.clone(), connection);
+        let queue = self.waiting.lock().expect("pacing queue lock").entry(key.clone()).or_default().clone();
+        let turn = async {
+            let Some(left) = max_wait.checked_sub(started.elapsed()) else {
+                return Err(PaceError::WaitTooLong(wait));
+            };
+            let Ok(_head) = tokio::time::timeout(left, queue.lock()).await else {
+                return Err(PaceError::WaitTooLong(wait));
+            };
+            loop {
+                if started.elapsed() + wait > max_wait {
+                    return Err(PaceError::WaitTooLong(wait));
+                }
+                tokio::time::sleep(wait).await;
+                wait = ask().await?;
+                if wait.is_zero() {
+                    return Ok(started.elapsed());
+                }
+            }
+        }
+        .await;
+        // The last waiter out removes the queue (the map holds one reference, we another).
+        let mut waiting = self.waiting.lock().expect("pacing queue lock");
+        if Arc::strong_count(&queue) == 2 {
+            waiting.remove(&key);
+        }
+        turn
     }
 
     /// Pauses every worker's calls to `provider` for `connection` for `wait` (a 429's

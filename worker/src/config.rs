@@ -18,6 +18,9 @@ pub struct WorkerConfig {
     pub interactive_concurrency: u16,
     /// Calls in flight at once from the bulk lane (also its prefetch).
     pub bulk_concurrency: u16,
+    /// Bulk calls in flight at once while interactive calls run (see `priority`); 0 makes
+    /// bulk wait for a quiet interactive lane.
+    pub bulk_while_interactive: u16,
     /// Waits up to this long happen inside the worker; longer ones go through a delay queue.
     pub max_inline_wait: Duration,
     pub provider_timeout: Duration,
@@ -61,6 +64,11 @@ impl WorkerConfig {
             worker_id: env.string("CLAWLINK_WORKER_ID", &format!("worker-{}", std::process::id())),
             interactive_concurrency: positive("CLAWLINK_WORKER_INTERACTIVE_CONCURRENCY", 64)?,
             bulk_concurrency: positive("CLAWLINK_WORKER_BULK_CONCURRENCY", 32)?,
+            bulk_while_interactive: env.parse(
+                "CLAWLINK_WORKER_BULK_WHILE_INTERACTIVE",
+                1,
+                "a whole number (0: bulk waits for a quiet interactive lane)",
+            )?,
             max_inline_wait: env.millis("CLAWLINK_WORKER_MAX_INLINE_WAIT_MS", 5_000)?,
             provider_timeout: env.millis("CLAWLINK_PROVIDER_TIMEOUT_MS", 30_000)?,
             retry,

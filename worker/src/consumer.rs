@@ -206,6 +206,11 @@ async fn deliver(
     reply_to: Option<String>,
     lane: Lane,
 ) {
+    // Interactive calls first: a bulk call waits for its turn (its message stays unacked).
+    let (_interactive, _bulk) = match lane {
+        Lane::Interactive => (Some(executor.lanes.interactive()), None),
+        Lane::Bulk => (None, Some(executor.lanes.bulk().await)),
+    };
     // Our own infrastructure failing is not the call's fault: keep the message and try
     // again with backoff, for a bounded time, before handing it back to the broker.
     let mut backoff = Duration::from_millis(200);

@@ -60,6 +60,8 @@ pub struct Executor {
     /// Claims and final records, batched with those of concurrent calls (`batch`).
     pub claims: Batcher<ExecutionId, Option<Claim>>,
     pub finishes: Batcher<Outcome, bool>,
+    /// Holds bulk calls back while interactive ones run (`priority`).
+    pub lanes: Arc<crate::priority::LaneGate>,
 }
 
 /// What the consumer does with the delivery.

@@ -5,6 +5,7 @@ pub mod config;
 pub mod consumer;
 pub mod execute;
 pub mod http;
+pub mod priority;
 
 use crate::config::WorkerConfig;
 use crate::execute::Executor;
@@ -61,6 +62,7 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
         max_inline_wait: config.max_inline_wait,
         ack_delay: config.ack_delay,
         metrics: clawlink_common::metrics::Metrics::new(),
+        lanes: priority::LaneGate::new(usize::from(config.bulk_while_interactive), priority::INTERACTIVE_QUIET),
     });
 
     let listener = tokio::net::TcpListener::bind(config.addr)

@@ -1,0 +1,177 @@
+//! Interactive calls first. The lanes have their own queues and prefetch, but one worker's
+//! calls share its CPU (and the machine's Postgres and broker): a bulk backlog running at
+//! full concurrency slows every sync call beside it. So while this worker has interactive
+//! calls in flight — or had one within the last `quiet` — at most `bulk_while_busy` bulk
+//! calls run at once; the other bulk deliveries wait (unacked, in prefetch) for their turn.
+//! With the interactive lane idle, bulk runs at its full concurrency again.
+//!
+//! `bulk_while_busy` is at least 1 by default, so a backlog keeps draining under steady
+//! interactive load; 0 is strict priority (bulk waits for a quiet interactive lane).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// How long after its last interactive call a worker still counts as busy: the gaps
+/// between one agent's calls are shorter, and bulk should not flood in through them.
+pub const INTERACTIVE_QUIET: Duration = Duration::from_millis(100);
+
+pub struct LaneGate {
+    state: Mutex<State>,
+    /// Wakes bulk calls waiting for a turn when a bulk call ends.
+    turn: Notify,
+    bulk_while_busy: usize,
+    quiet: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    interactive: usize,
+    bulk: usize,
+    last_interactive: Option<Instant>,
+}
+
+impl State {
+    /// How long the interactive lane stays busy from now (`None`: calls are in flight).
+    fn busy_for(&self, quiet: Duration) -> Option<Duration> {
+        if self.interactive > 0 {
+            return None;
+        }
+        let since = self.last_interactive.map_or(quiet, |at| at.elapsed());
+        Some(quiet.saturating_sub(since))
+    }
+}
+
+impl LaneGate {
+    pub fn new(bulk_while_busy: usize, quiet: Duration) -> Arc<Self> {
+        Arc::new(Self { state: Mutex::default(), turn: Notify::new(), bulk_while_busy, quiet })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is counters only; a panic elsewhere cannot leave it half-written.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Marks an interactive call in flight until the guard drops.
+    pub fn interactive(self: &Arc<Self>) -> InteractiveCall {
+        self.lock().interactive += 1;
+        InteractiveCall(self.clone())
+    }
+
+    /// Waits for a bulk call's turn; it runs until the guard drops.
+    pub async fn bulk(self: &Arc<Self>) -> BulkCall {
+        loop {
+            // Created before the check, so a turn freed between the check and the wait
+            // still wakes it.
+            let freed = self.turn.notified();
+            let recheck = {
+                let mut s = self.lock();
+                let busy_for = s.busy_for(self.quiet);
+                if busy_for == Some(Duration::ZERO) || s.bulk < self.bulk_while_busy {
+                    s.bulk += 1;
+                    return BulkCall(self.clone());
+                }
+                // Interactive calls in flight: a freed bulk turn wakes this; the quiet
+                // period is the longest it sleeps without one.
+                busy_for.unwrap_or(self.quiet).max(Duration::from_millis(1))
+            };
+            let _ = tokio::time::timeout(recheck, freed).await;
+        }
+    }
+
+    /// (interactive, bulk) calls running now.
+    pub fn running(&self) -> (usize, usize) {
+        let s = self.lock();
+        (s.interactive, s.bulk)
+    }
+}
+
+pub struct InteractiveCall(Arc<LaneGate>);
+
+impl Drop for InteractiveCall {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.interactive -= 1;
+        s.last_interactive = Some(Instant::now());
+    }
+}
+
+pub struct BulkCall(Arc<LaneGate>);
+
+impl Drop for BulkCall {
+    fn drop(&mut self) {
+        self.0.lock().bulk -= 1;
+        self.0.turn.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn bulk_runs_freely_while_the_interactive_lane_is_idle() {
+        let gate = LaneGate::new(1, Duration::from_millis(100));
+        let held: Vec<BulkCall> = futures_util::future::join_all((0..5).map(|_| gate.bulk())).await;
+        assert_eq!(gate.running(), (0, 5));
+        drop(held);
+        assert_eq!(gate.running(), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn interactive_calls_hold_bulk_to_its_share_until_the_lane_is_quiet() {
+        let quiet = Duration::from_millis(100);
+        let gate = LaneGate::new(1, quiet);
+        let call = gate.interactive();
+        let first = gate.bulk().await;
+        // A second bulk call waits while the interactive call runs.
+        let second = tokio::spawn({
+            let gate = gate.clone();
+            async move {
+                let turn = gate.bulk().await;
+                (Instant::now(), turn)
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(gate.running(), (1, 1), "the second bulk call must still wait");
+        // The interactive call ends: the second waits out the quiet period, then runs.
+        let ended = Instant::now();
+        drop(call);
+        let (started, _second) = second.await.unwrap();
+        assert!(started >= ended + quiet, "bulk resumed {:?} after the last interactive call", started - ended);
+        assert!(started <= ended + quiet + Duration::from_millis(5));
+        assert_eq!(gate.running(), (0, 2));
+        drop(first);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_bulk_call_hands_its_turn_to_a_waiting_one() {
+        let gate = LaneGate::new(1, Duration::from_secs(60));
+        let _call = gate.interactive();
+        let first = gate.bulk().await;
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.bulk().await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!waiting.is_finished());
+        drop(first);
+        let _second = tokio::time::timeout(Duration::from_millis(1), waiting).await.expect("turn handed on").unwrap();
+        assert_eq!(gate.running(), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_share_is_strict_priority() {
+        let gate = LaneGate::new(0, Duration::from_millis(50));
+        let call = gate.interactive();
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.bulk().await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "no bulk call runs beside an interactive one");
+        drop(call);
+        let _turn = tokio::time::timeout(Duration::from_millis(60), waiting).await.expect("runs once quiet").unwrap();
+    }
+}
