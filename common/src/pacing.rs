@@ -61,6 +61,9 @@ pub enum PaceError {
     Redis(#[from] redis::RedisError),
 }
 
+/// Calls waiting for a permit on one (provider, connection): the holder asks Redis.
+type WaitQueue = Arc<tokio::sync::Mutex<()>>;
+
 #[derive(Clone)]
 pub struct Pacer {
     redis: redis::aio::ConnectionManager,
@@ -68,7 +71,7 @@ pub struct Pacer {
     script: Arc<redis::Script>,
     local: Arc<HashMap<String, DefaultKeyedRateLimiter<ConnectionId>>>,
     /// The queue of calls waiting for a permit, per (provider, connection) with waiters.
-    waiting: Arc<std::sync::Mutex<HashMap<(String, ConnectionId), Arc<tokio::sync::Mutex<()>>>>>,
+    waiting: Arc<std::sync::Mutex<HashMap<(String, ConnectionId), WaitQueue>>>,
 }
 
 /// The GCRA emission interval and burst tolerance of a window, in microseconds.

@@ -1,11 +1,16 @@
 //! Which connection a tool call uses: the explicit `connectionId`, else the user's
 //! default for the integration, else the only one; otherwise a clear 409.
+//!
+//! Execute makes this choice inside its insert statement (`executions::insert_many`);
+//! preview and an unconfirmed call make it here, from the batched lookup. Both answer a
+//! call that no connection fits with [`unresolved`].
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::http::StatusCode;
 use clawlink_common::catalog::ToolEntry;
 use clawlink_common::db::connections::Connection;
+use clawlink_common::db::executions::Unresolved;
 use clawlink_common::ids::UserId;
 use serde_json::json;
 
@@ -15,51 +20,65 @@ pub async fn resolve_connection(
     tool: &ToolEntry,
     requested: Option<i64>,
 ) -> Result<Connection, ApiError> {
-    let integration = &tool.provider.id;
-    // Batched with the lookups of concurrent calls (one statement per batch).
-    let candidates = state.connection_lookups.call((user, integration.clone())).await?;
+    // Batched with the lookups of concurrent calls (one statement per batch); the list
+    // comes default first.
+    let candidates = state.connection_lookups.call((user, tool.provider.id.clone())).await?;
     let chosen = match requested {
-        Some(id) => candidates.iter().find(|c| c.id.0 == id).cloned().ok_or_else(|| {
-            // Another user's id and a made-up id look the same: 404.
-            ApiError::not_found("connection_not_found", format!("You have no {integration} connection with id {id}."))
-                .details(candidates.iter().map(|c| json!(c.id)))
-                .hint("GET /api/integrations lists your connections.")
-        })?,
-        None => match candidates.iter().find(|c| c.is_default) {
-            Some(c) => c.clone(),
-            None if candidates.len() == 1 => candidates[0].clone(),
-            None if candidates.is_empty() => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "connection",
-                    "needs_connection",
-                    format!("Connect {} in ClawLink before using {}.", tool.provider.name, tool.name),
-                )
-                .hint("POST /api/connect/start with this integration gives the person a link to connect it.")
-                .with("integration", json!(integration)));
-            }
-            None => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "connection",
-                    "ambiguous_connection",
-                    format!(
-                        "You have several {} connections and none is the default; say which with connectionId.",
-                        tool.provider.name
-                    ),
-                )
-                .details(candidates.iter().map(|c| json!(c.id)))
-                .with("integration", json!(integration)));
-            }
-        },
+        Some(id) => candidates.iter().find(|c| c.id.0 == id),
+        None => candidates.iter().find(|c| c.is_default).or(match candidates.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }),
     };
-    if chosen.status == "needs_reauth" {
-        return Err(ApiError::unauthorized(
+    match chosen {
+        Some(c) if c.status != "needs_reauth" => Ok(c.clone()),
+        chosen => Err(unresolved(
+            tool,
+            requested,
+            &Unresolved { candidates: candidates.iter().map(|c| c.id).collect(), needs_reauth: chosen.map(|c| c.id) },
+        )),
+    }
+}
+
+/// The error for a call no usable connection answers: the one chosen must be reconnected
+/// (401), the one named is not the user's (404), there is none (409) or several and no
+/// default (409).
+pub fn unresolved(tool: &ToolEntry, requested: Option<i64>, why: &Unresolved) -> ApiError {
+    let integration = &tool.provider.id;
+    let ids = || why.candidates.iter().map(|c| json!(c));
+    if let Some(id) = why.needs_reauth {
+        return ApiError::unauthorized(
             "needs_reauth",
-            format!("The {} connection {} must be reconnected before it can be used.", tool.provider.name, chosen.id),
+            format!("The {} connection {id} must be reconnected before it can be used.", tool.provider.name),
         )
         .hint("Ask the person to reconnect it in the ClawLink dashboard.")
-        .with("connectionId", json!(chosen.id)));
+        .with("connectionId", json!(id));
     }
-    Ok(chosen)
+    match requested {
+        // Another user's id and a made-up id look the same: 404.
+        Some(id) => {
+            ApiError::not_found("connection_not_found", format!("You have no {integration} connection with id {id}."))
+                .details(ids())
+                .hint("GET /api/integrations lists your connections.")
+        }
+        None if why.candidates.is_empty() => ApiError::new(
+            StatusCode::CONFLICT,
+            "connection",
+            "needs_connection",
+            format!("Connect {} in ClawLink before using {}.", tool.provider.name, tool.name),
+        )
+        .hint("POST /api/connect/start with this integration gives the person a link to connect it.")
+        .with("integration", json!(integration)),
+        None => ApiError::new(
+            StatusCode::CONFLICT,
+            "connection",
+            "ambiguous_connection",
+            format!(
+                "You have several {} connections and none is the default; say which with connectionId.",
+                tool.provider.name
+            ),
+        )
+        .details(ids())
+        .with("integration", json!(integration)),
+    }
 }

@@ -6,7 +6,7 @@
 
 use crate::auth::AuthenticatedDevice;
 use crate::error::{ApiError, ApiJson};
-use crate::routes::connection::resolve_connection;
+use crate::routes::connection::{resolve_connection, unresolved};
 use crate::routes::view;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -69,13 +69,24 @@ pub fn check_arguments(tool: &ToolEntry, arguments: &Value) -> Result<(), ApiErr
     Ok(())
 }
 
-fn request_hash(tool: &str, connection: ConnectionId, arguments: &Value) -> Vec<u8> {
-    // serde_json's map is ordered (BTreeMap), so equal arguments serialise equally.
+/// What makes two calls with one Idempotency-Key the same call: the tool, the connection
+/// asked for (`None`: the default, whichever that is when the first call ran) and the
+/// arguments.
+/// `arguments` is their JSON text: serde_json's map is ordered (BTreeMap), so equal
+/// arguments serialise equally.
+fn request_hash(tool: &str, connection: Option<ConnectionId>, arguments: &str) -> Vec<u8> {
+    // Connection ids start at 1, so 0 stands for the default.
+    legacy_request_hash(tool, connection.unwrap_or(ConnectionId(0)), arguments)
+}
+
+/// The hash before the connection was resolved inside the insert: over the connection the
+/// call ran on. Rows written then still carry it.
+fn legacy_request_hash(tool: &str, connection: ConnectionId, arguments: &str) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(tool.as_bytes());
     h.update([0]);
     h.update(connection.0.to_be_bytes());
-    h.update(arguments.to_string().as_bytes());
+    h.update(arguments.as_bytes());
     h.finalize().to_vec()
 }
 
@@ -158,8 +169,9 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
     let ToolCall { tool, arguments, connection_id, confirmed, is_async, idempotency_key } = call;
     check_arguments(&tool, &arguments)?;
 
-    let connection = resolve_connection(state, device.user_id, &tool, connection_id).await?;
     if tool.requires_confirmation && !confirmed {
+        // A missing connection is reported before the confirmation it would need.
+        resolve_connection(state, device.user_id, &tool, connection_id).await?;
         let summary = clawlink_common::catalog::render_preview(&tool.tool.preview, &arguments);
         return Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
@@ -178,14 +190,18 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
     let lane = if is_async { Lane::Bulk } else { Lane::Interactive };
     let id = ExecutionId::new();
     clawlink_common::telemetry::record_execution_id(id);
-    let hash = request_hash(&tool.name, connection.id, &arguments);
+    let requested = connection_id.map(ConnectionId);
+    let arguments_text = arguments.to_string();
+    let hash = request_hash(&tool.name, requested, &arguments_text);
+    // One statement (batched with concurrent calls) resolves the connection, checks the
+    // allowance and the key, and records the execution.
     let inserted = state
         .inserts
         .call(NewExecution {
             id,
             user: device.user_id,
             device: Some(device.device_id),
-            connection: connection.id,
+            connection: requested,
             integration: tool.provider.id.clone(),
             tool_name: tool.name.clone(),
             arguments,
@@ -195,38 +211,47 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
         })
         .await?;
 
-    let ctx = view::CallContext { tool: tool.clone(), connection_id: connection.id };
-    if let Inserted::OverQuota { used, allowed } = inserted {
-        return Err(over_quota(state, used, allowed));
-    }
-    if let Inserted::UnknownUser = inserted {
-        return Err(ApiError::unauthorized(
-            "invalid_credential",
-            "This device credential is not valid or has been revoked.",
-        ));
-    }
-    if let Inserted::Existing(existing) = inserted {
-        if existing.request_hash.as_deref() != Some(hash.as_slice()) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "idempotency_conflict",
-                "This Idempotency-Key was already used with a different tool call.",
-            )
-            .hint("Use a new Idempotency-Key for a different call.")
-            .with("executionId", json!(existing.id)));
+    let connection = match inserted {
+        Inserted::New(connection) => connection,
+        Inserted::Unresolved(why) => return Err(unresolved(&tool, connection_id, &why)),
+        Inserted::OverQuota { used, allowed } => return Err(over_quota(state, used, allowed)),
+        Inserted::UnknownUser => {
+            return Err(ApiError::unauthorized(
+                "invalid_credential",
+                "This device credential is not valid or has been revoked.",
+            ));
         }
-        // A replay: the first execution answers, whatever state it is in.
-        clawlink_common::telemetry::record_execution_id(existing.id);
-        let wait = if is_async { Duration::ZERO } else { state.config.sync_wait };
-        return Ok(match crate::routes::executions::await_outcome(state, existing.id, wait).await? {
-            Some(outcome) => CallResult::Finished(ctx, outcome),
-            None => CallResult::Accepted {
-                id: existing.id,
-                status: if existing.status == "running" { "running" } else { "queued" },
-            },
-        });
-    }
+        Inserted::Existing(existing) => {
+            let same = existing.request_hash.as_deref() == Some(hash.as_slice())
+                || existing.connection_id.is_some_and(|c| {
+                    existing.request_hash.as_deref()
+                        == Some(legacy_request_hash(&tool.name, c, &arguments_text).as_slice())
+                        && requested.is_none_or(|r| r == c)
+                });
+            if !same {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "idempotency_conflict",
+                    "This Idempotency-Key was already used with a different tool call.",
+                )
+                .hint("Use a new Idempotency-Key for a different call.")
+                .with("executionId", json!(existing.id)));
+            }
+            // A replay: the first execution answers, whatever state it is in.
+            clawlink_common::telemetry::record_execution_id(existing.id);
+            let ctx = view::CallContext { tool: tool.clone(), connection_id: existing.connection_id };
+            let wait = if is_async { Duration::ZERO } else { state.config.sync_wait };
+            return Ok(match crate::routes::executions::await_outcome(state, existing.id, wait).await? {
+                Some(outcome) => CallResult::Finished(ctx, outcome),
+                None => CallResult::Accepted {
+                    id: existing.id,
+                    status: if existing.status == "running" { "running" } else { "queued" },
+                },
+            });
+        }
+    };
+    let ctx = view::CallContext { tool: tool.clone(), connection_id: Some(connection) };
 
     let job = Job::ExecuteV1 { execution_id: id, reply_to: (!is_async).then(|| state.config.instance_id.clone()) };
     // Register before publishing so a fast result cannot slip past.

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 pub struct CallContext {
     pub tool: Arc<ToolEntry>,
-    pub connection_id: ConnectionId,
+    /// `None` only for a replay whose connection was deleted since.
+    pub connection_id: Option<ConnectionId>,
 }
 
 pub struct Accepted(pub Value);

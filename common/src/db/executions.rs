@@ -11,7 +11,9 @@ pub struct NewExecution {
     pub id: ExecutionId,
     pub user: UserId,
     pub device: Option<DeviceId>,
-    pub connection: ConnectionId,
+    /// The connection the caller named; `None`: the user's default for the integration,
+    /// else their only one. Resolved in the insert's own statement (see [`Inserted`]).
+    pub connection: Option<ConnectionId>,
     pub integration: String,
     pub tool_name: String,
     pub arguments: serde_json::Value,
@@ -100,21 +102,32 @@ pub fn error_kind(code: &str) -> &'static str {
 }
 
 pub enum Inserted {
-    New,
+    /// Recorded, on this connection.
+    New(ConnectionId),
     /// An execution with this idempotency key exists already.
-    Existing(ExecutionRow),
+    Existing(Box<ExecutionRow>),
     /// The user's plan allows no more calls this month.
-    OverQuota {
-        used: i64,
-        allowed: i64,
-    },
+    OverQuota { used: i64, allowed: i64 },
     /// The user is gone (deleted a moment ago).
     UnknownUser,
+    /// No usable connection answers the call; nothing was recorded.
+    Unresolved(Unresolved),
 }
 
-/// Records a new execution — unless the key replays an earlier one, or the month's
-/// allowance is used up. The allowance check rides in the same statement as the insert,
-/// so enforcing it costs no extra round trip. Calls still in flight are not yet counted:
+/// Why a call's connection could not be chosen, with what the user has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unresolved {
+    /// The user's connections to the integration (not revoked), the default first.
+    pub candidates: Vec<ConnectionId>,
+    /// The connection that would be used, when its grant is gone (`needs_reauth`).
+    pub needs_reauth: Option<ConnectionId>,
+}
+
+/// Records a new execution — unless the key replays an earlier one, the month's allowance
+/// is used up, or no usable connection answers it. The connection's resolution and the
+/// allowance check ride in the same statement as the insert, so they cost no extra round
+/// trip: the connection named, else the default, else the only one (none, several without
+/// a default, or one whose grant is gone: [`Inserted::Unresolved`]). Calls still in flight are not yet counted:
 /// at most the in-flight calls can pass the allowance at its edge.
 pub async fn insert(conn: &mut PgConnection, new: NewExecution) -> sqlx::Result<Inserted> {
     Ok(insert_many(conn, vec![new]).await?.pop().expect("one answer per execution"))
@@ -138,7 +151,7 @@ pub async fn insert_many(conn: &mut PgConnection, new: Vec<NewExecution>) -> sql
         ids.push(e.id.0);
         users.push(e.user.0);
         devices.push(e.device.map(|d| d.0));
-        connections.push(e.connection.0);
+        connections.push(e.connection.map(|c| c.0));
         integrations.push(e.integration);
         tools.push(e.tool_name);
         arguments.push(e.arguments);
@@ -146,12 +159,27 @@ pub async fn insert_many(conn: &mut PgConnection, new: Vec<NewExecution>) -> sql
         keys.push(e.idempotency_key);
         hashes.push(e.request_hash);
     }
-    let rows: Vec<(uuid::Uuid, bool, Option<i64>, Option<i64>)> = sqlx::query_as(
+    type Row = (uuid::Uuid, bool, Option<i64>, Option<i64>, Option<i64>, Option<String>, Option<Vec<i64>>);
+    let rows: Vec<Row> = sqlx::query_as(
         r#"WITH input AS (
                SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
                                     $7::jsonb[], $8::text[], $9::text[], $10::bytea[])
-                   WITH ORDINALITY AS t(id, user_id, device_id, connection_id, integration, tool_name, arguments,
+                   WITH ORDINALITY AS t(id, user_id, device_id, requested, integration, tool_name, arguments,
                                         lane, idempotency_key, request_hash, n)),
+           candidates AS (
+               SELECT i.n, array_agg(c.id ORDER BY c.is_default DESC, c.id) AS ids, bool_or(c.is_default) AS has_default
+                 FROM input i
+                 JOIN user_integrations c
+                   ON c.user_id = i.user_id AND c.integration = i.integration AND c.status <> 'revoked'
+                GROUP BY i.n),
+           picked AS (
+               SELECT i.*, k.ids,
+                      CASE WHEN i.requested IS NOT NULL THEN (CASE WHEN i.requested = ANY (k.ids) THEN i.requested END)
+                           WHEN k.has_default OR cardinality(k.ids) = 1 THEN k.ids[1] END AS connection_id
+                 FROM input i LEFT JOIN candidates k ON k.n = i.n),
+           chosen AS (
+               SELECT p.*, c.status AS connection_status
+                 FROM picked p LEFT JOIN user_integrations c ON c.id = p.connection_id),
            quota AS (
                SELECT u.id AS user_id, coalesce(m.calls, 0)::bigint AS used, p.monthly_calls::bigint AS allowed
                  FROM users u
@@ -165,13 +193,14 @@ pub async fn insert_many(conn: &mut PgConnection, new: Vec<NewExecution>) -> sql
                     idempotency_key, request_hash)
                SELECT i.id, i.user_id, i.device_id, i.connection_id, i.integration, i.tool_name, i.arguments,
                       i.lane, i.idempotency_key, i.request_hash
-                 FROM input i JOIN quota q ON q.user_id = i.user_id
-                WHERE q.used < q.allowed
+                 FROM chosen i JOIN quota q ON q.user_id = i.user_id
+                WHERE q.used < q.allowed AND i.connection_id IS NOT NULL AND i.connection_status <> 'needs_reauth'
                 ORDER BY i.n
                ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                RETURNING id)
-           SELECT i.id, EXISTS (SELECT 1 FROM ins WHERE ins.id = i.id), q.used, q.allowed
-             FROM input i LEFT JOIN quota q ON q.user_id = i.user_id
+           SELECT i.id, EXISTS (SELECT 1 FROM ins WHERE ins.id = i.id), q.used, q.allowed,
+                  i.connection_id, i.connection_status, i.ids
+             FROM chosen i LEFT JOIN quota q ON q.user_id = i.user_id
             ORDER BY i.n"#,
     )
     .bind(&ids)
@@ -187,18 +216,28 @@ pub async fn insert_many(conn: &mut PgConnection, new: Vec<NewExecution>) -> sql
     .fetch_all(&mut *conn)
     .await?;
     let mut answers = Vec::with_capacity(n);
-    for (i, (_, inserted, used, allowed)) in rows.into_iter().enumerate() {
-        let answer = match (inserted, used, allowed) {
-            (true, _, _) => Inserted::New,
-            (false, Some(used), Some(allowed)) => match &keys[i] {
-                // Not inserted with a key: a replay, unless the allowance stopped it.
-                Some(key) => match existing(conn, UserId(users[i]), key).await? {
-                    Some(row) => Inserted::Existing(row),
-                    None => Inserted::OverQuota { used, allowed },
-                },
-                None => Inserted::OverQuota { used, allowed },
-            },
-            _ => Inserted::UnknownUser,
+    for (i, (_, inserted, used, allowed, connection, status, candidates)) in rows.into_iter().enumerate() {
+        let answer = match (inserted, used, allowed, connection) {
+            (true, _, _, Some(connection)) => Inserted::New(ConnectionId(connection)),
+            (_, None, _, _) | (_, _, None, _) => Inserted::UnknownUser,
+            // Not inserted: a replay when the key names an execution (whatever the
+            // connections are now), else the allowance or the connection stopped it.
+            (_, Some(used), Some(allowed), connection) => {
+                let replayed = match &keys[i] {
+                    Some(key) => existing(conn, UserId(users[i]), key).await?,
+                    None => None,
+                };
+                match (replayed, connection) {
+                    (Some(row), _) => Inserted::Existing(Box::new(row)),
+                    (None, Some(_)) if status.as_deref() != Some("needs_reauth") => {
+                        Inserted::OverQuota { used, allowed }
+                    }
+                    (None, chosen) => Inserted::Unresolved(Unresolved {
+                        candidates: candidates.unwrap_or_default().into_iter().map(ConnectionId).collect(),
+                        needs_reauth: chosen.map(ConnectionId),
+                    }),
+                }
+            }
         };
         answers.push(answer);
     }
