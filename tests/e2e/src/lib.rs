@@ -546,12 +546,11 @@ impl Stack {
         self.stop_workers().await;
         self.stop_api.cancel();
         remove_queues(&self.amqp_url(), &self.namespace).await;
-        self.db.close().await;
-        if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name)))
-                .execute(&admin)
-                .await;
-        }
+        // Closing waits for every checked-out connection to come back; one held by a task
+        // that never ends (seen once: the suite hung here) must not hang the run. The
+        // forced drop below closes whatever is left.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.db.close()).await;
+        drop_database(&self.db_name).await;
     }
 }
 
@@ -568,15 +567,32 @@ fn queue_names(namespace: &str) -> Vec<String> {
 }
 
 /// Deletes a test namespace's queues: every quorum queue left behind costs the shared
-/// broker a Raft group for good.
+/// broker a Raft group for good. Bounded, like every teardown step: clean-up that hangs
+/// would hang the suite.
 async fn remove_queues(url: &str, namespace: &str) {
-    let Ok(conn) = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await else { return };
-    if let Ok(channel) = conn.create_channel().await {
-        for name in queue_names(namespace) {
-            let _ = channel.queue_delete(name.as_str().into(), Default::default()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        let Ok(conn) = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await else { return };
+        if let Ok(channel) = conn.create_channel().await {
+            for name in queue_names(namespace) {
+                let _ = channel.queue_delete(name.as_str().into(), Default::default()).await;
+            }
         }
-    }
-    let _ = conn.close(200, "test done".into()).await;
+        let _ = conn.close(200, "test done".into()).await;
+    })
+    .await;
+}
+
+/// Drops a test database, closing the connections still open to it (bounded).
+async fn drop_database(name: &str) {
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&admin)
+                .await;
+            admin.close().await;
+        }
+    })
+    .await;
 }
 
 impl Drop for Stack {
@@ -597,11 +613,7 @@ impl Drop for Stack {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async {
                 remove_queues(&amqp_url, &namespace).await;
-                if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")))
-                        .execute(&admin)
-                        .await;
-                }
+                drop_database(&db_name).await;
             });
         })
         .join();
