@@ -56,8 +56,9 @@ options (environment variable in brackets):
   --seconds N            measured seconds per cell (default 5)
   --warmup-ms N          unrecorded warm-up per cell (default 500)
   --concurrency LIST     comma-separated (default 1,16,64)
-  --rows LIST            any of direct,floor,sync,async,isolation,pacing,scaling
-                         (default all)
+  --rows LIST            any of direct,floor,floor-pg,sync,async,isolation,pacing,
+                         scaling (default all); floor-pg is the floor plus a committed
+                         Postgres INSERT before publishing and UPDATE before answering
   --backlog N            isolation: bulk calls queued under the loaded cell (default
                          100000, as issue 6 asks; about 20 s to write and remove)
   --scaling-workers LIST scaling: worker counts (default 1,2,4)
@@ -67,6 +68,8 @@ options (environment variable in brackets):
   --emulator-token T     sandbox bearer token (default sandbox-demo-token)
   --amqp-url URL         [CLAWLINK_AMQP_URL] (default amqp://guest:guest@127.0.0.1:5672/%2f)
   --redis-url URL        [CLAWLINK_REDIS_URL] (default redis://127.0.0.1:6379/)
+  --database-url URL     [CLAWLINK_DATABASE_URL] floor-pg's database, where it makes and
+                         drops a table of its own (default postgres://postgres@127.0.0.1:5432/clawlink)
   --namespace NS         [CLAWLINK_NAMESPACE] ClawLink's queue prefix (default clawlink)
   --pid-dir DIR          where deploy/local/run writes pids (default .clawlink/pids)
   --api-pid PID          instead of DIR/api.pid
@@ -88,6 +91,7 @@ struct Options {
     emulator_token: String,
     amqp_url: String,
     redis_url: String,
+    database_url: String,
     namespace: String,
     pid_dir: PathBuf,
     api_pid: Option<u32>,
@@ -98,7 +102,7 @@ struct Options {
     scaling_workers: Vec<usize>,
 }
 
-const ROWS: [&str; 7] = ["direct", "floor", "sync", "async", "isolation", "pacing", "scaling"];
+const ROWS: [&str; 8] = ["direct", "floor", "floor-pg", "sync", "async", "isolation", "pacing", "scaling"];
 
 fn env(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.trim().is_empty())
@@ -116,6 +120,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Option<Options>> {
         emulator_token: "sandbox-demo-token".into(),
         amqp_url: env("CLAWLINK_AMQP_URL").unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
         redis_url: env("CLAWLINK_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379/".into()),
+        database_url: env("CLAWLINK_DATABASE_URL")
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/clawlink".into()),
         namespace: env("CLAWLINK_NAMESPACE").unwrap_or_else(|| "clawlink".into()),
         pid_dir: PathBuf::from(".clawlink/pids"),
         api_pid: None,
@@ -160,6 +166,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Option<Options>> {
             "--emulator-token" => o.emulator_token = value()?,
             "--amqp-url" => o.amqp_url = value()?,
             "--redis-url" => o.redis_url = value()?,
+            "--database-url" => o.database_url = value()?,
             "--namespace" => o.namespace = value()?,
             "--pid-dir" => o.pid_dir = PathBuf::from(value()?),
             "--api-pid" => o.api_pid = Some(number(value()?)? as u32),
@@ -203,6 +210,7 @@ fn parse_worker_args(args: &[String]) -> anyhow::Result<floor::WorkerArgs> {
     let mut amqp_url = "amqp://guest:guest@127.0.0.1:5672/%2f".to_string();
     let mut redis_url = "redis://127.0.0.1:6379/".to_string();
     let mut prefetch = 128u16;
+    let (mut database, mut table) = (None, None);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().cloned().with_context(|| format!("floor-worker: {flag} needs a value"))?;
@@ -213,6 +221,8 @@ fn parse_worker_args(args: &[String]) -> anyhow::Result<floor::WorkerArgs> {
             "--amqp" => amqp_url = value,
             "--redis" => redis_url = value,
             "--prefetch" => prefetch = value.parse().context("floor-worker: --prefetch")?,
+            "--database" => database = Some(value),
+            "--table" => table = Some(value),
             other => bail!("floor-worker: unknown argument {other:?}"),
         }
     }
@@ -223,6 +233,7 @@ fn parse_worker_args(args: &[String]) -> anyhow::Result<floor::WorkerArgs> {
         amqp_url,
         redis_url,
         prefetch,
+        database: database.zip(table),
     })
 }
 
@@ -274,6 +285,9 @@ fn main() -> ExitCode {
 enum Path {
     Direct,
     Floor,
+    /// The floor plus one committed INSERT before publishing and one committed UPDATE
+    /// before answering: what the durability rule costs any design.
+    FloorDurable,
     Sync,
     AsyncSubmit,
     AsyncCompletion,
@@ -286,6 +300,7 @@ impl Path {
         match self {
             Path::Direct => "direct",
             Path::Floor => "floor",
+            Path::FloorDurable => "floor + Postgres",
             Path::Sync => "clawlink sync",
             Path::AsyncSubmit => "clawlink async submit",
             Path::AsyncCompletion => "clawlink async completion",
@@ -456,7 +471,7 @@ async fn run(options: Options) -> anyhow::Result<String> {
     };
 
     // Preflight: each path answers once, or we stop here with the reason.
-    if wants("direct") || wants("floor") {
+    if wants("direct") || wants("floor") || wants("floor-pg") {
         tokio::time::timeout(Duration::from_secs(10), direct.call())
             .await
             .map_err(|_| anyhow::anyhow!("no answer"))
@@ -483,7 +498,7 @@ async fn run(options: Options) -> anyhow::Result<String> {
         );
     }
 
-    let floor = if wants("floor") {
+    let floor = if wants("floor") || wants("floor-pg") {
         eprintln!("starting the floor (private quorum queue + floor-worker process)");
         let f = floor::Floor::start(&floor::FloorConfig {
             amqp_url: options.amqp_url.clone(),
@@ -491,6 +506,7 @@ async fn run(options: Options) -> anyhow::Result<String> {
             emulator_url: options.emulator_url.clone(),
             emulator_token: options.emulator_token.clone(),
             prefetch: options.prefetch,
+            database_url: wants("floor-pg").then(|| options.database_url.clone()),
         })
         .await
         .context("cannot set up the floor")?;
@@ -546,15 +562,18 @@ async fn run_cells(
             push(Row { concurrency: c, path: Path::Direct, result, cpu, calls: None, variant: None });
         }
         if let Some(f) = &floor {
-            let f = f.clone();
-            let (result, cpu) = measured(labels, spec.warmup, || {
-                closed_loop(spec, move || {
-                    let f = f.clone();
-                    async move { f.call().await }
+            let paths = [(Path::Floor, wants("floor")), (Path::FloorDurable, f.has_durable())];
+            for (path, durable) in paths.into_iter().filter(|(_, on)| *on).map(|(p, _)| (p, p == Path::FloorDurable)) {
+                let f = f.clone();
+                let (result, cpu) = measured(labels, spec.warmup, || {
+                    closed_loop(spec, move || {
+                        let f = f.clone();
+                        async move { f.call(durable).await }
+                    })
                 })
-            })
-            .await;
-            push(Row { concurrency: c, path: Path::Floor, result, cpu, calls: None, variant: None });
+                .await;
+                push(Row { concurrency: c, path, result, cpu, calls: None, variant: None });
+            }
         }
         let mut sync_rate = None;
         if let (Some(api), true) = (api, wants("sync")) {
@@ -697,23 +716,29 @@ fn report(
         options.seconds,
         options.warmup.as_millis()
     );
-    let _ =
-        writeln!(out, "| c | path | calls/s | p50 ms | p99 ms | errors | calls/s vs floor | p50 vs floor | CPU busy |");
-    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| c | path | calls/s | p50 ms | p99 ms | errors | calls/s vs floor | p50 vs floor | calls/s vs floor + Postgres | CPU busy |"
+    );
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let r = &row.result;
-        let floor = rows.iter().find(|f| f.concurrency == row.concurrency && f.path == Path::Floor);
-        let (rate_ratio, p50_ratio) = match (row.path.is_clawlink(), floor) {
+        let at = |path: Path| rows.iter().find(|f| f.concurrency == row.concurrency && f.path == path);
+        let (rate_ratio, p50_ratio) = match (row.path.is_clawlink(), at(Path::Floor)) {
             (true, Some(f)) => (
                 Some(r.rate() / f.result.rate()),
                 r.percentile_ms(50.0).zip(f.result.percentile_ms(50.0)).map(|(a, b)| a / b),
             ),
             _ => (None, None),
         };
+        let durable_ratio = match (row.path.is_clawlink(), at(Path::FloorDurable)) {
+            (true, Some(f)) => Some(r.rate() / f.result.rate()),
+            _ => None,
+        };
         let path = row.label();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% |",
             row.concurrency,
             path,
             fmt_rate(r.rate()),
@@ -722,6 +747,7 @@ fn report(
             r.errors,
             fmt_ratio(rate_ratio),
             fmt_ratio(p50_ratio),
+            fmt_ratio(durable_ratio),
             row.cpu.machine_busy * 100.0
         );
     }

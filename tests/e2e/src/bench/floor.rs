@@ -7,6 +7,12 @@
 //! prefetch) → GET the emulator's /echo → Redis `SET key value EX 60` + `PUBLISH` (one
 //! pipelined round trip, as ClawLink's worker does) → ack.
 //! waiter (bench process): one Redis pub/sub subscription, a map id → oneshot.
+//!
+//! The durable floor (`floor-pg`, with `--database-url`) adds what issue 6's durability
+//! rule asks of any design, and nothing else: the publisher INSERTs a row (committed)
+//! before it publishes, and the worker UPDATEs it (committed) before the result goes to
+//! Redis and the message is acked — two single-row autocommit statements, no batching, in
+//! a table of its own that is dropped afterwards.
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
@@ -31,6 +37,17 @@ struct FloorJob<'a> {
     id: &'a str,
     #[serde(rename = "replyTo")]
     reply_to: &'a str,
+    /// The durable floor: the worker records the call in Postgres before answering.
+    #[serde(default)]
+    durable: bool,
+}
+
+/// Connections per side (bench publisher, floor worker) for the durable floor; the stack's
+/// own pools stay within Postgres's default 100 connections beside them.
+const DURABLE_POOL: u32 = 16;
+
+fn durable_table() -> String {
+    format!("clawlink_bench_floor_{}", std::process::id())
 }
 
 /// What the waiter reads from the notification (the whole result travels, as in ClawLink).
@@ -60,6 +77,15 @@ pub struct FloorConfig {
     pub emulator_url: String,
     pub emulator_token: String,
     pub prefetch: u16,
+    /// Set: the durable floor is available (its table is created in this database).
+    pub database_url: Option<String>,
+}
+
+/// The durable floor's connection pool and table.
+#[derive(Clone)]
+struct Durable {
+    db: sqlx::PgPool,
+    table: Arc<str>,
 }
 
 /// The publisher side and the spawned worker process.
@@ -72,6 +98,7 @@ pub struct Floor {
     listener: tokio::task::JoinHandle<()>,
     child: Option<Child>,
     child_stdin: Option<ChildStdin>,
+    durable: Option<Durable>,
 }
 
 /// A cheap handle for the load tasks.
@@ -81,6 +108,7 @@ pub struct FloorClient {
     queue: Arc<str>,
     notify_channel: Arc<str>,
     pending: Pending,
+    durable: Option<Durable>,
 }
 
 fn quorum_args() -> FieldTable {
@@ -139,8 +167,36 @@ impl Floor {
             })
         };
 
-        let mut floor =
-            Floor { connection, channel, queue, notify_channel, pending, listener, child: None, child_stdin: None };
+        let durable = match &config.database_url {
+            Some(url) => {
+                let db = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(DURABLE_POOL)
+                    .connect(url)
+                    .await
+                    .context("cannot connect to Postgres for the durable floor")?;
+                let table = durable_table();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "CREATE TABLE IF NOT EXISTS {table} (id uuid PRIMARY KEY, created_at timestamptz NOT NULL \
+                     DEFAULT now(), finished_at timestamptz, ok boolean)"
+                )))
+                .execute(&db)
+                .await
+                .with_context(|| format!("cannot create the durable floor's table {table}"))?;
+                Some(Durable { db, table: table.into() })
+            }
+            None => None,
+        };
+        let mut floor = Floor {
+            connection,
+            channel,
+            queue,
+            notify_channel,
+            pending,
+            listener,
+            child: None,
+            child_stdin: None,
+            durable,
+        };
         if let Err(err) = floor.spawn_worker(config).await {
             floor.stop().await;
             return Err(err);
@@ -158,6 +214,12 @@ impl Floor {
             .args(["--amqp", &config.amqp_url])
             .args(["--redis", &config.redis_url])
             .args(["--prefetch", &config.prefetch.to_string()])
+            .args(match (&config.database_url, &self.durable) {
+                (Some(url), Some(d)) => {
+                    vec!["--database".to_string(), url.clone(), "--table".into(), d.table.to_string()]
+                }
+                _ => Vec::new(),
+            })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -188,6 +250,7 @@ impl Floor {
             queue: self.queue.as_str().into(),
             notify_channel: self.notify_channel.as_str().into(),
             pending: self.pending.clone(),
+            durable: self.durable.clone(),
         }
     }
 
@@ -210,18 +273,41 @@ impl Floor {
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.connection.close(200, "bench done".into())).await;
         self.listener.abort();
+        if let Some(d) = self.durable.take() {
+            let dropped =
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {}", d.table))).execute(&d.db).await;
+            if dropped.is_err() {
+                eprintln!("warning: could not drop the durable floor's table {}; drop it by hand", d.table);
+            }
+            d.db.close().await;
+        }
     }
 }
 
 impl FloorClient {
-    /// One call through the floor path.
-    pub async fn call(&self) -> Result<(), String> {
-        let id = uuid::Uuid::new_v4().to_string();
+    /// Whether the durable floor is set up (`floor-pg`).
+    pub fn has_durable(&self) -> bool {
+        self.durable.is_some()
+    }
+
+    /// One call through the floor path; `durable`: through the durable floor (a row
+    /// committed before publishing, updated before the answer).
+    pub async fn call(&self, durable: bool) -> Result<(), String> {
+        let uuid = uuid::Uuid::new_v4();
+        let id = uuid.to_string();
+        if durable {
+            let d = self.durable.as_ref().ok_or("the durable floor has no database (--database-url)")?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {} (id) VALUES ($1)", d.table)))
+                .bind(uuid)
+                .execute(&d.db)
+                .await
+                .map_err(|e| format!("insert: {e}"))?;
+        }
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(id.clone(), tx);
         let _guard = WaitGuard { pending: self.pending.clone(), id: id.clone() };
         let payload =
-            serde_json::to_vec(&FloorJob { id: &id, reply_to: &self.notify_channel }).expect("job serialises");
+            serde_json::to_vec(&FloorJob { id: &id, reply_to: &self.notify_channel, durable }).expect("job serialises");
         let props =
             BasicProperties::default().with_delivery_mode(2).with_content_type(ShortString::from("application/json"));
         let confirm = self
@@ -260,6 +346,8 @@ pub struct WorkerArgs {
     pub amqp_url: String,
     pub redis_url: String,
     pub prefetch: u16,
+    /// The durable floor's database and table.
+    pub database: Option<(String, String)>,
 }
 
 /// `clawlink-bench floor-worker …`: prints `ready` once consuming, exits when its stdin
@@ -283,6 +371,19 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     let redis = redis::aio::ConnectionManager::new_with_config(client, redis_config)
         .await
         .context("cannot connect to Redis")?;
+
+    let durable = match &args.database {
+        Some((url, table)) => {
+            let db = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(DURABLE_POOL)
+                .connect(url)
+                .await
+                .context("cannot connect to Postgres")?;
+            let update: Arc<str> = format!("UPDATE {table} SET finished_at = now(), ok = $2 WHERE id = $1").into();
+            Some((db, update))
+        }
+        None => None,
+    };
 
     let connection = amqp_connect(&args.amqp_url, "clawlink-bench floor-worker").await?;
     let channel = connection.create_channel().await?;
@@ -322,12 +423,15 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         let echo_url = echo_url.clone();
         let auth = auth.clone();
         let mut redis = redis.clone();
+        let durable = durable.clone();
         tokio::spawn(async move {
             #[derive(Deserialize)]
             struct Job {
                 id: String,
                 #[serde(rename = "replyTo")]
                 reply_to: String,
+                #[serde(default)]
+                durable: bool,
             }
             let Ok(job) = serde_json::from_slice::<Job>(&delivery.data) else {
                 let _ = delivery.acker.ack(BasicAckOptions::default()).await;
@@ -339,6 +443,19 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                     Ok(body) if !body.is_empty() => (true, body),
                     _ => (false, "null".to_string()),
                 },
+                _ => (false, "null".to_string()),
+            };
+            let (ok, data) = match (&durable, job.durable, uuid::Uuid::parse_str(&job.id)) {
+                (_, false, _) => (ok, data),
+                (Some((db, update)), true, Ok(id)) => {
+                    match sqlx::query(sqlx::AssertSqlSafe(update.to_string())).bind(id).bind(ok).execute(db).await {
+                        Ok(_) => (ok, data),
+                        Err(err) => {
+                            eprintln!("floor worker: postgres: {err}");
+                            (false, "null".to_string())
+                        }
+                    }
+                }
                 _ => (false, "null".to_string()),
             };
             let payload = format!(r#"{{"id":"{}","ok":{ok},"data":{data}}}"#, job.id);
