@@ -85,6 +85,34 @@ fn window_cells(w: &RateWindow) -> (u64, u64) {
     (interval_us, interval_us * u64::from(w.burst))
 }
 
+/// One call's two gates, in order: this process's limiter, then the script in Redis. A
+/// cell taken from the local limiter is kept while Redis refuses (asking the limiter again
+/// would take another cell for the same call).
+struct Gates<'a> {
+    local: Option<&'a DefaultKeyedRateLimiter<ConnectionId>>,
+    local_passed: bool,
+    connection: ConnectionId,
+    invocation: redis::ScriptInvocation<'a>,
+}
+
+impl Gates<'_> {
+    /// Zero when both gates let the call through now; else how long until it should ask again.
+    async fn next_wait(&mut self, redis: &redis::aio::ConnectionManager) -> Result<Duration, PaceError> {
+        if let (Some(limiter), false) = (self.local, self.local_passed) {
+            match limiter.check_key(&self.connection) {
+                Ok(()) => self.local_passed = true,
+                Err(not_until) => {
+                    let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
+                    return Ok(not_until.wait_time_from(now).max(Duration::from_micros(1)));
+                }
+            }
+        }
+        let mut conn = redis.clone();
+        let wait_us: u64 = self.invocation.invoke_async(&mut conn).await?;
+        Ok(Duration::from_micros(wait_us))
+    }
+}
+
 impl Pacer {
     /// Builds the in-process limiters for every provider that declares per-connection limits.
     pub fn new<'a>(
@@ -131,21 +159,6 @@ impl Pacer {
         max_wait: Duration,
     ) -> Result<Duration, PaceError> {
         let started = tokio::time::Instant::now();
-        if let Some(limiter) = self.local.get(&provider.id) {
-            loop {
-                match limiter.check_key(&connection) {
-                    Ok(()) => break,
-                    Err(not_until) => {
-                        let wait = not_until
-                            .wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-                        if started.elapsed() + wait > max_wait {
-                            return Err(PaceError::WaitTooLong(wait));
-                        }
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-            }
-        }
         let mut invocation = self.script.prepare_invoke();
         invocation.key(self.pause_key(&provider.id, connection));
         for (i, w) in provider.rate_limits.per_connection.iter().enumerate() {
@@ -158,14 +171,9 @@ impl Pacer {
             invocation.key(format!("{}:pace:{}:app:w{}", self.namespace, provider.id, i));
             invocation.arg(interval).arg(tolerance);
         }
-        let (invocation, redis) = (&invocation, &self.redis);
-        let ask = || async move {
-            let mut conn = redis.clone();
-            let wait_us: u64 = invocation.invoke_async(&mut conn).await?;
-            Ok::<_, PaceError>(Duration::from_micros(wait_us))
-        };
+        let mut gates = Gates { local: self.local.get(&provider.id), local_passed: false, connection, invocation };
         // Most calls get their permit at once.
-        let mut wait = ask().await?;
+        let mut wait = gates.next_wait(&self.redis).await?;
         if wait.is_zero() {
             return Ok(started.elapsed());
         }
@@ -185,7 +193,7 @@ impl Pacer {
                     return Err(PaceError::WaitTooLong(wait));
                 }
                 tokio::time::sleep(wait).await;
-                wait = ask().await?;
+                wait = gates.next_wait(&self.redis).await?;
                 if wait.is_zero() {
                     return Ok(started.elapsed());
                 }
