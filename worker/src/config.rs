@@ -21,6 +21,9 @@ pub struct WorkerConfig {
     /// Bulk calls in flight at once while interactive calls run (see `priority`); 0 makes
     /// bulk wait for a quiet interactive lane.
     pub bulk_while_interactive: u16,
+    /// While interactive calls run, a bulk call starts at most once per this long (zero: no
+    /// limit).
+    pub bulk_spacing: Duration,
     /// Waits up to this long happen inside the worker; longer ones go through a delay queue.
     pub max_inline_wait: Duration,
     pub provider_timeout: Duration,
@@ -69,6 +72,7 @@ impl WorkerConfig {
                 1,
                 "a whole number (0: bulk waits for a quiet interactive lane)",
             )?,
+            bulk_spacing: env.millis("CLAWLINK_WORKER_BULK_SPACING_MS", 50)?,
             max_inline_wait: env.millis("CLAWLINK_WORKER_MAX_INLINE_WAIT_MS", 5_000)?,
             provider_timeout: env.millis("CLAWLINK_PROVIDER_TIMEOUT_MS", 30_000)?,
             retry,

@@ -62,7 +62,11 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
         max_inline_wait: config.max_inline_wait,
         ack_delay: config.ack_delay,
         metrics: clawlink_common::metrics::Metrics::new(),
-        lanes: priority::LaneGate::new(usize::from(config.bulk_while_interactive), priority::INTERACTIVE_QUIET),
+        lanes: priority::LaneGate::new(
+            usize::from(config.bulk_while_interactive),
+            config.bulk_spacing,
+            priority::INTERACTIVE_QUIET,
+        ),
     });
 
     let listener = tokio::net::TcpListener::bind(config.addr)

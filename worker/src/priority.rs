@@ -2,11 +2,14 @@
 //! calls share its CPU (and the machine's Postgres and broker): a bulk backlog running at
 //! full concurrency slows every sync call beside it. So while this worker has interactive
 //! calls in flight — or had one within the last `quiet` — at most `bulk_while_busy` bulk
-//! calls run at once; the other bulk deliveries wait (unacked, in prefetch) for their turn.
-//! With the interactive lane idle, bulk runs at its full concurrency again.
+//! calls run at once, and a bulk call starts at most once per `spacing`; the other bulk
+//! deliveries wait (unacked, in prefetch) for their turn. A cap on concurrency alone is not
+//! enough: one short bulk call after another still takes a core's worth of CPU. With the
+//! interactive lane idle, bulk runs at its full concurrency and rate again.
 //!
-//! `bulk_while_busy` is at least 1 by default, so a backlog keeps draining under steady
-//! interactive load; 0 is strict priority (bulk waits for a quiet interactive lane).
+//! By default (1 at once, one start per 50 ms: at most 20 bulk calls per second per
+//! worker) a backlog keeps draining under steady interactive load; `bulk_while_busy` 0 is
+//! strict priority (bulk waits for a quiet interactive lane).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +25,7 @@ pub struct LaneGate {
     /// Wakes bulk calls waiting for a turn when a bulk call ends.
     turn: Notify,
     bulk_while_busy: usize,
+    spacing: Duration,
     quiet: Duration,
 }
 
@@ -30,6 +34,7 @@ struct State {
     interactive: usize,
     bulk: usize,
     last_interactive: Option<Instant>,
+    last_bulk_start: Option<Instant>,
 }
 
 impl State {
@@ -44,8 +49,10 @@ impl State {
 }
 
 impl LaneGate {
-    pub fn new(bulk_while_busy: usize, quiet: Duration) -> Arc<Self> {
-        Arc::new(Self { state: Mutex::default(), turn: Notify::new(), bulk_while_busy, quiet })
+    /// At most `bulk_while_busy` bulk calls at once, and one bulk start per `spacing`,
+    /// while the interactive lane is busy (calls in flight, or one within `quiet`).
+    pub fn new(bulk_while_busy: usize, spacing: Duration, quiet: Duration) -> Arc<Self> {
+        Arc::new(Self { state: Mutex::default(), turn: Notify::new(), bulk_while_busy, spacing, quiet })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -68,13 +75,19 @@ impl LaneGate {
             let recheck = {
                 let mut s = self.lock();
                 let busy_for = s.busy_for(self.quiet);
-                if busy_for == Some(Duration::ZERO) || s.bulk < self.bulk_while_busy {
+                let spaced_for =
+                    s.last_bulk_start.map_or(Duration::ZERO, |at| self.spacing.saturating_sub(at.elapsed()));
+                let idle = busy_for == Some(Duration::ZERO);
+                if idle || (s.bulk < self.bulk_while_busy && spaced_for.is_zero()) {
                     s.bulk += 1;
+                    s.last_bulk_start = Some(Instant::now());
                     return BulkCall(self.clone());
                 }
-                // Interactive calls in flight: a freed bulk turn wakes this; the quiet
-                // period is the longest it sleeps without one.
-                busy_for.unwrap_or(self.quiet).max(Duration::from_millis(1))
+                // Busy: a freed bulk turn wakes this; otherwise it looks again when the
+                // spacing is over (if a turn is free) or the lane may have gone quiet.
+                let quiet_in = busy_for.unwrap_or(self.quiet);
+                let next = if s.bulk < self.bulk_while_busy { spaced_for.min(quiet_in) } else { quiet_in };
+                next.max(Duration::from_millis(1))
             };
             let _ = tokio::time::timeout(recheck, freed).await;
         }
@@ -112,7 +125,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bulk_runs_freely_while_the_interactive_lane_is_idle() {
-        let gate = LaneGate::new(1, Duration::from_millis(100));
+        let gate = LaneGate::new(1, Duration::ZERO, Duration::from_millis(100));
         let held: Vec<BulkCall> = futures_util::future::join_all((0..5).map(|_| gate.bulk())).await;
         assert_eq!(gate.running(), (0, 5));
         drop(held);
@@ -122,7 +135,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn interactive_calls_hold_bulk_to_its_share_until_the_lane_is_quiet() {
         let quiet = Duration::from_millis(100);
-        let gate = LaneGate::new(1, quiet);
+        let gate = LaneGate::new(1, Duration::ZERO, quiet);
         let call = gate.interactive();
         let first = gate.bulk().await;
         // A second bulk call waits while the interactive call runs.
@@ -147,7 +160,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_finished_bulk_call_hands_its_turn_to_a_waiting_one() {
-        let gate = LaneGate::new(1, Duration::from_secs(60));
+        let gate = LaneGate::new(1, Duration::ZERO, Duration::from_secs(60));
         let _call = gate.interactive();
         let first = gate.bulk().await;
         let waiting = tokio::spawn({
@@ -163,7 +176,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn zero_share_is_strict_priority() {
-        let gate = LaneGate::new(0, Duration::from_millis(50));
+        let gate = LaneGate::new(0, Duration::ZERO, Duration::from_millis(50));
         let call = gate.interactive();
         let waiting = tokio::spawn({
             let gate = gate.clone();
@@ -173,5 +186,33 @@ mod tests {
         assert!(!waiting.is_finished(), "no bulk call runs beside an interactive one");
         drop(call);
         let _turn = tokio::time::timeout(Duration::from_millis(60), waiting).await.expect("runs once quiet").unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_interactive_calls_run_bulk_calls_start_at_most_once_per_spacing() {
+        let spacing = Duration::from_millis(20);
+        let gate = LaneGate::new(1, spacing, Duration::from_millis(100));
+        let _call = gate.interactive();
+        let t0 = Instant::now();
+        let mut starts = Vec::new();
+        for _ in 0..5 {
+            // Each bulk call ends at once; the next still waits out the spacing.
+            drop(gate.bulk().await);
+            starts.push(Instant::now() - t0);
+        }
+        for pair in starts.windows(2) {
+            assert!(pair[1] - pair[0] >= spacing, "bulk starts {starts:?}");
+        }
+        assert!(starts[4] <= 4 * spacing + Duration::from_millis(5), "no longer than the spacing: {starts:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_interactive_calls_the_spacing_does_not_apply() {
+        let gate = LaneGate::new(1, Duration::from_secs(1), Duration::from_millis(100));
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            drop(gate.bulk().await);
+        }
+        assert_eq!(Instant::now(), t0, "an idle interactive lane holds nothing back");
     }
 }
