@@ -61,15 +61,18 @@ impl WorkerConfig {
                 reason: "expected at least 1".into(),
             });
         }
+        let bulk_concurrency = positive("CLAWLINK_WORKER_BULK_CONCURRENCY", 32)?;
         Ok(Self {
             infra: InfraConfig::from_env(env)?,
             addr: clawlink_common::config::socket_addr(env, "CLAWLINK_WORKER_ADDR", "127.0.0.1:8082")?,
             worker_id: env.string("CLAWLINK_WORKER_ID", &format!("worker-{}", std::process::id())),
             interactive_concurrency: positive("CLAWLINK_WORKER_INTERACTIVE_CONCURRENCY", 64)?,
-            bulk_concurrency: positive("CLAWLINK_WORKER_BULK_CONCURRENCY", 32)?,
+            bulk_concurrency,
+            // No cap of its own by default: the spacing bounds bulk's CPU, and a cap would
+            // also bound bulk to one call per provider latency when providers are slow.
             bulk_while_interactive: env.parse(
                 "CLAWLINK_WORKER_BULK_WHILE_INTERACTIVE",
-                1,
+                bulk_concurrency,
                 "a whole number (0: bulk waits for a quiet interactive lane)",
             )?,
             bulk_spacing: env.millis("CLAWLINK_WORKER_BULK_SPACING_MS", 50)?,

@@ -1,15 +1,16 @@
 //! Interactive calls first. The lanes have their own queues and prefetch, but one worker's
 //! calls share its CPU (and the machine's Postgres and broker): a bulk backlog running at
-//! full concurrency slows every sync call beside it. So while this worker has interactive
-//! calls in flight — or had one within the last `quiet` — at most `bulk_while_busy` bulk
-//! calls run at once, and a bulk call starts at most once per `spacing`; the other bulk
-//! deliveries wait (unacked, in prefetch) for their turn. A cap on concurrency alone is not
-//! enough: one short bulk call after another still takes a core's worth of CPU. With the
-//! interactive lane idle, bulk runs at its full concurrency and rate again.
+//! full speed slows every sync call beside it. So while this worker has interactive calls
+//! in flight — or had one within the last `quiet` — a bulk call starts at most once per
+//! `spacing`, and at most `bulk_while_busy` run at once; the other bulk deliveries wait
+//! (unacked, in prefetch) for their turn. With the interactive lane idle, bulk runs at its
+//! full concurrency and rate again.
 //!
-//! By default (1 at once, one start per 50 ms: at most 20 bulk calls per second per
-//! worker) a backlog keeps draining under steady interactive load; `bulk_while_busy` 0 is
-//! strict priority (bulk waits for a quiet interactive lane).
+//! The spacing is what protects the CPU: one short bulk call after another takes a core's
+//! worth of it even one at a time. By default (one start per 50 ms, no cap of its own on
+//! concurrency) a backlog keeps draining at up to 20 calls per second per worker under
+//! steady interactive load, however slow its provider; `bulk_while_busy` 0 is strict
+//! priority (bulk waits for a quiet interactive lane).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
