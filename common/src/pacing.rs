@@ -188,6 +188,13 @@ impl Pacer {
             let Ok(_head) = tokio::time::timeout(left, queue.lock()).await else {
                 return Err(PaceError::WaitTooLong(wait));
             };
+            // At the head: ask again now. The wait learnt on arrival is stale (after a
+            // 429's pause every waiter learnt the whole pause; sleeping it again here
+            // would add it once per waiter).
+            wait = gates.next_wait(&self.redis).await?;
+            if wait.is_zero() {
+                return Ok(started.elapsed());
+            }
             loop {
                 if started.elapsed() + wait > max_wait {
                     return Err(PaceError::WaitTooLong(wait));

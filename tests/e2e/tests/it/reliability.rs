@@ -236,6 +236,43 @@ async fn waiting_calls_queue_in_each_worker_and_only_the_head_asks_redis() {
     assert!(asked >= permits, "the proxy saw only {asked} scripts for {permits} permits");
 }
 
+/// After a 429's pause, the calls that queued behind it go at the provider's rate: each asks
+/// again when it reaches the head of the queue instead of sleeping the whole pause it
+/// learnt on arrival (which would add the pause once per waiting call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_queued_behind_a_pause_go_at_the_rate_when_it_ends() {
+    use clawlink_common::catalog::{self, Catalog, RateLimits, RateWindow};
+    use clawlink_common::pacing::Pacer;
+    use std::sync::Arc;
+    let catalog = Catalog::load_dir(&catalog::default_dir(None), &Default::default()).expect("the catalog loads");
+    let mut provider = (**catalog.provider("sandbox").expect("the sandbox provider")).clone();
+    provider.rate_limits =
+        RateLimits { per_connection: vec![RateWindow { requests: 20, per_seconds: 1, burst: 10 }], per_app: vec![] };
+    let provider = Arc::new(provider);
+    let url = std::env::var("CLAWLINK_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let redis = redis::aio::ConnectionManager::new(redis::Client::open(url).unwrap()).await.unwrap();
+    let namespace = format!("clawlink-test-pace-{}", uuid::Uuid::new_v4().simple());
+    let pacer = Pacer::new(redis, &namespace, std::iter::once(&provider));
+    let connection = clawlink_common::ids::ConnectionId(1);
+    pacer.pause(&provider.id, connection, Duration::from_secs(1)).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let (pacer, provider) = (pacer.clone(), provider.clone());
+            tokio::spawn(async move { pacer.acquire(&provider, connection, Duration::from_secs(5)).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().expect("a permit within 5 s");
+    }
+    // The burst lets all six past the process's own limiter, so each learns the whole
+    // pause from Redis. Then: the pause (1 s) and six permits within the burst; sleeping
+    // the pause once per waiter would take six seconds and run past the 5 s bound.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(950), "the pause was not kept: {took:?}");
+    assert!(took < Duration::from_millis(2500), "six calls after a 1 s pause took {took:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_queue_messages_or_logs() {
     let stack = Stack::start(Options { workers: 0, ..Default::default() }).await;
