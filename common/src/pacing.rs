@@ -172,21 +172,33 @@ impl Pacer {
             invocation.arg(interval).arg(tolerance);
         }
         let mut gates = Gates { local: self.local.get(&provider.id), local_passed: false, connection, invocation };
-        // Most calls get their permit at once.
-        let mut wait = gates.next_wait(&self.redis).await?;
-        if wait.is_zero() {
-            return Ok(started.elapsed());
-        }
-        // Refused: wait in this process's queue for the (provider, connection), then ask
-        // again at the head of it until a permit is granted.
         let key = (provider.id.clone(), connection);
+        // With no call waiting on this (provider, connection), most calls get their permit at
+        // once. With calls waiting, a newcomer goes behind them: asking first would let it
+        // take the permit the head is sleeping for.
+        let queued = self.waiting.lock().expect("pacing queue lock").contains_key(&key);
+        let mut wait = Duration::ZERO;
+        if !queued {
+            wait = gates.next_wait(&self.redis).await?;
+            if wait.is_zero() {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() + wait > max_wait {
+                return Err(PaceError::WaitTooLong(wait));
+            }
+        }
+        // Wait in this process's queue for the (provider, connection), then ask again at
+        // the head of it until a permit is granted.
         let queue = self.waiting.lock().expect("pacing queue lock").entry(key.clone()).or_default().clone();
         let turn = async {
+            // Still not at the head after the whole bound: the queue is at least that long,
+            // so the call should come back no sooner.
+            let too_long = |learnt: Duration| PaceError::WaitTooLong(learnt.max(max_wait));
             let Some(left) = max_wait.checked_sub(started.elapsed()) else {
-                return Err(PaceError::WaitTooLong(wait));
+                return Err(too_long(wait));
             };
             let Ok(_head) = tokio::time::timeout(left, queue.lock()).await else {
-                return Err(PaceError::WaitTooLong(wait));
+                return Err(too_long(wait));
             };
             // At the head: ask again now. The wait learnt on arrival is stale (after a
             // 429's pause every waiter learnt the whole pause; sleeping it again here

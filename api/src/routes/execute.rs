@@ -75,8 +75,21 @@ pub fn check_arguments(tool: &ToolEntry, arguments: &Value) -> Result<(), ApiErr
 /// `arguments` is their JSON text: serde_json's map is ordered (BTreeMap), so equal
 /// arguments serialise equally.
 fn request_hash(tool: &str, connection: Option<ConnectionId>, arguments: &str) -> Vec<u8> {
-    // Connection ids start at 1, so 0 stands for the default.
-    legacy_request_hash(tool, connection.unwrap_or(ConnectionId(0)), arguments)
+    // A version first, so no hash of this kind equals a legacy one. A named connection is
+    // tagged 1, the default 0.
+    let mut h = Sha256::new();
+    h.update(b"v2\0");
+    h.update(tool.as_bytes());
+    h.update([0]);
+    match connection {
+        Some(c) => {
+            h.update([1]);
+            h.update(c.0.to_be_bytes());
+        }
+        None => h.update([0]),
+    }
+    h.update(arguments.as_bytes());
+    h.finalize().to_vec()
 }
 
 /// The hash before the connection was resolved inside the insert: over the connection the

@@ -85,6 +85,22 @@ async fn idempotency_key_replays_and_conflicts() {
     let ids: std::collections::BTreeSet<_> = results.iter().map(|(_, b)| b["executionId"].to_string()).collect();
     assert_eq!(ids.len(), 1, "{results:?}");
     assert_eq!(stack.emulator.stats().count("POST", "/notes"), 2);
+
+    // Naming the connection is part of the body: the first call used the default, so the
+    // same key naming that very connection is a different call (409), and the other way
+    // round too.
+    let key = [("idempotency-key", "order-42")];
+    let named = json!({"arguments": {"text": "once"}, "confirmed": true, "connectionId": first["connectionId"]});
+    let (status, conflict) = stack.execute(&user.api_key, "sandbox_create_note", named.clone(), &key).await;
+    assert_eq!((status, conflict["error"]["code"].as_str()), (409, Some("idempotency_conflict")), "{conflict}");
+    let key = [("idempotency-key", "order-43")];
+    let (status, named_first) = stack.execute(&user.api_key, "sandbox_create_note", named.clone(), &key).await;
+    assert_eq!(status, 200, "{named_first}");
+    let (status, replay) = stack.execute(&user.api_key, "sandbox_create_note", named, &key).await;
+    assert_eq!((status, &replay["executionId"]), (200, &named_first["executionId"]), "{replay}");
+    let (status, conflict) = stack.execute(&user.api_key, "sandbox_create_note", body.clone(), &key).await;
+    assert_eq!((status, conflict["error"]["code"].as_str()), (409, Some("idempotency_conflict")), "{conflict}");
+    assert_eq!(stack.emulator.stats().count("POST", "/notes"), 3);
     stack.finish().await;
 }
 
