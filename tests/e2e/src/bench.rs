@@ -210,7 +210,7 @@ fn parse_worker_args(args: &[String]) -> anyhow::Result<floor::WorkerArgs> {
     let mut amqp_url = "amqp://guest:guest@127.0.0.1:5672/%2f".to_string();
     let mut redis_url = "redis://127.0.0.1:6379/".to_string();
     let mut prefetch = 128u16;
-    let (mut database, mut table) = (None, None);
+    let mut table = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().cloned().with_context(|| format!("floor-worker: {flag} needs a value"))?;
@@ -221,7 +221,6 @@ fn parse_worker_args(args: &[String]) -> anyhow::Result<floor::WorkerArgs> {
             "--amqp" => amqp_url = value,
             "--redis" => redis_url = value,
             "--prefetch" => prefetch = value.parse().context("floor-worker: --prefetch")?,
-            "--database" => database = Some(value),
             "--table" => table = Some(value),
             other => bail!("floor-worker: unknown argument {other:?}"),
         }
@@ -233,7 +232,7 @@ fn parse_worker_args(args: &[String]) -> anyhow::Result<floor::WorkerArgs> {
         amqp_url,
         redis_url,
         prefetch,
-        database: database.zip(table),
+        database: std::env::var(floor::FLOOR_DATABASE_URL).ok().zip(table),
     })
 }
 

@@ -46,6 +46,9 @@ struct FloorJob<'a> {
 /// own pools stay within Postgres's default 100 connections beside them.
 const DURABLE_POOL: u32 = 16;
 
+/// How the floor worker gets the durable floor's database URL.
+pub const FLOOR_DATABASE_URL: &str = "CLAWLINK_BENCH_FLOOR_DATABASE_URL";
+
 fn durable_table() -> String {
     format!("clawlink_bench_floor_{}", std::process::id())
 }
@@ -214,12 +217,12 @@ impl Floor {
             .args(["--amqp", &config.amqp_url])
             .args(["--redis", &config.redis_url])
             .args(["--prefetch", &config.prefetch.to_string()])
-            .args(match (&config.database_url, &self.durable) {
-                (Some(url), Some(d)) => {
-                    vec!["--database".to_string(), url.clone(), "--table".into(), d.table.to_string()]
-                }
-                _ => Vec::new(),
+            .args(match &self.durable {
+                Some(d) => vec!["--table".to_string(), d.table.to_string()],
+                None => Vec::new(),
             })
+            // The URL may carry a password: the environment, not the command line `ps` shows.
+            .envs(config.database_url.as_ref().map(|url| (FLOOR_DATABASE_URL, url.clone())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

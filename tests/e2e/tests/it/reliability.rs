@@ -156,6 +156,33 @@ async fn pacing_across_two_workers_stays_within_the_limit() {
     stack.finish().await;
 }
 
+/// The sandbox provider from the catalog, limited to `requests` per second per connection
+/// with `burst`, and a pacer for it in `namespace`, on Redis at `redis_url`.
+async fn paced_sandbox(
+    requests: u32,
+    burst: u32,
+    redis_url: &str,
+    namespace: &str,
+) -> (std::sync::Arc<clawlink_common::catalog::Provider>, clawlink_common::pacing::Pacer) {
+    use clawlink_common::catalog::{self, Catalog, RateLimits, RateWindow};
+    let catalog = Catalog::load_dir(&catalog::default_dir(None), &Default::default()).expect("the catalog loads");
+    let mut provider = (**catalog.provider("sandbox").expect("the sandbox provider")).clone();
+    provider.rate_limits =
+        RateLimits { per_connection: vec![RateWindow { requests, per_seconds: 1, burst }], per_app: vec![] };
+    let provider = std::sync::Arc::new(provider);
+    let redis = redis::aio::ConnectionManager::new(redis::Client::open(redis_url).unwrap()).await.unwrap();
+    let pacer = clawlink_common::pacing::Pacer::new(redis, namespace, std::iter::once(&provider));
+    (provider, pacer)
+}
+
+fn redis_url() -> String {
+    std::env::var("CLAWLINK_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+fn pace_namespace() -> String {
+    format!("clawlink-test-pace-{}", uuid::Uuid::new_v4().simple())
+}
+
 /// Counts the pacing scripts that reach Redis: a loopback proxy in front of Redis that
 /// counts `EVALSHA` in what the clients send.
 async fn counting_redis_proxy(upstream: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
@@ -196,24 +223,14 @@ async fn counting_redis_proxy(upstream: String) -> (String, std::sync::Arc<std::
 /// every race until its bound ran out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_calls_queue_in_each_worker_and_only_the_head_asks_redis() {
-    use clawlink_common::catalog::{self, Catalog, RateLimits, RateWindow};
-    use clawlink_common::pacing::Pacer;
-    use std::sync::Arc;
-    let catalog = Catalog::load_dir(&catalog::default_dir(None), &Default::default()).expect("the catalog loads");
-    let mut provider = (**catalog.provider("sandbox").expect("the sandbox provider")).clone();
-    // 20 per second, no burst: one permit every 51 ms across the three pacers.
-    provider.rate_limits =
-        RateLimits { per_connection: vec![RateWindow { requests: 20, per_seconds: 1, burst: 0 }], per_app: vec![] };
-    let provider = Arc::new(provider);
-    let redis_url = std::env::var("CLAWLINK_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
-    let upstream = redis_url.trim_start_matches("redis://").trim_end_matches('/').to_string();
+    let upstream = redis_url().trim_start_matches("redis://").trim_end_matches('/').to_string();
     let (url, scripts) = counting_redis_proxy(upstream).await;
-    let namespace = format!("clawlink-test-pace-{}", uuid::Uuid::new_v4().simple());
+    let namespace = pace_namespace();
     let mut calls = Vec::new();
     let per_worker = 6;
     for _ in 0..3 {
-        let redis = redis::aio::ConnectionManager::new(redis::Client::open(url.as_str()).unwrap()).await.unwrap();
-        let pacer = Pacer::new(redis, &namespace, std::iter::once(&provider));
+        // 20 per second, no burst: one permit every 51 ms across the three pacers.
+        let (provider, pacer) = paced_sandbox(20, 0, &url, &namespace).await;
         for _ in 0..per_worker {
             let (pacer, provider) = (pacer.clone(), provider.clone());
             calls.push(tokio::spawn(async move {
@@ -241,18 +258,7 @@ async fn waiting_calls_queue_in_each_worker_and_only_the_head_asks_redis() {
 /// learnt on arrival (which would add the pause once per waiting call).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_queued_behind_a_pause_go_at_the_rate_when_it_ends() {
-    use clawlink_common::catalog::{self, Catalog, RateLimits, RateWindow};
-    use clawlink_common::pacing::Pacer;
-    use std::sync::Arc;
-    let catalog = Catalog::load_dir(&catalog::default_dir(None), &Default::default()).expect("the catalog loads");
-    let mut provider = (**catalog.provider("sandbox").expect("the sandbox provider")).clone();
-    provider.rate_limits =
-        RateLimits { per_connection: vec![RateWindow { requests: 20, per_seconds: 1, burst: 10 }], per_app: vec![] };
-    let provider = Arc::new(provider);
-    let url = std::env::var("CLAWLINK_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
-    let redis = redis::aio::ConnectionManager::new(redis::Client::open(url).unwrap()).await.unwrap();
-    let namespace = format!("clawlink-test-pace-{}", uuid::Uuid::new_v4().simple());
-    let pacer = Pacer::new(redis, &namespace, std::iter::once(&provider));
+    let (provider, pacer) = paced_sandbox(20, 10, &redis_url(), &pace_namespace()).await;
     let connection = clawlink_common::ids::ConnectionId(1);
     pacer.pause(&provider.id, connection, Duration::from_secs(1)).await.unwrap();
     let started = tokio::time::Instant::now();
