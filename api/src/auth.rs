@@ -54,8 +54,7 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
             Some(d) if !d.revoked => d,
             _ => return Err(invalid()),
         };
-        if let Err(not_until) = state.device_budget.check_key(&device.device_id) {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+        if let Err(wait) = state.device_budget.check(&device.device_id) {
             let mut e = ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit",

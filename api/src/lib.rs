@@ -63,7 +63,7 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
             .allow_burst(std::num::NonZeroU32::new(config.device_burst).expect("checked positive"));
     Ok(AppState::new(Inner {
         keyring: config.keyring.clone(),
-        device_budget: governor::DefaultKeyedRateLimiter::keyed(quota),
+        device_budget: clawlink_common::pacing::KeyedLimiter::new(quota),
         inserts: inserts(infra.db.clone()),
         connection_lookups: connection_lookups(infra.db.clone()),
         last_used: Default::default(),

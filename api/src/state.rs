@@ -32,7 +32,7 @@ pub struct Inner {
     pub metrics: clawlink_common::metrics::Metrics,
     pub keyring: clawlink_common::crypto::Keyring,
     /// Per-device request budget of this replica.
-    pub device_budget: governor::DefaultKeyedRateLimiter<clawlink_common::ids::DeviceId>,
+    pub device_budget: clawlink_common::pacing::KeyedLimiter<clawlink_common::ids::DeviceId>,
     /// Devices seen since the last flush, with when; written in one batch (see `flush_last_used`).
     pub last_used: Mutex<HashMap<clawlink_common::ids::DeviceId, time::OffsetDateTime>>,
 }

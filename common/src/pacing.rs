@@ -21,7 +21,10 @@
 
 use crate::catalog::{Provider, RateWindow};
 use crate::ids::ConnectionId;
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::Quota;
+use governor::clock::{Clock, MonotonicClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::HashMapStateStore;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -61,6 +64,27 @@ pub enum PaceError {
     Redis(#[from] redis::RedisError),
 }
 
+/// An in-process keyed GCRA limiter on the operating system's monotonic clock.
+///
+/// Not governor's default quanta clock: quanta reads the CPU's time-stamp counter, which
+/// on some machines differs between cores, so a thread moved to another core can see time
+/// go back and be refused well inside its burst (governor issue 299, quanta issue 111).
+/// That is what made fifty calls on a budget of 200 come back 429 in a CI run here.
+pub struct KeyedLimiter<K: std::hash::Hash + Eq + Clone>(
+    governor::RateLimiter<K, HashMapStateStore<K>, MonotonicClock, NoOpMiddleware<std::time::Instant>>,
+);
+
+impl<K: std::hash::Hash + Eq + Clone> KeyedLimiter<K> {
+    pub fn new(quota: Quota) -> Self {
+        Self(governor::RateLimiter::hashmap_with_clock(quota, MonotonicClock))
+    }
+
+    /// Takes one cell for `key`, or says how long until one is free.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
+        self.0.check_key(key).map_err(|not_until| not_until.wait_time_from(MonotonicClock.now()))
+    }
+}
+
 /// Calls waiting for a permit on one (provider, connection): the holder asks Redis.
 type WaitQueue = Arc<tokio::sync::Mutex<()>>;
 
@@ -69,7 +93,7 @@ pub struct Pacer {
     redis: redis::aio::ConnectionManager,
     namespace: Arc<str>,
     script: Arc<redis::Script>,
-    local: Arc<HashMap<String, DefaultKeyedRateLimiter<ConnectionId>>>,
+    local: Arc<HashMap<String, KeyedLimiter<ConnectionId>>>,
     /// The queue of calls waiting for a permit, per (provider, connection) with waiters.
     waiting: Arc<std::sync::Mutex<HashMap<(String, ConnectionId), WaitQueue>>>,
 }
@@ -89,7 +113,7 @@ fn window_cells(w: &RateWindow) -> (u64, u64) {
 /// cell taken from the local limiter is kept while Redis refuses (asking the limiter again
 /// would take another cell for the same call).
 struct Gates<'a> {
-    local: Option<&'a DefaultKeyedRateLimiter<ConnectionId>>,
+    local: Option<&'a KeyedLimiter<ConnectionId>>,
     local_passed: bool,
     connection: ConnectionId,
     invocation: redis::ScriptInvocation<'a>,
@@ -99,12 +123,9 @@ impl Gates<'_> {
     /// Zero when both gates let the call through now; else how long until it should ask again.
     async fn next_wait(&mut self, redis: &redis::aio::ConnectionManager) -> Result<Duration, PaceError> {
         if let (Some(limiter), false) = (self.local, self.local_passed) {
-            match limiter.check_key(&self.connection) {
+            match limiter.check(&self.connection) {
                 Ok(()) => self.local_passed = true,
-                Err(not_until) => {
-                    let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
-                    return Ok(not_until.wait_time_from(now).max(Duration::from_micros(1)));
-                }
+                Err(wait) => return Ok(wait.max(Duration::from_micros(1))),
             }
         }
         let mut conn = redis.clone();
@@ -132,7 +153,7 @@ impl Pacer {
                 let period = Duration::from_micros(window_cells(w).0.max(1));
                 if let Some(q) = Quota::with_period(period) {
                     let burst = NonZeroU32::new(w.burst + 1).expect("burst + 1 > 0");
-                    local.insert(p.id.clone(), DefaultKeyedRateLimiter::keyed(q.allow_burst(burst)));
+                    local.insert(p.id.clone(), KeyedLimiter::new(q.allow_burst(burst)));
                 }
             }
         }
@@ -276,4 +297,28 @@ impl Pacer {
 /// The sorted set indexing a namespace's pauses (see `Pacer::pause`).
 pub fn paused_index(namespace: &str) -> String {
     format!("{namespace}:paused")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_granted_whole_from_many_threads_then_refused_with_a_wait() {
+        // 1 cell per hour, burst 200: 200 cells from 8 threads all pass, the next waits
+        // about an hour. A clock that went back between threads would refuse some early.
+        let quota = Quota::per_hour(NonZeroU32::new(1).unwrap()).allow_burst(NonZeroU32::new(200).unwrap());
+        let limiter = Arc::new(KeyedLimiter::new(quota));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let limiter = limiter.clone();
+                std::thread::spawn(move || (0..25).filter(|_| limiter.check(&"device").is_ok()).count())
+            })
+            .collect();
+        let granted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(granted, 200);
+        let wait = limiter.check(&"device").expect_err("the burst is spent");
+        assert!(wait > Duration::from_secs(3500) && wait <= Duration::from_secs(3600), "{wait:?}");
+        assert!(limiter.check(&"another device").is_ok(), "keys have their own budgets");
+    }
 }
