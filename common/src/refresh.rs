@@ -34,6 +34,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 /// Refresh a token this long before it expires (the worker's default).
 pub const DEFAULT_MARGIN: Duration = Duration::from_secs(120);
@@ -125,7 +126,10 @@ impl Refresher {
     /// Returns the credential to call the provider with: `bundle` itself, unless it is an
     /// OAuth token inside the margin, which is refreshed first. A refresh that fails while
     /// the old token is still valid is logged and the old token used.
-    #[tracing::instrument(skip_all, fields(connection_id = %connection, provider = %provider.id))]
+    ///
+    /// Runs on every call, so the common case stays cheap: no span of its own, and the
+    /// refresh (a future of about 10 KB) is boxed, so it is not carried inline in, and
+    /// copied with, every call's future.
     pub async fn ensure_fresh(
         &self,
         user: UserId,
@@ -136,7 +140,9 @@ impl Refresher {
         if !matches!(provider.auth, Auth::Oauth2 { .. }) || !is_due(&bundle, DEFAULT_MARGIN) {
             return Ok(Fresh { bundle, refreshed: false });
         }
-        match self.refresh_if_due_seen(user, connection, provider, DEFAULT_MARGIN, Some(&bundle)).await {
+        let span = tracing::info_span!("refresh", connection_id = %connection, provider = %provider.id);
+        let refreshing = self.refresh_if_due_seen(user, connection, provider, DEFAULT_MARGIN, Some(&bundle));
+        match Box::pin(refreshing.instrument(span)).await {
             Ok(fresh) => {
                 let refreshed = access_token(&fresh) != access_token(&bundle);
                 Ok(Fresh { bundle: fresh, refreshed })

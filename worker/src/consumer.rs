@@ -216,7 +216,9 @@ async fn deliver(
     let mut backoff = Duration::from_millis(200);
     let started = tokio::time::Instant::now();
     loop {
-        match executor.process(execution_id, reply_to.as_deref(), lane, delivery.redelivered).await {
+        // Boxed: the call's future is large (about 13 KB) and would otherwise be carried
+        // inline in this task's and copied each time the task is built and spawned.
+        match Box::pin(executor.process(execution_id, reply_to.as_deref(), lane, delivery.redelivered)).await {
             Ok(Disposition::Ack) => {
                 if !executor.ack_delay.is_zero() {
                     tokio::time::sleep(executor.ack_delay).await;

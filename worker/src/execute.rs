@@ -135,7 +135,7 @@ enum Attempted {
 }
 
 impl Executor {
-    #[tracing::instrument(skip_all, fields(execution_id = %execution_id, lane = lane.as_str()))]
+    /// Log lines name the execution through the caller's `delivery` span.
     pub async fn process(
         &self,
         execution_id: ExecutionId,
