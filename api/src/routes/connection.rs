@@ -40,6 +40,12 @@ pub async fn resolve_connection(
     }
 }
 
+/// What to do about a connection that must be reconnected: one text whether the api saw it
+/// before queueing the call or the worker found out while running it.
+pub fn reconnect_hint(provider_name: &str) -> String {
+    format!("Reconnect {provider_name} in the ClawLink dashboard (ask the person to), then try again.")
+}
+
 /// The error for a call no usable connection answers: the one chosen must be reconnected
 /// (401), the one named is not the user's (404), there is none (409) or several and no
 /// default (409).
@@ -51,7 +57,7 @@ pub fn unresolved(tool: &ToolEntry, requested: Option<i64>, why: &Unresolved) ->
             "needs_reauth",
             format!("The {} connection {id} must be reconnected before it can be used.", tool.provider.name),
         )
-        .hint("Ask the person to reconnect it in the ClawLink dashboard.")
+        .hint(reconnect_hint(&tool.provider.name))
         .with("connectionId", json!(id));
     }
     match requested {

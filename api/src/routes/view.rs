@@ -78,7 +78,7 @@ pub fn outcome_response(ctx: &CallContext, outcome: &Outcome) -> Response {
                 e.error_extra.insert("providerStatus".into(), json!(s));
             }
             if error.code == "needs_reauth" || error.code == "credential_unreadable" {
-                e = e.hint(format!("Reconnect {} in the ClawLink dashboard, then try again.", tool.provider.name));
+                e = e.hint(crate::routes::connection::reconnect_hint(&tool.provider.name));
             }
             e.with("executionId", json!(outcome.execution_id))
                 .with("toolName", json!(tool.name))
