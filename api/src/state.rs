@@ -87,6 +87,8 @@ pub async fn flush_last_used(state: AppState, every: Duration, stop: tokio_util:
             _ = tick.tick() => false,
             _ = stop.cancelled() => true,
         };
+        // The device budget remembers only devices still paying off a burst.
+        state.device_budget.forget_idle();
         let batch: Vec<_> = std::mem::take(&mut *state.last_used.lock().expect("last_used lock")).into_iter().collect();
         if !batch.is_empty() {
             let ids: Vec<i64> = batch.iter().map(|(d, _)| d.0).collect();

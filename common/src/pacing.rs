@@ -83,6 +83,17 @@ impl<K: std::hash::Hash + Eq + Clone> KeyedLimiter<K> {
     pub fn check(&self, key: &K) -> Result<(), Duration> {
         self.0.check_key(key).map_err(|not_until| not_until.wait_time_from(MonotonicClock.now()))
     }
+
+    /// Forgets the keys whose budget is whole again (they would pass as if never seen), so
+    /// the map holds only recently active keys.
+    pub fn forget_idle(&self) {
+        self.0.retain_recent();
+    }
+
+    /// Keys remembered now.
+    pub fn remembered(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// Calls waiting for a permit on one (provider, connection): the holder asks Redis.
@@ -320,5 +331,19 @@ mod tests {
         let wait = limiter.check(&"device").expect_err("the burst is spent");
         assert!(wait > Duration::from_secs(3500) && wait <= Duration::from_secs(3600), "{wait:?}");
         assert!(limiter.check(&"another device").is_ok(), "keys have their own budgets");
+    }
+
+    #[test]
+    fn keys_whose_budget_is_whole_again_are_forgotten() {
+        let limiter = KeyedLimiter::new(Quota::with_period(Duration::from_millis(1)).unwrap());
+        limiter.check(&"idle").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let busy = KeyedLimiter::new(Quota::per_hour(NonZeroU32::new(1).unwrap()));
+        busy.check(&"busy").unwrap();
+        limiter.forget_idle();
+        busy.forget_idle();
+        assert_eq!(limiter.remembered(), 0, "a key with its budget whole is dropped");
+        assert_eq!(busy.remembered(), 1, "a key still paying off its cells is kept");
+        assert!(busy.check(&"busy").is_err(), "and still refused");
     }
 }
