@@ -5,6 +5,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use clawlink_common::codes::ErrorCode;
 use clawlink_common::crypto::token_hash;
 use clawlink_common::db::devices::{self, DeviceAuth};
 use clawlink_common::tokens::is_well_formed_device_credential;
@@ -27,14 +28,11 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = presented_credential(parts).ok_or_else(|| {
-            ApiError::unauthorized(
-                "missing_credential",
-                "Send your device credential in the X-ClawLink-API-Key header.",
-            )
-            .hint("Pair this agent with ClawLink to get a credential.")
+            ApiError::new(ErrorCode::MissingCredential, "Send your device credential in the X-ClawLink-API-Key header.")
+                .hint("Pair this agent with ClawLink to get a credential.")
         })?;
         let invalid = || {
-            ApiError::unauthorized("invalid_credential", "This device credential is not valid or has been revoked.")
+            ApiError::new(ErrorCode::InvalidCredential, "This device credential is not valid or has been revoked.")
                 .hint("Pair this agent with ClawLink again to get a new credential.")
         };
         if !is_well_formed_device_credential(token) {
@@ -55,12 +53,8 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
             _ => return Err(invalid()),
         };
         if let Err(wait) = state.device_budget.check(&device.device_id) {
-            let mut e = ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit",
-                "too_many_requests",
-                "This device is sending requests too fast; slow down.",
-            );
+            let mut e =
+                ApiError::new(ErrorCode::TooManyRequests, "This device is sending requests too fast; slow down.");
             e.retry_after = Some(wait.as_secs().max(1));
             return Err(e);
         }

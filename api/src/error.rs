@@ -3,13 +3,13 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use clawlink_common::codes::ErrorCode;
 use serde_json::{Value, json};
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub kind: &'static str,
-    pub code: std::borrow::Cow<'static, str>,
+    pub code: ErrorCode,
     pub message: String,
     pub retryable: bool,
     pub missing_fields: Vec<String>,
@@ -25,16 +25,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(
-        status: StatusCode,
-        kind: &'static str,
-        code: impl Into<std::borrow::Cow<'static, str>>,
-        message: impl Into<String>,
-    ) -> Self {
+    /// An error with the code's own status and kind (`clawlink_common::codes`).
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let status = code.http_status();
         Self {
             status,
-            kind,
-            code: code.into(),
+            code,
             message: message.into(),
             retryable: status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE,
             missing_fields: Vec::new(),
@@ -48,21 +44,16 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "validation", code, message)
-    }
-
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", code, message)
-    }
-
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "auth", code, message)
+    /// The same error answered with another status: only for a refusal axum made before
+    /// our code ran, whose status already says what it means.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
     }
 
     /// A dependency is down: 503 with `Retry-After`.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service_unavailable", message);
+        let mut e = Self::new(ErrorCode::ServiceUnavailable, message);
         e.retry_after = Some(2);
         e
     }
@@ -74,9 +65,7 @@ impl ApiError {
             clawlink_common::telemetry::current_request_id().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         tracing::error!(%request_id, error = %cause, "internal error");
         let mut e = Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal_error",
+            ErrorCode::InternalError,
             format!(
                 "Something went wrong on our side (request {request_id}). Try again; if it persists, report the request id."
             ),
@@ -141,7 +130,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = json!({
             "ok": false,
-            "error": {"type": self.kind, "code": self.code, "message": self.message, "retryable": self.retryable},
+            "error": {"type": self.code.kind(), "code": self.code, "message": self.message, "retryable": self.retryable},
         });
         let obj = body.as_object_mut().expect("object");
         if let Some(error) = obj.get_mut("error").and_then(Value::as_object_mut) {
@@ -190,19 +179,14 @@ where
         let bytes = match axum::body::Bytes::from_request(request, state).await {
             Ok(bytes) => bytes,
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "validation",
-                    "body_too_large",
-                    "The request body is too large.",
-                ));
+                return Err(ApiError::new(ErrorCode::BodyTooLarge, "The request body is too large."));
             }
-            Err(rejection) => return Err(ApiError::bad_request("invalid_body", rejection.body_text())),
+            Err(rejection) => return Err(ApiError::new(ErrorCode::InvalidBody, rejection.body_text())),
         };
         // Postgres stores arguments and labels as text or JSONB, neither of which can hold
         // NUL: refuse it here with a clear answer rather than fail at the insert.
         if has_nul_escape(&bytes) {
-            return Err(ApiError::bad_request("invalid_body", "Text in the body cannot contain NUL (\\u0000)."));
+            return Err(ApiError::new(ErrorCode::InvalidBody, "Text in the body cannot contain NUL (\\u0000)."));
         }
         let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(req, state).await {
@@ -210,17 +194,15 @@ where
             Err(rejection) => {
                 let status = rejection.status();
                 let err = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(status, "validation", "body_too_large", "The request body is too large.")
+                    ApiError::new(ErrorCode::BodyTooLarge, "The request body is too large.")
                 } else if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
                     ApiError::new(
-                        status,
-                        "validation",
-                        "unsupported_media_type",
+                        ErrorCode::UnsupportedMediaType,
                         "Send the body as JSON with Content-Type: application/json.",
                     )
                 } else {
-                    ApiError::bad_request(
-                        "invalid_body",
+                    ApiError::new(
+                        ErrorCode::InvalidBody,
                         format!("The body is not valid JSON for this endpoint: {}", rejection.body_text()),
                     )
                 };

@@ -1,13 +1,16 @@
-//! clawlink-api: the agent plane. Routes per resource in `routes/`, the device-auth
-//! extractor in `auth`, the JSON error envelope in `error`, scheduled jobs in `jobs`.
+//! clawlink-api: the agent plane. Routes per resource in `routes/` (thin adapters), one
+//! tool call in `call` and its answer in `view`, the device-auth extractor in `auth`, the
+//! JSON error envelope in `error`, scheduled jobs in `jobs`.
 
 pub mod auth;
+pub mod call;
 pub mod commands;
 pub mod config;
 pub mod error;
 pub mod jobs;
 pub mod routes;
 pub mod state;
+pub mod view;
 
 use crate::config::ApiConfig;
 use crate::state::{AppState, DeviceCache, Inner};

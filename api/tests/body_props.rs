@@ -6,8 +6,9 @@
 
 use axum::extract::FromRequest;
 use axum::response::IntoResponse;
+use clawlink_api::call::check_arguments;
 use clawlink_api::error::{ApiError, ApiJson};
-use clawlink_api::routes::execute::{ExecuteBody, check_arguments};
+use clawlink_api::routes::execute::ExecuteBody;
 use clawlink_common::catalog::Catalog;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -90,7 +91,7 @@ proptest! {
             for arguments in [args.clone(), Value::Object(object)] {
                 if let Err(error) = check_arguments(tool, &arguments) {
                     prop_assert_eq!(error.status.as_u16(), 400);
-                    prop_assert_eq!(error.code.as_ref(), "invalid_arguments");
+                    prop_assert_eq!(error.code.as_str(), "invalid_arguments");
                     check_envelope(error)?;
                 }
             }

@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod catalog;
+pub mod codes;
 pub mod config;
 pub mod crypto;
 pub mod db;
@@ -20,6 +21,7 @@ pub mod retry;
 pub mod rotation;
 pub mod secret;
 pub mod startup;
+pub mod status;
 pub mod telemetry;
 pub mod tokens;
 

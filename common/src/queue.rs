@@ -23,8 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A lane of work. Interactive: someone is waiting. Bulk: async, fire-and-poll.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Lane {
     Interactive,
     Bulk,

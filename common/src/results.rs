@@ -15,7 +15,9 @@
 //!
 //! Knows nothing about HTTP or the database.
 
+use crate::codes::{ErrorCode, ErrorKind};
 use crate::ids::ExecutionId;
+use crate::status::ExecutionStatus;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -34,9 +36,15 @@ pub enum FinalStatus {
 
 impl FinalStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            FinalStatus::Succeeded => "succeeded",
-            FinalStatus::Failed => "failed",
+        ExecutionStatus::from(self).as_str()
+    }
+}
+
+impl From<FinalStatus> for ExecutionStatus {
+    fn from(s: FinalStatus) -> Self {
+        match s {
+            FinalStatus::Succeeded => ExecutionStatus::Succeeded,
+            FinalStatus::Failed => ExecutionStatus::Failed,
         }
     }
 }
@@ -45,14 +53,20 @@ impl FinalStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OutcomeError {
-    /// `validation`, `provider`, `auth`, `rate_limit`, `internal` …
+    /// Always `code.kind()`; sent so an agent reads the same `type` as in the envelope.
     #[serde(rename = "type")]
-    pub kind: String,
-    pub code: String,
+    pub kind: ErrorKind,
+    pub code: ErrorCode,
     pub message: String,
     pub retryable: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_status: Option<u16>,
+}
+
+impl OutcomeError {
+    pub fn new(code: ErrorCode, message: impl Into<String>, retryable: bool, provider_status: Option<u16>) -> Self {
+        Self { kind: code.kind(), code, message: message.into(), retryable, provider_status }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

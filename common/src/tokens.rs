@@ -93,3 +93,14 @@ mod tests {
         assert!(!is_well_formed_device_credential("Bearer x"));
     }
 }
+
+/// A code the person compares between the agent and the browser: `XXXX-XXXX` from letters
+/// and digits that are hard to confuse.
+pub fn display_code() -> String {
+    use rand::Rng;
+    const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::thread_rng();
+    let mut code: String = (0..8).map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char).collect();
+    code.insert(4, '-');
+    code
+}

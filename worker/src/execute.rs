@@ -13,20 +13,23 @@
 //! The only window for a second provider call is between the provider's answer and the
 //! Redis write of the result, when the worker dies in it (documented in RELIABILITY.md).
 
+use crate::decide::{self, Step, needs_reauth};
 use clawlink_common::batch::Batcher;
-use clawlink_common::catalog::{Catalog, ToolEntry, render_request};
+use clawlink_common::catalog::{Catalog, RenderedRequest, ToolEntry, render_request};
+use clawlink_common::codes::ErrorCode;
 use clawlink_common::crypto::{Keyring, RowIdentity};
 use clawlink_common::db::executions::{self, Claim};
-use clawlink_common::ids::ExecutionId;
+use clawlink_common::ids::{ConnectionId, ExecutionId};
 use clawlink_common::metrics::{
     ExecutionLabels, IntegrationLabels, Metrics, OutcomeLabels, PhaseLabels, ProviderLabels,
 };
 use clawlink_common::pacing::{PaceError, Pacer};
 use clawlink_common::provider::{CredentialBundle, ProviderClient};
 use clawlink_common::queue::{Job, Lane, Publisher};
-use clawlink_common::refresh::{RedisLock, RefreshError, Refresher};
+use clawlink_common::refresh::{Fresh, RedisLock, RefreshError, Refresher};
 use clawlink_common::results::{FinalStatus, Outcome, OutcomeError, OutcomeMeta, ResultStore};
-use clawlink_common::retry::{Classification, RetryPolicy, classify_status};
+use clawlink_common::retry::RetryPolicy;
+use clawlink_common::status::ConnectionStatus;
 use serde_json::Value;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -87,40 +90,6 @@ pub enum InfraError {
     Batch(#[from] clawlink_common::batch::BatchError),
 }
 
-fn failure(
-    kind: &str,
-    code: &str,
-    message: impl Into<String>,
-    retryable: bool,
-    provider_status: Option<u16>,
-) -> OutcomeError {
-    OutcomeError { kind: kind.into(), code: code.into(), message: message.into(), retryable, provider_status }
-}
-
-/// The connection's grant is gone (refused refresh token, revoked access): the agent is
-/// told to have the person reconnect.
-fn needs_reauth(provider_name: &str, provider_status: Option<u16>) -> OutcomeError {
-    failure(
-        "auth",
-        "needs_reauth",
-        format!("The {provider_name} connection must be reconnected."),
-        false,
-        provider_status,
-    )
-}
-
-/// The most useful line of a provider's error body.
-fn provider_message(body: &Value) -> Option<String> {
-    let candidates = [
-        body.pointer("/error/message"),
-        body.pointer("/message"),
-        body.pointer("/error_description"),
-        body.pointer("/errors/0/message"),
-        body.get("error").filter(|e| e.is_string()),
-    ];
-    candidates.into_iter().flatten().find_map(|v| v.as_str()).map(|s| s.chars().take(500).collect())
-}
-
 /// The result of the attempts made during this delivery.
 enum Attempted {
     Done {
@@ -132,6 +101,18 @@ enum Attempted {
     },
     /// Try again after `wait`, through a delay queue.
     Defer { wait: Duration, reason: String },
+}
+
+impl Attempted {
+    fn failed(error: OutcomeError) -> Self {
+        Attempted::Done {
+            status: FinalStatus::Failed,
+            data: None,
+            provider_status: error.provider_status,
+            error: Some(error),
+            request_id: None,
+        }
+    }
 }
 
 impl Executor {
@@ -281,51 +262,38 @@ impl Executor {
     /// Makes the provider call, retrying transient failures while the waits are short.
     /// Returns what happened, the attempt count so far, and the time spent at the provider.
     async fn attempt(&self, claim: &Claim) -> Result<(Attempted, u32, u64), InfraError> {
-        let mut attempts = claim.attempts.max(1) as u32;
-        let mut provider_ms = 0u64;
-        let done_err = |e: OutcomeError| Attempted::Done {
-            status: FinalStatus::Failed,
-            provider_status: e.provider_status,
-            data: None,
-            error: Some(e),
-            request_id: None,
-        };
+        let attempts = claim.attempts.max(1) as u32;
+        match self.prepare(claim).await? {
+            Ok(ready) => self.call_provider(claim, ready, attempts).await,
+            Err(e) => Ok((Attempted::failed(e), attempts, 0)),
+        }
+    }
+
+    /// Everything before the first provider call: the tool, the connection, its credential
+    /// (decrypted, refreshed when about to expire) and the rendered request. An error here
+    /// fails the call without reaching the provider.
+    async fn prepare(&self, claim: &Claim) -> Result<Result<Ready, OutcomeError>, InfraError> {
         let Some(tool) = self.catalog.tool(&claim.tool_name).cloned() else {
-            let e = failure(
-                "internal",
-                "tool_unavailable",
-                format!("The tool {} is no longer in the catalog.", claim.tool_name),
-                false,
-                None,
-            );
-            return Ok((done_err(e), attempts, 0));
+            let message = format!("The tool {} is no longer in the catalog.", claim.tool_name);
+            return Ok(Err(OutcomeError::new(ErrorCode::ToolUnavailable, message, false, None)));
         };
-        let (Some(connection), Some(sealed)) = (claim.connection_id, claim.sealed.as_ref()) else {
-            let e = failure("auth", "connection_missing", "The connection for this call was deleted.", false, None);
-            return Ok((done_err(e), attempts, 0));
+        let (Some(connection), Some(sealed)) = (claim.connection_id, claim.sealed()) else {
+            let message = "The connection for this call was deleted.";
+            return Ok(Err(OutcomeError::new(ErrorCode::ConnectionMissing, message, false, None)));
         };
-        if claim.connection_status.as_deref() == Some("needs_reauth") {
-            return Ok((done_err(needs_reauth(&tool.provider.name, None)), attempts, 0));
+        if claim.connection_status == Some(ConnectionStatus::NeedsReauth) {
+            return Ok(Err(needs_reauth(&tool.provider.name, None)));
         }
         // The credential is decrypted only here, only in memory, and zeroed on drop.
-        let credential = match self
+        let Some(credential) = self
             .keyring
-            .open(RowIdentity::connection(claim.user_id, connection), sealed)
+            .open(RowIdentity::connection(claim.user_id, connection), &sealed)
             .ok()
             .and_then(|plain| CredentialBundle::from_plaintext(plain.expose()).ok())
-        {
-            Some(c) => c,
-            None => {
-                tracing::error!(connection_id = %connection, "credential does not decrypt");
-                let e = failure(
-                    "auth",
-                    "credential_unreadable",
-                    "The stored credential for this connection cannot be read; reconnect it.",
-                    false,
-                    None,
-                );
-                return Ok((done_err(e), attempts, 0));
-            }
+        else {
+            tracing::error!(connection_id = %connection, "credential does not decrypt");
+            let message = "The stored credential for this connection cannot be read; reconnect it.";
+            return Ok(Err(OutcomeError::new(ErrorCode::CredentialUnreadable, message, false, None)));
         };
         // An OAuth token about to expire is refreshed first, once per connection across
         // every worker (see `clawlink_common::refresh`).
@@ -341,152 +309,114 @@ impl Executor {
         }
         let fresh = match refreshed {
             Ok(fresh) => fresh,
-            Err(RefreshError::NeedsReauth) => {
-                return Ok((done_err(needs_reauth(&tool.provider.name, None)), attempts, 0));
-            }
+            Err(RefreshError::NeedsReauth) => return Ok(Err(needs_reauth(&tool.provider.name, None))),
             Err(RefreshError::Db(err)) => return Err(err.into()),
             Err(RefreshError::Redis(err)) => return Err(err.into()),
             Err(err) => {
                 let message = format!("The {} token has expired and could not be refreshed: {err}", tool.provider.name);
-                return Ok((done_err(failure("provider", "provider_unavailable", message, true, None)), attempts, 0));
+                return Ok(Err(OutcomeError::new(ErrorCode::ProviderUnavailable, message, true, None)));
             }
         };
         let request = match render_request(&tool, &claim.arguments) {
             Ok(r) => r,
-            Err(err) => {
-                let e = failure("validation", "invalid_arguments", err.to_string(), false, None);
-                return Ok((done_err(e), attempts, 0));
-            }
+            Err(err) => return Ok(Err(OutcomeError::new(ErrorCode::InvalidArguments, err.to_string(), false, None))),
         };
-        let idempotency_key = claim.id.to_string();
+        Ok(Ok(Ready { tool, connection, fresh, request }))
+    }
 
+    /// Paces and calls the provider, then does what [`decide::next_step`] says: finish,
+    /// retry here after a short wait, or park the call in a delay queue.
+    async fn call_provider(
+        &self,
+        claim: &Claim,
+        ready: Ready,
+        mut attempts: u32,
+    ) -> Result<(Attempted, u32, u64), InfraError> {
+        let Ready { tool, connection, fresh, request } = ready;
+        let idempotency_key = claim.id.to_string();
+        let mut provider_ms = 0u64;
         loop {
             match self.pacer.acquire(&tool.provider, connection, self.max_inline_wait).await {
                 Ok(waited) => self.metrics.pacing_wait.observe(waited.as_secs_f64()),
                 Err(PaceError::WaitTooLong(wait)) => {
                     // No attempt was made at this number: the next claim takes it.
-                    return Ok((
-                        Attempted::Defer { wait, reason: "rate limit: waiting for a permit".into() },
-                        attempts - 1,
-                        provider_ms,
-                    ));
+                    let reason = "rate limit: waiting for a permit".into();
+                    return Ok((Attempted::Defer { wait, reason }, attempts - 1, provider_ms));
                 }
                 Err(PaceError::Redis(err)) => return Err(err.into()),
             }
-            let result = self.client.call(&tool.provider, &request, &fresh.bundle, Some(&idempotency_key)).await;
-            let status_class = Metrics::status_class(result.as_ref().ok().map(|r| r.status));
+            let answer = self.client.call(&tool.provider, &request, &fresh.bundle, Some(&idempotency_key)).await;
+            let status_class = Metrics::status_class(answer.as_ref().ok().map(|r| r.status));
             self.metrics
                 .provider_responses
                 .get_or_create(&ProviderLabels { integration: tool.provider.id.clone(), status_class })
                 .inc();
-            let (classification, status) = match &result {
-                Ok(response) => {
-                    provider_ms += response.elapsed.as_millis() as u64;
-                    (
-                        classify_status(
-                            response.status,
-                            response.retry_after.as_deref(),
-                            response.reset.as_deref(),
-                            SystemTime::now(),
-                        ),
-                        Some(response.status),
-                    )
-                }
-                Err(err) if err.is_transient() => (Classification::Transient { not_before: None }, None),
-                Err(_) => (Classification::Permanent, None),
+            if let Ok(response) = &answer {
+                provider_ms += response.elapsed.as_millis() as u64;
+            }
+            let call = decide::CallState {
+                provider_name: &tool.provider.name,
+                attempts,
+                refreshed: fresh.refreshed,
+                retry: &self.retry,
+                max_inline_wait: self.max_inline_wait,
             };
-            match classification {
-                Classification::Success => {
-                    let response = result.expect("success has a response");
-                    return Ok((
-                        Attempted::Done {
-                            status: FinalStatus::Succeeded,
-                            data: Some(shape(&tool, response.body)),
-                            error: None,
-                            provider_status: Some(response.status),
-                            request_id: response.request_id,
-                        },
-                        attempts,
-                        provider_ms,
-                    ));
-                }
-                Classification::Permanent if status == Some(401) && fresh.refreshed => {
-                    // The provider refuses a token it has just issued: access was revoked.
-                    return Ok((done_err(needs_reauth(&tool.provider.name, status)), attempts, provider_ms));
-                }
-                Classification::Permanent => {
-                    let e = match (&result, status) {
-                        (Ok(response), Some(s)) => {
-                            let detail = provider_message(&response.body).unwrap_or_else(|| "no details".into());
-                            OutcomeError {
-                                kind: "provider".into(),
-                                code: "provider_error".into(),
-                                message: format!("{} answered {s}: {detail}", tool.provider.name),
-                                retryable: false,
-                                provider_status: Some(s),
-                            }
-                        }
-                        (Err(err), _) => failure("provider", "provider_error", err.to_string(), false, None),
-                        _ => unreachable!("a permanent classification has a response or an error"),
+            let decision = decide::next_step(&answer, &call, SystemTime::now());
+            if let Some(pause) = decision.pause {
+                // Every worker holds off this connection until the provider's time.
+                self.pacer.pause(&tool.provider.id, connection, pause).await.map_err(|e| match e {
+                    PaceError::Redis(r) => InfraError::Redis(r),
+                    PaceError::WaitTooLong(_) => unreachable!("pause does not wait"),
+                })?;
+            }
+            match decision.step {
+                Step::Succeed => {
+                    let response = answer.expect("a success has a response");
+                    let done = Attempted::Done {
+                        status: FinalStatus::Succeeded,
+                        data: Some(shape(&tool, response.body)),
+                        error: None,
+                        provider_status: Some(response.status),
+                        request_id: response.request_id,
                     };
-                    let data = result.ok().map(|r| r.body).filter(|b| !b.is_null());
-                    return Ok((
-                        Attempted::Done {
-                            status: FinalStatus::Failed,
-                            data,
-                            provider_status: e.provider_status,
-                            error: Some(e),
-                            request_id: None,
-                        },
-                        attempts,
-                        provider_ms,
-                    ));
+                    return Ok((done, attempts, provider_ms));
                 }
-                Classification::Transient { not_before } => {
-                    if status == Some(429) {
-                        // Every worker holds off this connection until the provider's time.
-                        let pause = not_before.unwrap_or(Duration::from_secs(1));
-                        self.pacer.pause(&tool.provider.id, connection, pause).await.map_err(|e| match e {
-                            PaceError::Redis(r) => InfraError::Redis(r),
-                            PaceError::WaitTooLong(_) => unreachable!("pause does not wait"),
-                        })?;
-                    }
-                    let reason = match (&result, status) {
-                        (_, Some(429)) => "rate limited by the provider (429)".to_string(),
-                        (_, Some(s)) => format!("the provider answered {s}"),
-                        (Err(err), _) => err.to_string(),
-                        _ => "transient failure".into(),
+                Step::Fail { error, keep_body } => {
+                    let data = if keep_body { answer.ok().map(|r| r.body).filter(|b| !b.is_null()) } else { None };
+                    let done = Attempted::Done {
+                        status: FinalStatus::Failed,
+                        data,
+                        provider_status: error.provider_status,
+                        error: Some(error),
+                        request_id: None,
                     };
-                    if !self.retry.may_retry(attempts) {
-                        let (code, kind) = if status == Some(429) {
-                            ("rate_limited", "rate_limit")
-                        } else {
-                            ("provider_unavailable", "provider")
-                        };
-                        let e = failure(
-                            kind,
-                            code,
-                            format!("{} did not succeed after {attempts} attempts: {reason}", tool.provider.name),
-                            true,
-                            status,
-                        );
-                        return Ok((done_err(e), attempts, provider_ms));
-                    }
-                    let wait = self.retry.next_wait(attempts, not_before);
+                    return Ok((done, attempts, provider_ms));
+                }
+                Step::Defer { wait, reason } => {
+                    self.count_retry(&tool, attempts + 1, wait, &reason);
+                    return Ok((Attempted::Defer { wait, reason }, attempts, provider_ms));
+                }
+                Step::Retry { wait, reason } => {
                     attempts += 1;
-                    self.metrics
-                        .retries
-                        .get_or_create(&IntegrationLabels { integration: tool.provider.id.clone() })
-                        .inc();
-                    tracing::info!(attempt = attempts, wait_ms = wait.as_millis() as u64, %reason, "retrying");
-                    if wait > self.max_inline_wait {
-                        return Ok((Attempted::Defer { wait, reason }, attempts - 1, provider_ms));
-                    }
+                    self.count_retry(&tool, attempts, wait, &reason);
                     tokio::time::sleep(wait).await;
                 }
             }
         }
     }
+
+    fn count_retry(&self, tool: &ToolEntry, attempt: u32, wait: Duration, reason: &str) {
+        self.metrics.retries.get_or_create(&IntegrationLabels { integration: tool.provider.id.clone() }).inc();
+        tracing::info!(attempt, wait_ms = wait.as_millis() as u64, %reason, "retrying");
+    }
+}
+
+/// A call ready for the provider (see [`Executor::prepare`]).
+struct Ready {
+    tool: Arc<ToolEntry>,
+    connection: ConnectionId,
+    fresh: Fresh,
+    request: RenderedRequest,
 }
 
 /// The part of a response worth returning, as the tool declares.

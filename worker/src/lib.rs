@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod config;
 pub mod consumer;
+pub mod decide;
 pub mod execute;
 pub mod http;
 pub mod priority;

@@ -3,12 +3,13 @@
 
 use crate::auth::AuthenticatedDevice;
 use crate::error::{ApiError, ApiJson};
-use crate::routes::pairing::display_code;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
+use clawlink_common::codes::ErrorCode;
 use clawlink_common::db::connect_sessions::{self, NewConnectSession};
 use clawlink_common::db::connections::{self, Connection};
+use clawlink_common::status::ConnectionStatus;
 use clawlink_common::tokens;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -54,13 +55,13 @@ pub async fn start(
     ApiJson(body): ApiJson<StartBody>,
 ) -> Result<Json<Value>, ApiError> {
     let Some(provider) = state.catalog.provider(&body.integration) else {
-        let mut e = ApiError::not_found(
-            "integration_not_found",
+        let mut e = ApiError::new(
+            ErrorCode::IntegrationNotFound,
             format!("There is no integration named {:?}.", body.integration),
         )
         .hint("GET /api/catalog lists every integration.");
         if body.integration.is_empty() {
-            e = ApiError::bad_request("invalid_arguments", "integration is required.");
+            e = ApiError::new(ErrorCode::InvalidArguments, "integration is required.");
             e.missing_fields = vec!["integration".into()];
         }
         return Err(e);
@@ -68,7 +69,7 @@ pub async fn start(
     let mut conn = state.db.acquire().await?;
     if body.reuse_if_connected {
         let usable = connections::list_usable(&mut conn, device.user_id, &provider.id).await?;
-        let active: Vec<_> = usable.iter().filter(|c| c.status == "active").collect();
+        let active: Vec<_> = usable.iter().filter(|c| c.status == ConnectionStatus::Active).collect();
         let chosen = active.iter().find(|c| c.is_default).or(if active.len() == 1 { active.first() } else { None });
         if let Some(c) = chosen {
             return Ok(Json(
@@ -79,9 +80,7 @@ pub async fn start(
     let standing = clawlink_common::db::billing::standing(&mut conn, device.user_id).await?;
     if standing.connections >= i64::from(standing.plan.max_connections) {
         return Err(ApiError::new(
-            axum::http::StatusCode::PAYMENT_REQUIRED,
-            "plan_limit",
-            "connection_limit_reached",
+            ErrorCode::ConnectionLimitReached,
             format!(
                 "The {} plan allows {} connections and all are in use.",
                 standing.plan.name, standing.plan.max_connections
@@ -91,7 +90,7 @@ pub async fn start(
         .with("upgradeUrl", json!(format!("{}/billing", state.config.public_web_url))));
     }
     let token = tokens::random_urlsafe(24);
-    let code = display_code();
+    let code = tokens::display_code();
     let expires_at = OffsetDateTime::now_utc() + CONNECT_TTL;
     let id = connect_sessions::create(
         &mut conn,
@@ -125,7 +124,7 @@ pub async fn status(
 ) -> Result<Json<Value>, ApiError> {
     let mut conn = state.db.acquire().await?;
     let session = connect_sessions::get_for_user(&mut conn, device.user_id, &token).await?.ok_or_else(|| {
-        ApiError::not_found("connect_session_not_found", "There is no connect session with this token.")
+        ApiError::new(ErrorCode::ConnectSessionNotFound, "There is no connect session with this token.")
     })?;
     let connection = match (session.effective_status(), session.connection_id) {
         ("connected", Some(id)) => {

@@ -1,19 +1,19 @@
 //! `GET /api/executions/{id}[?waitMs=…]`: an execution's state and, once final, its result.
 
 use crate::auth::AuthenticatedDevice;
+use crate::call::await_outcome;
 use crate::error::ApiError;
-use crate::routes::execute::{stored_outcome, wait_for_outcome};
-use crate::routes::view;
 use crate::state::AppState;
+use crate::view;
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use clawlink_common::codes::ErrorCode;
 use clawlink_common::db::executions;
 use clawlink_common::ids::ExecutionId;
-use clawlink_common::results::{FinalStatus, Outcome};
+use clawlink_common::results::FinalStatus;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio::time::Instant;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -22,30 +22,13 @@ pub struct WaitQuery {
     pub wait_ms: Option<u64>,
 }
 
-/// Waits up to `wait` for the execution's outcome: woken by the worker's notification,
-/// not by polling. `None` when it is still queued or running.
-pub async fn await_outcome(state: &AppState, id: ExecutionId, wait: Duration) -> Result<Option<Outcome>, ApiError> {
-    if let Some(outcome) = stored_outcome(state, id).await? {
-        return Ok(Some(outcome));
-    }
-    if wait.is_zero() {
-        return Ok(None);
-    }
-    let waiter = state.waiters.register(id);
-    // The result may have been stored between the look above and registering.
-    if let Some(outcome) = stored_outcome(state, id).await? {
-        return Ok(Some(outcome));
-    }
-    wait_for_outcome(state, waiter, Instant::now() + wait).await
-}
-
 pub async fn get_execution(
     State(state): State<AppState>,
     AuthenticatedDevice(device): AuthenticatedDevice,
     Path(id): Path<String>,
     Query(query): Query<WaitQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let not_found = || ApiError::not_found("execution_not_found", "There is no execution with this id.");
+    let not_found = || ApiError::new(ErrorCode::ExecutionNotFound, "There is no execution with this id.");
     let id: ExecutionId = id.parse().map_err(|_| not_found())?;
     let mut conn = state.db.acquire().await?;
     let row = executions::get_for_user(&mut conn, device.user_id, id).await?.ok_or_else(not_found)?;

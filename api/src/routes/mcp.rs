@@ -11,10 +11,10 @@
 //! the REST error; protocol mistakes are JSON-RPC errors.
 
 use crate::auth::AuthenticatedDevice;
+use crate::call::{CallResult, ToolCall, call_tool};
 use crate::error::ApiError;
-use crate::routes::execute::{CallResult, ToolCall, call_tool};
-use crate::routes::view;
 use crate::state::AppState;
+use crate::view;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -133,7 +133,7 @@ fn api_error_to_tool_error(id: Value, err: ApiError) -> Value {
     if let Some(hint) = &err.hint {
         text.push_str(&format!(" {hint}"));
     }
-    let details = json!({"code": err.code, "type": err.kind, "retryable": err.retryable, "missingFields": err.missing_fields, "invalidFields": err.invalid_fields, "details": err.details});
+    let details = json!({"code": err.code, "type": err.code.kind(), "retryable": err.retryable, "missingFields": err.missing_fields, "invalidFields": err.invalid_fields, "details": err.details});
     tool_error(id, text, details)
 }
 

@@ -1,7 +1,6 @@
 //! The api's routes, one module per resource.
 
 pub mod connect;
-pub mod connection;
 pub mod execute;
 pub mod executions;
 pub mod health;
@@ -10,7 +9,6 @@ pub mod metrics;
 pub mod openapi;
 pub mod pairing;
 pub mod tools;
-pub mod view;
 pub mod whoami;
 
 use crate::error::ApiError;
@@ -18,6 +16,7 @@ use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use clawlink_common::codes::ErrorCode;
 
 /// Declares every route once: the router is built from this table and so is the OpenAPI
 /// document (`/api/openapi.json`), so the two cannot drift apart.
@@ -69,14 +68,9 @@ async fn request_id(request: axum::extract::Request, next: axum::middleware::Nex
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     with_routes(Router::new())
-        .fallback(|| async { ApiError::not_found("route_not_found", "There is no such endpoint.") })
+        .fallback(|| async { ApiError::new(ErrorCode::RouteNotFound, "There is no such endpoint.") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                "validation",
-                "method_not_allowed",
-                "This endpoint does not accept that method.",
-            )
+            ApiError::new(ErrorCode::MethodNotAllowed, "This endpoint does not accept that method.")
         })
         .layer(axum::middleware::map_response(envelope_plain_errors))
         .layer(DefaultBodyLimit::max(limit))
@@ -102,12 +96,11 @@ async fn envelope_plain_errors(response: axum::response::Response) -> axum::resp
     }
     let bytes = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes);
-    let (kind, code) =
-        if status.is_server_error() { ("internal", "internal_error") } else { ("validation", "invalid_request") };
+    let code = if status.is_server_error() { ErrorCode::InternalError } else { ErrorCode::InvalidRequest };
     let message = if text.trim().is_empty() {
         status.canonical_reason().unwrap_or("Bad request").to_string()
     } else {
         text.trim().to_string()
     };
-    ApiError::new(status, kind, code, message).into_response()
+    ApiError::new(code, message).with_status(status).into_response()
 }

@@ -7,11 +7,10 @@ use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::StatusCode;
+use clawlink_common::codes::ErrorCode;
 use clawlink_common::crypto::{RowIdentity, token_hash};
 use clawlink_common::db::{devices, pairing};
 use clawlink_common::tokens;
-use rand::Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -53,15 +52,6 @@ fn session_view(s: &pairing::PairingSession) -> Value {
     })
 }
 
-/// `XXXX-XXXX` from letters and digits that are hard to confuse.
-pub fn display_code() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut rng = rand::thread_rng();
-    let mut code: String = (0..8).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
-    code.insert(4, '-');
-    code
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StartBody {
@@ -72,14 +62,14 @@ pub struct StartBody {
 pub async fn start(State(state): State<AppState>, ApiJson(body): ApiJson<StartBody>) -> Result<Json<Value>, ApiError> {
     let label = body.device_label.as_deref().map(str::trim).filter(|l| !l.is_empty()).unwrap_or("OpenClaw agent");
     if label.chars().count() > 100 || label.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "invalid_device_label",
+        return Err(ApiError::new(
+            ErrorCode::InvalidDeviceLabel,
             "deviceLabel must be at most 100 printable characters.",
         ));
     }
     let token = tokens::random_urlsafe(32);
     let verifier = tokens::random_urlsafe(32);
-    let code = display_code();
+    let code = tokens::display_code();
     let expires_at = OffsetDateTime::now_utc() + SESSION_TTL;
     let mut conn = state.db.acquire().await?;
     pairing::create(&mut conn, &token, &token_hash(&verifier), &code, label, expires_at).await?;
@@ -108,9 +98,7 @@ async fn guard_guessing(state: &AppState, addr: &SocketAddr, failed: bool) -> Re
     };
     if count > GUESS_LIMIT {
         let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limit",
-            "too_many_attempts",
+            ErrorCode::TooManyAttempts,
             "Too many failed pairing attempts from this address; wait and start again.",
         );
         e.retry_after = Some(GUESS_WINDOW_SECS);
@@ -130,7 +118,7 @@ async fn load(
         Some(s) => Ok(s),
         None => {
             guard_guessing(state, addr, true).await?;
-            Err(ApiError::not_found("pairing_not_found", "There is no pairing session with this token."))
+            Err(ApiError::new(ErrorCode::PairingNotFound, "There is no pairing session with this token."))
         }
     }
 }
@@ -155,12 +143,7 @@ pub async fn status(
         .await?
         .is_some();
     if !first {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limit",
-            "slow_down",
-            "Polling too fast; wait pollIntervalMs between polls.",
-        );
+        let mut e = ApiError::new(ErrorCode::SlowDown, "Polling too fast; wait pollIntervalMs between polls.");
         e.retry_after = Some(POLL_INTERVAL.as_secs());
         return Err(e);
     }
@@ -187,25 +170,15 @@ async fn check(
         && given.iter().zip(&session.verifier_hash).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
     if !matches {
         guard_guessing(state, addr, true).await?;
-        return Err(ApiError::bad_request("invalid_verifier", "The verifier does not match this pairing session."));
+        return Err(ApiError::new(ErrorCode::InvalidVerifier, "The verifier does not match this pairing session."));
     }
     match session.effective_status() {
-        "expired" => Err(ApiError::new(
-            StatusCode::GONE,
-            "pairing",
-            "pairing_expired",
-            "This pairing session has expired; start a new one.",
-        )),
-        "failed" => {
-            Err(ApiError::new(StatusCode::CONFLICT, "pairing", "pairing_denied", "The person denied this pairing."))
+        "expired" => {
+            Err(ApiError::new(ErrorCode::PairingExpired, "This pairing session has expired; start a new one."))
         }
-        "awaiting_browser" => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "pairing",
-            "not_approved",
-            "Not approved yet; keep polling the session.",
-        )
-        .hint("Ask the person to open pairUrl and approve.")),
+        "failed" => Err(ApiError::new(ErrorCode::PairingDenied, "The person denied this pairing.")),
+        "awaiting_browser" => Err(ApiError::new(ErrorCode::NotApproved, "Not approved yet; keep polling the session.")
+            .hint("Ask the person to open pairUrl and approve.")),
         _ => Ok(()),
     }
 }
@@ -243,9 +216,7 @@ pub async fn exchange(
         }
         ("paired", _, _) => {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "pairing",
-                "already_paired",
+                ErrorCode::AlreadyPaired,
                 "This pairing session is finalized; its credential is no longer available.",
             ));
         }
@@ -273,9 +244,7 @@ pub async fn finalize(
         "paired" => {}
         _ => {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "pairing",
-                "not_exchanged",
+                ErrorCode::NotExchanged,
                 "Exchange the verifier for the credential before finalizing.",
             ));
         }

@@ -2,13 +2,14 @@
 //! (`/api/tools…`) and the list of integrations (`/api/catalog`).
 
 use crate::auth::AuthenticatedDevice;
+use crate::call::{self, find_tool};
 use crate::error::{ApiError, ApiJson};
-use crate::routes::connection::resolve_connection;
-use crate::routes::execute::{check_arguments, find_tool};
+use crate::routes::execute::empty_object;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use clawlink_common::catalog::{ToolEntry, render_preview, search};
+use clawlink_common::catalog::{ToolEntry, search};
+use clawlink_common::codes::ErrorCode;
 use clawlink_common::db::connections::{self, Connection};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -60,7 +61,7 @@ pub struct ListQuery {
 fn check_integration(state: &AppState, integration: Option<&str>) -> Result<(), ApiError> {
     match integration {
         Some(id) if state.catalog.provider(id).is_none() => {
-            Err(ApiError::not_found("integration_not_found", format!("There is no integration named {id:?}."))
+            Err(ApiError::new(ErrorCode::IntegrationNotFound, format!("There is no integration named {id:?}."))
                 .hint("GET /api/catalog lists every integration."))
         }
         _ => Ok(()),
@@ -101,7 +102,7 @@ pub async fn search_tools(
 ) -> Result<Json<Value>, ApiError> {
     let text = query.query.as_deref().map(str::trim).unwrap_or_default();
     if text.is_empty() {
-        return Err(ApiError::bad_request("missing_query", "Give a query: /api/tools/search?query=send+an+email")
+        return Err(ApiError::new(ErrorCode::MissingQuery, "Give a query: /api/tools/search?query=send+an+email")
             .hint("Describe what you want to do in a few words."));
     }
     let limit = match query.limit.as_deref() {
@@ -109,7 +110,7 @@ pub async fn search_tools(
         Some(raw) => match raw.parse::<usize>() {
             Ok(n) if (1..=25).contains(&n) => n,
             _ => {
-                return Err(ApiError::bad_request("invalid_limit", "limit must be a whole number from 1 to 25."));
+                return Err(ApiError::new(ErrorCode::InvalidLimit, "limit must be a whole number from 1 to 25."));
             }
         },
     };
@@ -168,10 +169,6 @@ pub struct PreviewBody {
     pub connection_id: Option<i64>,
 }
 
-fn empty_object() -> Value {
-    json!({})
-}
-
 /// The same checks as execute, and nothing else: no row, no message, no provider call.
 pub async fn preview(
     State(state): State<AppState>,
@@ -179,15 +176,8 @@ pub async fn preview(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<PreviewBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let tool = find_tool(&state, &name)?;
-    check_arguments(&tool, &body.arguments)?;
-    let connection = resolve_connection(&state, device.user_id, &tool, body.connection_id).await?;
-    let mut conn = state.db.acquire().await?;
-    let standing = clawlink_common::db::billing::standing(&mut conn, device.user_id).await?;
-    if standing.calls_this_month >= standing.plan.monthly_calls {
-        return Err(crate::routes::execute::over_quota(&state, standing.calls_this_month, standing.plan.monthly_calls));
-    }
-    let summary = render_preview(&tool.tool.preview, &body.arguments);
+    let call::Preview { tool, connection, summary } =
+        call::preview(&state, device.user_id, &name, &body.arguments, body.connection_id).await?;
     Ok(Json(json!({
         "ok": true,
         "mode": "preview",

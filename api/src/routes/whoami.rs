@@ -5,6 +5,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
+use clawlink_common::codes::ErrorCode;
 use clawlink_common::db::users;
 use serde_json::{Value, json};
 
@@ -15,7 +16,7 @@ pub async fn whoami(
     let mut conn = state.db.acquire().await?;
     let user = users::get(&mut conn, device.user_id)
         .await?
-        .ok_or_else(|| ApiError::unauthorized("invalid_credential", "This credential's account no longer exists."))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredential, "This credential's account no longer exists."))?;
     let standing = clawlink_common::db::billing::standing(&mut conn, device.user_id).await?;
     Ok(Json(json!({
         "ok": true,

@@ -3,6 +3,8 @@
 //! dead letters. Not user-scoped on purpose: only the admin pages call these.
 
 use crate::ids::ExecutionId;
+use crate::queue::Lane;
+use crate::status::ExecutionStatus;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
@@ -91,8 +93,8 @@ pub async fn activity(conn: &mut PgConnection, buckets: i32, bucket_secs: i32) -
 pub struct DeadRow {
     pub id: ExecutionId,
     pub tool_name: String,
-    pub status: String,
-    pub lane: String,
+    pub status: ExecutionStatus,
+    pub lane: Lane,
     pub attempts: i32,
 }
 
@@ -101,7 +103,8 @@ pub async fn rows(conn: &mut PgConnection, ids: &[ExecutionId]) -> sqlx::Result<
     let ids: Vec<uuid::Uuid> = ids.iter().map(|i| i.0).collect();
     sqlx::query_as!(
         DeadRow,
-        r#"SELECT id AS "id: ExecutionId", tool_name, status, lane, attempts FROM executions WHERE id = ANY($1)"#,
+        r#"SELECT id AS "id: ExecutionId", tool_name, status AS "status: ExecutionStatus", lane AS "lane: Lane", attempts
+             FROM executions WHERE id = ANY($1)"#,
         &ids
     )
     .fetch_all(conn)

@@ -2,9 +2,10 @@
 
 use crate::crypto::Sealed;
 use crate::ids::{ConnectionId, UserId};
+use crate::status::ConnectionStatus;
 use sqlx::PgConnection;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Connection {
     pub id: ConnectionId,
     pub user_id: UserId,
@@ -12,7 +13,7 @@ pub struct Connection {
     pub connection_label: String,
     pub account_label: String,
     pub is_default: bool,
-    pub status: String,
+    pub status: ConnectionStatus,
     pub token_expires_at: Option<time::OffsetDateTime>,
     pub created_at: time::OffsetDateTime,
 }
@@ -81,8 +82,12 @@ pub async fn list_usable_many(
 ) -> sqlx::Result<Vec<Vec<Connection>>> {
     let users: Vec<i64> = keys.iter().map(|(u, _)| u.0).collect();
     let integrations: Vec<&str> = keys.iter().map(|(_, i)| i.as_str()).collect();
-    type Row =
-        (i64, i64, i64, String, String, String, bool, String, Option<time::OffsetDateTime>, time::OffsetDateTime);
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        n: i64,
+        #[sqlx(flatten)]
+        connection: Connection,
+    }
     let rows: Vec<Row> = sqlx::query_as(
         r#"SELECT k.n, c.id, c.user_id, c.integration, c.connection_label, c.account_label, c.is_default, c.status,
                   c.token_expires_at, c.created_at
@@ -97,17 +102,7 @@ pub async fn list_usable_many(
     .await?;
     let mut lists = vec![Vec::new(); keys.len()];
     for r in rows {
-        lists[(r.0 - 1) as usize].push(Connection {
-            id: ConnectionId(r.1),
-            user_id: UserId(r.2),
-            integration: r.3,
-            connection_label: r.4,
-            account_label: r.5,
-            is_default: r.6,
-            status: r.7,
-            token_expires_at: r.8,
-            created_at: r.9,
-        });
+        lists[(r.n - 1) as usize].push(r.connection);
     }
     Ok(lists)
 }
@@ -116,7 +111,7 @@ pub async fn list_for_user(conn: &mut PgConnection, user: UserId) -> sqlx::Resul
     sqlx::query_as!(
         Connection,
         r#"SELECT id AS "id: ConnectionId", user_id AS "user_id: UserId", integration, connection_label,
-                  account_label, is_default, status, token_expires_at, created_at
+                  account_label, is_default, status AS "status: ConnectionStatus", token_expires_at, created_at
            FROM user_integrations
            WHERE user_id = $1 AND status <> 'revoked'
            ORDER BY integration, id"#,
@@ -130,7 +125,7 @@ pub async fn get_for_user(conn: &mut PgConnection, user: UserId, id: ConnectionI
     sqlx::query_as!(
         Connection,
         r#"SELECT id AS "id: ConnectionId", user_id AS "user_id: UserId", integration, connection_label,
-                  account_label, is_default, status, token_expires_at, created_at
+                  account_label, is_default, status AS "status: ConnectionStatus", token_expires_at, created_at
            FROM user_integrations WHERE user_id = $1 AND id = $2"#,
         user.0,
         id.0

@@ -1,9 +1,11 @@
 //! `executions`: the audit trail of tool calls, and the claim a worker makes on one.
 
+use crate::codes::ErrorCode;
 use crate::crypto::Sealed;
 use crate::ids::{ConnectionId, DeviceId, ExecutionId, UserId};
 use crate::queue::Lane;
 use crate::results::{FinalStatus, Outcome, OutcomeError, OutcomeMeta};
+use crate::status::{ConnectionStatus, ExecutionStatus};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
@@ -22,16 +24,25 @@ pub struct NewExecution {
     pub request_hash: Option<Vec<u8>>,
 }
 
+/// The columns of [`ExecutionRow`], in one place for every query that reads whole rows.
+macro_rules! execution_columns {
+    () => {
+        "id, user_id, connection_id, integration, tool_name, lane, status, attempts, request_hash, created_at,
+         started_at, finished_at, queue_wait_ms, provider_ms, provider_status, provider_request_id, error_code,
+         error_message, result_excerpt"
+    };
+}
+
 /// The row as the api shows it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ExecutionRow {
     pub id: ExecutionId,
     pub user_id: UserId,
     pub connection_id: Option<ConnectionId>,
     pub integration: String,
     pub tool_name: String,
-    pub lane: String,
-    pub status: String,
+    pub lane: Lane,
+    pub status: ExecutionStatus,
     pub attempts: i32,
     pub request_hash: Option<Vec<u8>>,
     pub created_at: OffsetDateTime,
@@ -41,34 +52,35 @@ pub struct ExecutionRow {
     pub provider_ms: Option<i32>,
     pub provider_status: Option<i32>,
     pub provider_request_id: Option<String>,
-    pub error_code: Option<String>,
+    pub error_code: Option<ErrorCode>,
     pub error_message: Option<String>,
     pub result_excerpt: Option<serde_json::Value>,
 }
 
 impl ExecutionRow {
     pub fn is_final(&self) -> bool {
-        self.status == "succeeded" || self.status == "failed"
+        self.status.is_final()
     }
 
     /// The outcome rebuilt from the row, for when the Redis copy has expired. Data is the
     /// stored (possibly truncated) copy.
     pub fn outcome(&self) -> Option<Outcome> {
-        let status = match self.status.as_str() {
-            "succeeded" => FinalStatus::Succeeded,
-            "failed" => FinalStatus::Failed,
-            _ => return None,
+        let status = match self.status {
+            ExecutionStatus::Succeeded => FinalStatus::Succeeded,
+            ExecutionStatus::Failed => FinalStatus::Failed,
+            ExecutionStatus::Queued | ExecutionStatus::Running => return None,
         };
-        let error = (status == FinalStatus::Failed).then(|| OutcomeError {
-            kind: error_kind(self.error_code.as_deref().unwrap_or("internal")).into(),
-            code: self.error_code.clone().unwrap_or_else(|| "internal".into()),
-            message: self.error_message.clone().unwrap_or_default(),
-            retryable: false,
-            provider_status: self.provider_status.map(|s| s as u16),
+        let error = (status == FinalStatus::Failed).then(|| {
+            OutcomeError::new(
+                self.error_code.unwrap_or(ErrorCode::Internal),
+                self.error_message.clone().unwrap_or_default(),
+                false,
+                self.provider_status.map(|s| s as u16),
+            )
         });
-        let duration_ms = match (self.finished_at, Some(self.created_at)) {
-            (Some(end), Some(start)) => (end - start).whole_milliseconds().max(0) as u64,
-            _ => 0,
+        let duration_ms = match self.finished_at {
+            Some(end) => (end - self.created_at).whole_milliseconds().max(0) as u64,
+            None => 0,
         };
         Some(Outcome {
             execution_id: self.id,
@@ -86,18 +98,6 @@ impl ExecutionRow {
                 provider_status: self.provider_status.map(|s| s as u16),
             },
         })
-    }
-}
-
-/// The error type an error code belongs to, for the agent's envelope.
-pub fn error_kind(code: &str) -> &'static str {
-    match code {
-        "provider_error" | "provider_unavailable" => "provider",
-        "rate_limited" => "rate_limit",
-        "needs_reauth" | "credential_unreadable" | "connection_missing" => "auth",
-        "invalid_arguments" => "validation",
-        "queue_unavailable" => "unavailable",
-        _ => "internal",
     }
 }
 
@@ -133,6 +133,20 @@ pub async fn insert(conn: &mut PgConnection, new: NewExecution) -> sqlx::Result<
     Ok(insert_many(conn, vec![new]).await?.pop().expect("one answer per execution"))
 }
 
+/// What the insert statement answers for each execution, in input order.
+#[derive(sqlx::FromRow)]
+struct InsertRow {
+    inserted: bool,
+    /// The month's calls and allowance; `None`: the user is gone.
+    used: Option<i64>,
+    allowed: Option<i64>,
+    /// The connection chosen for the call (none fits: `None`).
+    connection_id: Option<i64>,
+    connection_status: Option<ConnectionStatus>,
+    /// The user's connections to the integration, the default first.
+    candidates: Option<Vec<i64>>,
+}
+
 /// [`insert`] for many executions in one statement and one commit (the api batches the
 /// calls that arrive together); one answer per execution, in order.
 pub async fn insert_many(conn: &mut PgConnection, new: Vec<NewExecution>) -> sqlx::Result<Vec<Inserted>> {
@@ -159,8 +173,7 @@ pub async fn insert_many(conn: &mut PgConnection, new: Vec<NewExecution>) -> sql
         keys.push(e.idempotency_key);
         hashes.push(e.request_hash);
     }
-    type Row = (uuid::Uuid, bool, Option<i64>, Option<i64>, Option<i64>, Option<String>, Option<Vec<i64>>);
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<InsertRow> = sqlx::query_as(
         r#"WITH input AS (
                SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
                                     $7::jsonb[], $8::text[], $9::text[], $10::bytea[])
@@ -198,8 +211,8 @@ pub async fn insert_many(conn: &mut PgConnection, new: Vec<NewExecution>) -> sql
                 ORDER BY i.n
                ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                RETURNING id)
-           SELECT i.id, EXISTS (SELECT 1 FROM ins WHERE ins.id = i.id), q.used, q.allowed,
-                  i.connection_id, i.connection_status, i.ids
+           SELECT EXISTS (SELECT 1 FROM ins WHERE ins.id = i.id) AS inserted, q.used, q.allowed,
+                  i.connection_id, i.connection_status, i.ids AS candidates
              FROM chosen i LEFT JOIN quota q ON q.user_id = i.user_id
             ORDER BY i.n"#,
     )
@@ -216,7 +229,8 @@ pub async fn insert_many(conn: &mut PgConnection, new: Vec<NewExecution>) -> sql
     .fetch_all(&mut *conn)
     .await?;
     let mut answers = Vec::with_capacity(n);
-    for (i, (_, inserted, used, allowed, connection, status, candidates)) in rows.into_iter().enumerate() {
+    for (i, row) in rows.into_iter().enumerate() {
+        let InsertRow { inserted, used, allowed, connection_id: connection, connection_status, candidates } = row;
         let answer = match (inserted, used, allowed, connection) {
             (true, _, _, Some(connection)) => Inserted::New(ConnectionId(connection)),
             (_, None, _, _) | (_, _, None, _) => Inserted::UnknownUser,
@@ -229,7 +243,7 @@ pub async fn insert_many(conn: &mut PgConnection, new: Vec<NewExecution>) -> sql
                 };
                 match (replayed, connection) {
                     (Some(row), _) => Inserted::Existing(Box::new(row)),
-                    (None, Some(_)) if status.as_deref() != Some("needs_reauth") => {
+                    (None, Some(_)) if connection_status != Some(ConnectionStatus::NeedsReauth) => {
                         Inserted::OverQuota { used, allowed }
                     }
                     (None, chosen) => Inserted::Unresolved(Unresolved {
@@ -245,16 +259,13 @@ pub async fn insert_many(conn: &mut PgConnection, new: Vec<NewExecution>) -> sql
 }
 
 async fn existing(conn: &mut PgConnection, user: UserId, key: &str) -> sqlx::Result<Option<ExecutionRow>> {
-    sqlx::query_as!(
-        ExecutionRow,
-        r#"SELECT id AS "id: ExecutionId", user_id AS "user_id: UserId", connection_id AS "connection_id: ConnectionId",
-                  integration, tool_name, lane, status, attempts, request_hash, created_at, started_at, finished_at,
-                  queue_wait_ms, provider_ms, provider_status, provider_request_id, error_code, error_message,
-                  result_excerpt
-           FROM executions WHERE user_id = $1 AND idempotency_key = $2"#,
-        user.0,
-        key
-    )
+    sqlx::query_as(concat!(
+        "SELECT ",
+        execution_columns!(),
+        " FROM executions WHERE user_id = $1 AND idempotency_key = $2"
+    ))
+    .bind(user)
+    .bind(key)
     .fetch_optional(conn)
     .await
 }
@@ -264,34 +275,50 @@ pub async fn get_for_user(
     user: UserId,
     id: ExecutionId,
 ) -> sqlx::Result<Option<ExecutionRow>> {
-    sqlx::query_as!(
-        ExecutionRow,
-        r#"SELECT id AS "id: ExecutionId", user_id AS "user_id: UserId", connection_id AS "connection_id: ConnectionId",
-                  integration, tool_name, lane, status, attempts, request_hash, created_at, started_at, finished_at,
-                  queue_wait_ms, provider_ms, provider_status, provider_request_id, error_code, error_message,
-                  result_excerpt
-           FROM executions WHERE user_id = $1 AND id = $2"#,
-        user.0,
-        id.0
-    )
-    .fetch_optional(conn)
-    .await
+    sqlx::query_as(concat!("SELECT ", execution_columns!(), " FROM executions WHERE user_id = $1 AND id = $2"))
+        .bind(user)
+        .bind(id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Everything a worker needs for one attempt, read in the same round trip as the claim.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Claim {
     pub id: ExecutionId,
     pub user_id: UserId,
     pub connection_id: Option<ConnectionId>,
     pub tool_name: String,
     pub arguments: serde_json::Value,
-    pub lane: String,
+    pub lane: Lane,
     pub attempts: i32,
     pub created_at: OffsetDateTime,
     pub started_at: Option<OffsetDateTime>,
-    pub connection_status: Option<String>,
-    pub sealed: Option<Sealed>,
+    /// `None`: the connection was deleted.
+    pub connection_status: Option<ConnectionStatus>,
+    /// `None`: the credential was deleted with its connection.
+    #[sqlx(flatten)]
+    pub sealed: SealedColumns,
+}
+
+/// The credential's three columns, all present or (deleted) all absent.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct SealedColumns {
+    key_id: Option<String>,
+    nonce: Option<Vec<u8>>,
+    ciphertext: Option<Vec<u8>>,
+}
+
+impl Claim {
+    /// The sealed credential, unless it was deleted.
+    pub fn sealed(&self) -> Option<Sealed> {
+        match &self.sealed {
+            SealedColumns { key_id: Some(key_id), nonce: Some(nonce), ciphertext: Some(ciphertext) } => {
+                Some(Sealed { key_id: key_id.clone(), nonce: nonce.clone(), ciphertext: ciphertext.clone() })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Marks the execution `running` (attempt n+1) and reads what the call needs. `None`
@@ -301,29 +328,13 @@ pub async fn claim(conn: &mut PgConnection, id: ExecutionId) -> sqlx::Result<Opt
     Ok(claim_many(conn, &[id]).await?.pop())
 }
 
-type ClaimRow = (
-    uuid::Uuid,
-    i64,
-    Option<i64>,
-    String,
-    serde_json::Value,
-    String,
-    i32,
-    OffsetDateTime,
-    Option<OffsetDateTime>,
-    Option<String>,
-    Option<String>,
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-);
-
 /// [`claim`] for many executions in one statement (the worker batches concurrent
 /// deliveries); returns the claims made, in no particular order. The update is HOT (no
 /// indexed column changes) and commits without waiting for the WAL flush: a claim lost in
 /// a Postgres crash is harmless, the redelivered message claims again.
 pub async fn claim_many(conn: &mut PgConnection, ids: &[ExecutionId]) -> sqlx::Result<Vec<Claim>> {
     let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
-    let rows: Vec<ClaimRow> = sqlx::query_as(
+    sqlx::query_as(
         r#"WITH claimed AS (
                UPDATE executions
                   SET status = 'running', attempts = attempts + 1,
@@ -333,7 +344,7 @@ pub async fn claim_many(conn: &mut PgConnection, ids: &[ExecutionId]) -> sqlx::R
                 WHERE id = ANY($1) AND status IN ('queued', 'running')
             RETURNING id, user_id, connection_id, tool_name, arguments, lane, attempts, created_at, started_at)
            SELECT c.id, c.user_id, c.connection_id, c.tool_name, c.arguments, c.lane, c.attempts, c.created_at,
-                  c.started_at, ui.status, cr.key_id, cr.nonce, cr.ciphertext
+                  c.started_at, ui.status AS connection_status, cr.key_id, cr.nonce, cr.ciphertext
              FROM claimed c
              LEFT JOIN user_integrations ui ON ui.id = c.connection_id AND ui.user_id = c.user_id
              LEFT JOIN credentials cr ON cr.connection_id = c.connection_id AND cr.user_id = c.user_id
@@ -341,26 +352,7 @@ pub async fn claim_many(conn: &mut PgConnection, ids: &[ExecutionId]) -> sqlx::R
     )
     .bind(ids)
     .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Claim {
-            id: ExecutionId(r.0),
-            user_id: UserId(r.1),
-            connection_id: r.2.map(ConnectionId),
-            tool_name: r.3,
-            arguments: r.4,
-            lane: r.5,
-            attempts: r.6,
-            created_at: r.7,
-            started_at: r.8,
-            connection_status: r.9,
-            sealed: match (r.10, r.11, r.12) {
-                (Some(key_id), Some(nonce), Some(ciphertext)) => Some(Sealed { key_id, nonce, ciphertext }),
-                _ => None,
-            },
-        })
-        .collect())
+    .await
 }
 
 /// Returns a claimed execution to `queued` (its retry waits in a delay queue), recording
@@ -472,11 +464,11 @@ pub async fn finish_many(
 /// was lost), so a late delivery of the message finds it final and does nothing.
 pub async fn fail_unqueued(conn: &mut PgConnection, id: ExecutionId, message: &str) -> sqlx::Result<()> {
     sqlx::query!(
-        "UPDATE executions SET status = 'failed', finished_at = now(), error_code = 'queue_unavailable',
-                error_message = $2
+        "UPDATE executions SET status = 'failed', finished_at = now(), error_code = $3, error_message = $2
           WHERE id = $1 AND status = 'queued'",
         id.0,
-        message
+        message,
+        ErrorCode::QueueUnavailable.as_str()
     )
     .execute(conn)
     .await?;
@@ -485,15 +477,12 @@ pub async fn fail_unqueued(conn: &mut PgConnection, id: ExecutionId, message: &s
 
 /// The final row of an execution, for a redelivered message that must only re-publish.
 pub async fn get_final(conn: &mut PgConnection, id: ExecutionId) -> sqlx::Result<Option<ExecutionRow>> {
-    sqlx::query_as!(
-        ExecutionRow,
-        r#"SELECT id AS "id: ExecutionId", user_id AS "user_id: UserId", connection_id AS "connection_id: ConnectionId",
-                  integration, tool_name, lane, status, attempts, request_hash, created_at, started_at, finished_at,
-                  queue_wait_ms, provider_ms, provider_status, provider_request_id, error_code, error_message,
-                  result_excerpt
-           FROM executions WHERE id = $1 AND status IN ('succeeded', 'failed')"#,
-        id.0
-    )
+    sqlx::query_as(concat!(
+        "SELECT ",
+        execution_columns!(),
+        " FROM executions WHERE id = $1 AND status IN ('succeeded', 'failed')"
+    ))
+    .bind(id)
     .fetch_optional(conn)
     .await
 }
@@ -504,18 +493,18 @@ pub struct ExecutionSummary {
     pub id: ExecutionId,
     pub integration: String,
     pub tool_name: String,
-    pub status: String,
+    pub status: ExecutionStatus,
     pub attempts: i32,
     pub created_at: OffsetDateTime,
     pub duration_ms: Option<i64>,
-    pub error_code: Option<String>,
+    pub error_code: Option<ErrorCode>,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct ExecutionFilter {
     pub integration: Option<String>,
     pub tool: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<ExecutionStatus>,
     pub since: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
     /// Page by creation time: rows created strictly before this.
@@ -531,8 +520,9 @@ pub async fn list_for_user(
 ) -> sqlx::Result<Vec<ExecutionSummary>> {
     sqlx::query_as!(
         ExecutionSummary,
-        r#"SELECT id AS "id: ExecutionId", integration, tool_name, status, attempts, created_at,
-                  (extract(epoch FROM finished_at - created_at) * 1000)::bigint AS duration_ms, error_code
+        r#"SELECT id AS "id: ExecutionId", integration, tool_name, status AS "status: ExecutionStatus", attempts,
+                  created_at, (extract(epoch FROM finished_at - created_at) * 1000)::bigint AS duration_ms,
+                  error_code AS "error_code: ErrorCode"
              FROM executions
             WHERE user_id = $1
               AND ($2::text IS NULL OR integration = $2)
@@ -546,7 +536,7 @@ pub async fn list_for_user(
         user.0,
         f.integration,
         f.tool,
-        f.status,
+        f.status.map(ExecutionStatus::as_str),
         f.since,
         f.until,
         f.before,

@@ -21,11 +21,12 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
+use clawlink_common::codes::ErrorCode;
 use clawlink_common::db::admin::{self, Activity};
 use clawlink_common::db::executions;
 use clawlink_common::db::web_sessions::SessionUser;
 use clawlink_common::ids::ExecutionId;
-use clawlink_common::queue::{Job, Lane};
+use clawlink_common::queue::Job;
 use clawlink_common::results::{FinalStatus, Outcome, OutcomeError, OutcomeMeta};
 use serde::{Deserialize, Serialize};
 
@@ -260,7 +261,7 @@ pub async fn queues(
             DeadView {
                 execution_id: l.execution_id.map(|i| i.to_string()).unwrap_or_default(),
                 tool: row.map(|r| r.tool_name.clone()).unwrap_or_else(|| "—".into()),
-                status: row.map(|r| r.status.clone()).unwrap_or_else(|| "no execution row".into()),
+                status: row.map(|r| r.status.to_string()).unwrap_or_else(|| "no execution row".into()),
                 reason: l.reason,
                 count: l.count,
                 queue: l.queue,
@@ -345,7 +346,7 @@ pub async fn replay(
             "This message has no execution row to run; discard it instead.",
         ));
     };
-    let lane = Lane::parse(&row.lane).unwrap_or(Lane::Bulk);
+    let lane = row.lane;
     admin::make_runnable(&mut *state.db.acquire().await?, id).await?;
     state.ops.republish(lane, &taken.payload).await.map_err(ops_failed)?;
     // Published: a failed ack leaves a copy in the dead-letter queue, which a second
@@ -372,22 +373,21 @@ pub async fn discard(
     let (taken, row) = take(&state, id).await?;
     let reply_to =
         serde_json::from_slice::<Job>(&taken.payload).ok().and_then(|Job::ExecuteV1 { reply_to, .. }| reply_to);
-    if let Some(row) = row.filter(|r| r.status == "queued" || r.status == "running") {
+    if let Some(row) = row.filter(|r| !r.status.is_final()) {
         let outcome = Outcome {
             execution_id: id,
             status: FinalStatus::Failed,
             data: None,
-            error: Some(OutcomeError {
-                kind: "internal".into(),
-                code: "dead_lettered".into(),
-                message: format!(
+            error: Some(OutcomeError::new(
+                ErrorCode::DeadLettered,
+                format!(
                     "ClawLink could not run this call ({}, {} deliveries) and an operator discarded it; the app was not called by this attempt. It is safe to try again.",
                     taken.letter.reason, taken.letter.count
                 ),
                 // Not billed, and the agent may try again.
-                retryable: true,
-                provider_status: None,
-            }),
+                true,
+                None,
+            )),
             meta: OutcomeMeta {
                 ended_at: Some(time::OffsetDateTime::now_utc()),
                 attempts: row.attempts.max(0) as u32,

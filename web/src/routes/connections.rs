@@ -48,7 +48,7 @@ pub async fn list(State(state): State<AppState>, SignedIn(user): SignedIn) -> Re
             id: c.id.0,
             label: c.connection_label,
             account: c.account_label,
-            status: c.status,
+            status: c.status.to_string(),
             is_default: c.is_default,
         });
     }

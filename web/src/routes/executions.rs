@@ -10,6 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use clawlink_common::db::executions::{self, ExecutionFilter};
 use clawlink_common::ids::ExecutionId;
+use clawlink_common::status::ExecutionStatus;
 use serde::Deserialize;
 
 const PAGE: i64 = 50;
@@ -87,7 +88,7 @@ pub async fn list(
     let since = day(&q.since).map(|d| d.midnight().assume_utc());
     let until = day(&q.until).and_then(|d| d.next_day()).map(|d| d.midnight().assume_utc());
     let before = some(&q.before).and_then(|b| time::OffsetDateTime::parse(&b, &rfc).ok());
-    let status = some(&q.status).filter(|s| ["queued", "running", "succeeded", "failed"].contains(&s.as_str()));
+    let status = some(&q.status).and_then(|s| ExecutionStatus::parse(&s));
     let filter = ExecutionFilter { integration: some(&q.app), tool: some(&q.tool), status, since, until, before };
     let mut conn = state.db.acquire().await?;
     let found = executions::list_for_user(&mut conn, user.user_id, &filter, PAGE).await?;
@@ -109,10 +110,10 @@ pub async fn list(
             id: e.id.to_string(),
             when: when(e.created_at),
             tool: e.tool_name,
-            status: e.status,
+            status: e.status.to_string(),
             attempts: e.attempts,
             took: ms(e.duration_ms),
-            error: e.error_code,
+            error: e.error_code.map(|c| c.to_string()),
         })
         .collect();
     let apps = state.catalog.providers().map(|p| (p.id.clone(), p.name.clone())).collect();
@@ -120,7 +121,7 @@ pub async fn list(
         signed_in_as: Some(user.email),
         csrf: user.csrf_token,
         apps,
-        statuses: vec!["queued", "running", "succeeded", "failed"],
+        statuses: ExecutionStatus::ALL.iter().map(|s| s.as_str()).collect(),
         filter_app: q.app,
         filter_tool: q.tool,
         filter_status: q.status,
@@ -162,8 +163,8 @@ pub async fn detail(
     let arguments = executions::arguments_for_user(&mut conn, user.user_id, id).await?.unwrap_or_default();
     let total = row.finished_at.map(|f| (f - row.created_at).whole_milliseconds() as i64);
     let error = match (&row.error_code, &row.error_message) {
-        (Some(code), Some(msg)) if row.status == "failed" => Some(format!("{code}: {msg}")),
-        (Some(code), None) if row.status == "failed" => Some(code.clone()),
+        (Some(code), Some(msg)) if row.status == ExecutionStatus::Failed => Some(format!("{code}: {msg}")),
+        (Some(code), None) if row.status == ExecutionStatus::Failed => Some(code.to_string()),
         _ => None,
     };
     page(&DetailPage {
@@ -171,7 +172,7 @@ pub async fn detail(
         csrf: user.csrf_token,
         id: id.to_string(),
         tool: row.tool_name.clone(),
-        status: row.status.clone(),
+        status: row.status.to_string(),
         created: when(row.created_at),
         attempts: row.attempts,
         queue_wait: ms(row.queue_wait_ms.map(i64::from)),

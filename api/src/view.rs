@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use clawlink_common::catalog::ToolEntry;
 use clawlink_common::ids::{ConnectionId, ExecutionId};
 use clawlink_common::results::{FinalStatus, Outcome, OutcomeMeta};
+use clawlink_common::status::ExecutionStatus;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -15,8 +16,6 @@ pub struct CallContext {
     /// `None` only for a replay whose connection was deleted since.
     pub connection_id: Option<ConnectionId>,
 }
-
-pub struct Accepted(pub Value);
 
 fn rfc3339(t: Option<time::OffsetDateTime>) -> Value {
     t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
@@ -38,22 +37,6 @@ pub fn meta(id: ExecutionId, m: &OutcomeMeta) -> Value {
     })
 }
 
-/// The HTTP status that tells the agent what a failed call means.
-pub fn failure_status(code: &str) -> StatusCode {
-    match code {
-        // The connection must be made again: the person can fix it, we cannot.
-        "needs_reauth" | "credential_unreadable" => StatusCode::UNAUTHORIZED,
-        "connection_missing" => StatusCode::CONFLICT,
-        "invalid_arguments" => StatusCode::BAD_REQUEST,
-        "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
-        "provider_unavailable" | "queue_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-        "provider_error" => StatusCode::BAD_GATEWAY,
-        // A call that may or may not have reached the app (see the upkeep job).
-        "stuck" => StatusCode::GATEWAY_TIMEOUT,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 pub fn outcome_response(ctx: &CallContext, outcome: &Outcome) -> Response {
     let tool = &ctx.tool;
     match (outcome.status, &outcome.error) {
@@ -69,16 +52,14 @@ pub fn outcome_response(ctx: &CallContext, outcome: &Outcome) -> Response {
         }))
         .into_response(),
         (FinalStatus::Failed, Some(error)) => {
-            let status = failure_status(&error.code);
-            let kind: &'static str = clawlink_common::db::executions::error_kind(&error.code);
-            let mut e = ApiError::new(status, kind, error.code.clone(), error.message.clone());
+            let mut e = ApiError::new(error.code, error.message.clone());
             e.retryable = error.retryable;
             e.retry_after = error.retryable.then_some(5);
             if let Some(s) = error.provider_status {
                 e.error_extra.insert("providerStatus".into(), json!(s));
             }
-            if error.code == "needs_reauth" || error.code == "credential_unreadable" {
-                e = e.hint(crate::routes::connection::reconnect_hint(&tool.provider.name));
+            if error.code.needs_reconnect() {
+                e = e.hint(crate::call::reconnect_hint(&tool.provider.name));
             }
             e.with("executionId", json!(outcome.execution_id))
                 .with("toolName", json!(tool.name))
@@ -91,12 +72,13 @@ pub fn outcome_response(ctx: &CallContext, outcome: &Outcome) -> Response {
     }
 }
 
-pub fn accepted(state: &AppState, id: ExecutionId, status: &str) -> Response {
-    Accepted(json!({
+/// `202`: the call is queued or running; its result will be at `statusUrl`.
+pub fn accepted(state: &AppState, id: ExecutionId, status: ExecutionStatus) -> Response {
+    let body = json!({
         "ok": true,
         "executionId": id,
         "status": status,
         "statusUrl": format!("{}/api/executions/{}", state.config.public_api_url, id),
-    }))
-    .into_response()
+    });
+    (StatusCode::ACCEPTED, axum::Json(body)).into_response()
 }
