@@ -109,8 +109,9 @@ pub async fn preview(
 /// What makes two calls with one Idempotency-Key the same call: the tool, the connection
 /// asked for (`None`: the default, whichever that is when the first call ran) and the
 /// arguments. `arguments` is their JSON text: serde_json's map is ordered (BTreeMap), so
-/// equal arguments serialise equally.
-fn request_hash(tool: &str, connection: Option<ConnectionId>, arguments: &str) -> Vec<u8> {
+/// equal arguments serialise equally. Public for tests that stand in for an api that died
+/// after its insert.
+pub fn request_hash(tool: &str, connection: Option<ConnectionId>, arguments: &str) -> Vec<u8> {
     // A version first, so the hash can change shape later without colliding. A named
     // connection is tagged 1, the default 0.
     let mut h = Sha256::new();
@@ -213,14 +214,22 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
     let job = Job::ExecuteV1 { execution_id: id, reply_to: (!is_async).then(|| state.config.instance_id.clone()) };
     // Register before publishing so a fast result cannot slip past.
     let waiter = (!is_async).then(|| state.waiters.register(id));
-    if let Err(err) = state.publisher.publish(lane, &job).await {
-        tracing::error!(execution_id = %id, error = %err, "publish failed");
-        let mut conn = state.db.acquire().await?;
-        executions::fail_unqueued(&mut conn, id, "The work queue did not accept the call.").await?;
-        return Err(ApiError::unavailable(
-            "The work queue is unavailable; the call was not started. Try again shortly.",
-        )
-        .with("executionId", json!(id)));
+    match state.publisher.publish(lane, &job).await {
+        Ok(()) => state.published.submit(id),
+        Err(err) => {
+            // The broker may have the job even so (a confirm lost with its connection). Only
+            // a row failed here, before any worker took it, is a call that was not started;
+            // otherwise it runs, and the caller is answered as for any accepted call.
+            tracing::error!(execution_id = %id, error = %err, "publish failed");
+            let mut conn = state.db.acquire().await?;
+            if executions::fail_unqueued(&mut conn, id, "The work queue did not accept the call.").await? {
+                return Err(ApiError::unavailable(
+                    "The work queue is unavailable; the call was not started. Try again shortly.",
+                )
+                .with("executionId", json!(id)));
+            }
+            tracing::warn!(execution_id = %id, "the publish failed but a worker has the job; answering as accepted");
+        }
     }
     let Some(waiter) = waiter else {
         return Ok(CallResult::Accepted { id, status: ExecutionStatus::Queued });

@@ -35,6 +35,9 @@ pub struct ApiConfig {
     /// Time between rounds of the token refresh sweep and of upkeep (sessions, reaper,
     /// retention purge).
     pub job_interval: Duration,
+    /// A new execution whose job the broker has not confirmed this long after its insert
+    /// is published again by the outbox relay of any replica.
+    pub outbox_relay_after: Duration,
     /// Provider id → OAuth client, for the token refresh sweep.
     pub oauth_clients: std::collections::BTreeMap<String, OAuthClient>,
 }
@@ -64,6 +67,11 @@ impl ApiConfig {
             stuck_after: Duration::from_secs(u64::from(positive(env, "CLAWLINK_STUCK_AFTER_SECS", 1800)?)),
             retention_days: i64::from(positive(env, "CLAWLINK_RETENTION_DAYS", 30)?),
             job_interval: Duration::from_millis(u64::from(positive(env, "CLAWLINK_JOB_INTERVAL_MS", 60_000)?)),
+            outbox_relay_after: Duration::from_millis(u64::from(positive(
+                env,
+                "CLAWLINK_OUTBOX_RELAY_AFTER_MS",
+                10_000,
+            )?)),
             oauth_clients: clawlink_common::config::oauth_clients_from_env(env)?,
         })
     }

@@ -7,8 +7,9 @@
 //! re-reads the row (see `clawlink_common::refresh`), so a connection another replica
 //! or a worker refreshed meanwhile is left alone.
 //!
-//! [`queue_stats`] and [`upkeep`] (session expiry, stuck-execution reaper, retention
-//! purge) are the rest. Every job counts each run in `clawlink_job_runs_total{name,
+//! [`outbox_relay`] publishes the jobs of new executions that no broker confirmed in time
+//! (an api that died between its insert and its publish). [`queue_stats`] and [`upkeep`]
+//! (session expiry, stuck-execution reaper, retention purge) are the rest. Every job counts each run in `clawlink_job_runs_total{name,
 //! outcome}` under one of the [`JOBS`] names. Usage needs no roll-up job: the statement
 //! that finishes an execution adds it to `usage_monthly`, so the monthly count is exact
 //! at all times.
@@ -34,8 +35,14 @@ const CONCURRENCY: usize = 4;
 
 /// The `name` of every scheduled job in `clawlink_job_runs_total` (deploy/check knows
 /// this list too).
-pub const JOBS: [&str; 5] =
-    ["token_refresh_sweep", "expire_sessions", "reap_stuck_executions", "purge_execution_bodies", "queue_stats"];
+pub const JOBS: [&str; 6] = [
+    "token_refresh_sweep",
+    "expire_sessions",
+    "reap_stuck_executions",
+    "purge_execution_bodies",
+    "queue_stats",
+    "outbox_relay",
+];
 
 /// Creates every job's series at zero, so a job that never ran shows as 0, not as missing.
 pub fn declare(metrics: &Metrics) {
@@ -289,4 +296,50 @@ pub async fn upkeep(state: AppState, every: Duration, stop: CancellationToken) {
             }
         }
     }
+}
+
+/// How often each replica looks for executions whose job no broker confirmed in time.
+pub const RELAY_EVERY: Duration = Duration::from_secs(2);
+
+/// Publishes again the jobs of new executions still in the outbox past their due time
+/// (`CLAWLINK_OUTBOX_RELAY_AFTER_MS` after the insert): the api that inserted them died or
+/// lost its broker before the confirm. Without a reply channel: a caller still waiting on
+/// a replay of the call is woken through the namespace's done channel. Every replica runs
+/// it; rows are taken with SKIP LOCKED and pushed ahead, so each is relayed once per round.
+pub async fn outbox_relay(state: AppState, every: Duration, stop: CancellationToken) {
+    const BATCH: i64 = 200;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let result = relay_round(&state, BATCH).await;
+        state.metrics.job("outbox_relay", result.is_ok());
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(job = "outbox_relay", executions = n, "published jobs no broker had confirmed"),
+            Err(err) => tracing::warn!(job = "outbox_relay", error = %err, "outbox relay failed"),
+        }
+    }
+}
+
+/// One round of [`outbox_relay`]: how many jobs it published.
+pub async fn relay_round(state: &AppState, limit: i64) -> anyhow::Result<usize> {
+    use clawlink_common::db::executions;
+    use clawlink_common::queue::Job;
+    let due = {
+        let mut conn = state.db.acquire().await?;
+        executions::take_unpublished(&mut conn, limit, state.config.outbox_relay_after).await?
+    };
+    let mut published = 0;
+    for row in due {
+        let job = Job::ExecuteV1 { execution_id: row.execution_id, reply_to: None };
+        state.publisher.publish(row.lane, &job).await?;
+        state.published.submit(row.execution_id);
+        tracing::info!(execution_id = %row.execution_id, relayed_before = row.relayed, "job published by the outbox relay");
+        published += 1;
+    }
+    Ok(published)
 }

@@ -67,7 +67,8 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
     Ok(AppState::new(Inner {
         keyring: config.keyring.clone(),
         device_budget: clawlink_common::pacing::KeyedLimiter::new(quota),
-        inserts: inserts(infra.db.clone()),
+        inserts: inserts(infra.db.clone(), config.outbox_relay_after),
+        published: published(infra.db.clone()),
         connection_lookups: connection_lookups(infra.db.clone()),
         last_used: Default::default(),
         config,
@@ -107,6 +108,7 @@ pub async fn run(config: ApiConfig, listener: tokio::net::TcpListener, stop: Can
     tokio::spawn(jobs::TokenSweep::new(&state, refresher).run(stop.clone()));
     tokio::spawn(jobs::queue_stats(state.clone(), Duration::from_secs(5), stop.clone()));
     tokio::spawn(jobs::upkeep(state.clone(), state.config.job_interval, stop.clone()));
+    tokio::spawn(jobs::outbox_relay(state.clone(), jobs::RELAY_EVERY, stop.clone()));
     let app = router(state);
     // Connect info gives handlers the client address (pairing caps guesses per address).
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
@@ -131,6 +133,7 @@ pub async fn serve(env: &Env) -> anyhow::Result<()> {
 /// commits share the next statement (`clawlink_common::batch`).
 fn inserts(
     db: sqlx::PgPool,
+    relay_after: Duration,
 ) -> clawlink_common::batch::Batcher<
     clawlink_common::db::executions::NewExecution,
     clawlink_common::db::executions::Inserted,
@@ -139,7 +142,19 @@ fn inserts(
         let db = db.clone();
         async move {
             let mut conn = db.acquire().await?;
-            clawlink_common::db::executions::insert_many(&mut conn, new).await
+            clawlink_common::db::executions::insert_many(&mut conn, new, relay_after).await
+        }
+    })
+}
+
+/// Confirmed publishes leave the outbox in batches (see `executions::mark_published`).
+fn published(db: sqlx::PgPool) -> clawlink_common::batch::Batcher<clawlink_common::ids::ExecutionId, ()> {
+    clawlink_common::batch::Batcher::start(move |ids: Vec<clawlink_common::ids::ExecutionId>| {
+        let db = db.clone();
+        async move {
+            let mut conn = db.acquire().await?;
+            clawlink_common::db::executions::mark_published(&mut conn, &ids).await?;
+            Ok(vec![(); ids.len()])
         }
     })
 }

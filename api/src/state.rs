@@ -27,6 +27,8 @@ pub struct Inner {
     pub devices: DeviceCache,
     /// New executions, inserted in batches with those of concurrent calls.
     pub inserts: clawlink_common::batch::Batcher<executions::NewExecution, executions::Inserted>,
+    /// Jobs the broker confirmed: their outbox rows are deleted in batches, not waited for.
+    pub published: clawlink_common::batch::Batcher<clawlink_common::ids::ExecutionId, ()>,
     /// A user's usable connections to an integration, read in batches (see `resolve_connection`).
     pub connection_lookups: clawlink_common::batch::Batcher<(UserId, String), Vec<Connection>>,
     pub metrics: clawlink_common::metrics::Metrics,

@@ -55,6 +55,13 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         Self { tx }
     }
 
+    /// Queues `input` without waiting for its batch: for a write whose loss is harmless
+    /// (it is logged with the batch's failure).
+    pub fn submit(&self, input: I) {
+        let (reply, _) = oneshot::channel();
+        let _ = self.tx.send((input, reply));
+    }
+
     /// Queues `input` and waits for its batch to commit.
     pub async fn call(&self, input: I) -> Result<O, BatchError> {
         let (reply, answer) = oneshot::channel();

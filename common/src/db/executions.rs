@@ -7,6 +7,7 @@ use crate::queue::Lane;
 use crate::results::{FinalStatus, Outcome, OutcomeError, OutcomeMeta};
 use crate::status::{ConnectionStatus, ExecutionStatus};
 use sqlx::PgConnection;
+use std::time::Duration;
 use time::OffsetDateTime;
 
 pub struct NewExecution {
@@ -129,8 +130,8 @@ pub struct Unresolved {
 /// trip: the connection named, else the default, else the only one (none, several without
 /// a default, or one whose grant is gone: [`Inserted::Unresolved`]). Calls still in flight are not yet counted:
 /// at most the in-flight calls can pass the allowance at its edge.
-pub async fn insert(conn: &mut PgConnection, new: NewExecution) -> sqlx::Result<Inserted> {
-    Ok(insert_many(conn, vec![new]).await?.pop().expect("one answer per execution"))
+pub async fn insert(conn: &mut PgConnection, new: NewExecution, relay_after: Duration) -> sqlx::Result<Inserted> {
+    Ok(insert_many(conn, vec![new], relay_after).await?.pop().expect("one answer per execution"))
 }
 
 /// What the insert statement answers for each execution, in input order.
@@ -148,8 +149,14 @@ struct InsertRow {
 }
 
 /// [`insert`] for many executions in one statement and one commit (the api batches the
-/// calls that arrive together); one answer per execution, in order.
-pub async fn insert_many(conn: &mut PgConnection, new: Vec<NewExecution>) -> sqlx::Result<Vec<Inserted>> {
+/// calls that arrive together); one answer per execution, in order. Each new execution's
+/// intent to publish is recorded in the same statement (`execution_outbox`, due for the
+/// relay after `relay_after`): the row and the promise to queue it are one durable fact.
+pub async fn insert_many(
+    conn: &mut PgConnection,
+    new: Vec<NewExecution>,
+    relay_after: Duration,
+) -> sqlx::Result<Vec<Inserted>> {
     let n = new.len();
     let mut ids = Vec::with_capacity(n);
     let mut users = Vec::with_capacity(n);
@@ -210,7 +217,10 @@ pub async fn insert_many(conn: &mut PgConnection, new: Vec<NewExecution>) -> sql
                 WHERE q.used < q.allowed AND i.connection_id IS NOT NULL AND i.connection_status <> 'needs_reauth'
                 ORDER BY i.n
                ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-               RETURNING id)
+               RETURNING id, lane),
+           outbox AS (
+               INSERT INTO execution_outbox (execution_id, lane, due_at)
+               SELECT id, lane, now() + make_interval(secs => $11::double precision) FROM ins)
            SELECT EXISTS (SELECT 1 FROM ins WHERE ins.id = i.id) AS inserted, q.used, q.allowed,
                   i.connection_id, i.connection_status, i.ids AS candidates
              FROM chosen i LEFT JOIN quota q ON q.user_id = i.user_id
@@ -226,6 +236,7 @@ pub async fn insert_many(conn: &mut PgConnection, new: Vec<NewExecution>) -> sql
     .bind(&lanes)
     .bind(&keys)
     .bind(&hashes)
+    .bind(relay_after.as_secs_f64())
     .fetch_all(&mut *conn)
     .await?;
     let mut answers = Vec::with_capacity(n);
@@ -342,7 +353,9 @@ pub async fn claim_many(conn: &mut PgConnection, ids: &[ExecutionId]) -> sqlx::R
                       queue_wait_ms = coalesce(queue_wait_ms,
                                                (extract(epoch FROM now() - created_at) * 1000)::int)
                 WHERE id = ANY($1) AND status IN ('queued', 'running')
-            RETURNING id, user_id, connection_id, tool_name, arguments, lane, attempts, created_at, started_at)
+            RETURNING id, user_id, connection_id, tool_name, arguments, lane, attempts, created_at, started_at),
+           -- A worker has the job: no relay needs to publish it again.
+           published AS (DELETE FROM execution_outbox WHERE execution_id IN (SELECT id FROM claimed))
            SELECT c.id, c.user_id, c.connection_id, c.tool_name, c.arguments, c.lane, c.attempts, c.created_at,
                   c.started_at, ui.status AS connection_status, cr.key_id, cr.nonce, cr.ciphertext
              FROM claimed c
@@ -460,19 +473,83 @@ pub async fn finish_many(
     Ok(changed.into_iter().map(ExecutionId).collect())
 }
 
-/// Fails an execution that could not be queued (the publish was refused or its confirm
-/// was lost), so a late delivery of the message finds it final and does nothing.
-pub async fn fail_unqueued(conn: &mut PgConnection, id: ExecutionId, message: &str) -> sqlx::Result<()> {
-    sqlx::query!(
-        "UPDATE executions SET status = 'failed', finished_at = now(), error_code = $3, error_message = $2
-          WHERE id = $1 AND status = 'queued'",
+/// Fails an execution whose job the broker may not have taken (the publish was refused or
+/// its confirm was lost), unless a worker took it already: then a late delivery of the
+/// message finds it final and does nothing. Returns whether the row was failed here —
+/// only then may the caller be told the call was not started.
+pub async fn fail_unqueued(conn: &mut PgConnection, id: ExecutionId, message: &str) -> sqlx::Result<bool> {
+    let failed = sqlx::query_scalar!(
+        r#"WITH failed AS (
+               UPDATE executions SET status = 'failed', finished_at = now(), error_code = $3, error_message = $2
+                WHERE id = $1 AND status = 'queued' AND attempts = 0
+            RETURNING id),
+           unqueued AS (DELETE FROM execution_outbox WHERE execution_id IN (SELECT id FROM failed))
+           SELECT count(*) AS "failed!" FROM failed"#,
         id.0,
         message,
         ErrorCode::QueueUnavailable.as_str()
     )
-    .execute(conn)
+    .fetch_one(conn)
+    .await?;
+    Ok(failed == 1)
+}
+
+/// Marks jobs as confirmed by the broker: their outbox rows go. The commit does not wait
+/// for the WAL flush: a mark lost in a crash only makes the relay publish a copy, which the
+/// worker's lease and final-row check make harmless.
+pub async fn mark_published(conn: &mut PgConnection, ids: &[ExecutionId]) -> sqlx::Result<()> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+    sqlx::query!(
+        r#"WITH gone AS (DELETE FROM execution_outbox WHERE execution_id = ANY($1) RETURNING 1)
+           SELECT set_config('synchronous_commit', 'off', true) AS "async_commit""#,
+        &ids
+    )
+    .fetch_one(conn)
     .await?;
     Ok(())
+}
+
+/// A job the relay publishes again.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Unpublished {
+    pub execution_id: ExecutionId,
+    pub lane: Lane,
+    /// Times a relay published it before this one.
+    pub relayed: i32,
+}
+
+/// Takes up to `limit` outbox rows past their due time whose execution is still queued,
+/// and pushes their due time `again_after` ahead (so a relay that dies mid-way leaves them
+/// for the next); outbox rows of executions that are no longer queued are deleted. Safe
+/// on any number of replicas (SKIP LOCKED).
+pub async fn take_unpublished(
+    conn: &mut PgConnection,
+    limit: i64,
+    again_after: Duration,
+) -> sqlx::Result<Vec<Unpublished>> {
+    sqlx::query_as(
+        r#"WITH due AS (
+               SELECT o.execution_id, e.status
+                 FROM execution_outbox o JOIN executions e ON e.id = o.execution_id
+                WHERE o.due_at <= now()
+                ORDER BY o.due_at
+                LIMIT $1
+                  FOR UPDATE OF o SKIP LOCKED),
+           taken AS (
+               UPDATE execution_outbox o
+                  SET due_at = now() + make_interval(secs => $2::double precision), relayed = o.relayed + 1
+                 FROM due
+                WHERE o.execution_id = due.execution_id AND due.status = 'queued'
+            RETURNING o.execution_id, o.lane, o.relayed - 1 AS relayed),
+           settled AS (
+               DELETE FROM execution_outbox o USING due
+                WHERE o.execution_id = due.execution_id AND due.status <> 'queued')
+           SELECT execution_id, lane, relayed FROM taken"#,
+    )
+    .bind(limit)
+    .bind(again_after.as_secs_f64())
+    .fetch_all(conn)
+    .await
 }
 
 /// The final row of an execution, for a redelivered message that must only re-publish.

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub mod browser;
 pub mod chaos;
 pub mod chaos_infra;
+pub mod proxy;
 
 /// The secret the emulator's payment provider signs webhooks with in tests.
 pub const PAYMENT_WEBHOOK_SECRET: &str = "whsec_test_secret";

@@ -19,6 +19,7 @@ mod mcp;
 mod metrics;
 mod oauth;
 mod openapi;
+mod outbox;
 mod refresh;
 mod reliability;
 mod tools;
