@@ -79,7 +79,8 @@ impl TestApi {
         clawlink_common::MIGRATOR.run(&db).await.expect("migrations");
         db.close().await;
 
-        let namespace = format!("t{suffix}");
+        // `tapi`: a queue left behind by these tests is told from e2e's (`t…`) at a glance.
+        let namespace = format!("tapi{suffix}");
         let key = {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
