@@ -1,12 +1,8 @@
 //! Lints the real catalog: every file loads (schemas valid, path parameters declared,
 //! examples match their schema, names unique) and every tool carries what an agent needs.
 
-use clawlink_common::catalog::{Catalog, Mode, default_dir, render_request, validate_arguments};
-use std::collections::BTreeMap;
-
-fn catalog() -> Catalog {
-    Catalog::load_dir(&default_dir(None), &BTreeMap::new()).unwrap_or_else(|e| panic!("{e}"))
-}
+use crate::catalog;
+use clawlink_common::catalog::{Mode, render_request, validate_arguments};
 
 #[test]
 fn every_tool_is_complete() {

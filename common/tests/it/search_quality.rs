@@ -1,8 +1,8 @@
 //! Natural requests an agent passes on from its person must find the intended tool in
 //! the top three.
 
-use clawlink_common::catalog::{Catalog, default_dir, search::search};
-use std::collections::BTreeMap;
+use crate::catalog;
+use clawlink_common::catalog::search::search;
 
 const CASES: &[(&str, &str)] = &[
     ("send a slack message", "slack_post_message"),
@@ -45,11 +45,11 @@ const CASES: &[(&str, &str)] = &[
 
 #[test]
 fn natural_queries_find_the_intended_tool_in_the_top_three() {
-    let catalog = Catalog::load_dir(&default_dir(None), &BTreeMap::new()).unwrap();
+    let catalog = catalog();
     let mut misses = Vec::new();
     for (query, expected) in CASES {
         assert!(catalog.tool(expected).is_some(), "{expected} is not in the catalog");
-        let top: Vec<String> = search(&catalog, query, None, 3).into_iter().map(|(t, _)| t.name.clone()).collect();
+        let top: Vec<String> = search(catalog, query, None, 3).into_iter().map(|(t, _)| t.name.clone()).collect();
         if !top.iter().any(|n| n == expected) {
             misses.push(format!("{query:?}: wanted {expected}, got {top:?}"));
         }
@@ -59,9 +59,9 @@ fn natural_queries_find_the_intended_tool_in_the_top_three() {
 
 #[test]
 fn the_integration_filter_and_limit_hold() {
-    let catalog = Catalog::load_dir(&default_dir(None), &BTreeMap::new()).unwrap();
-    let found = search(&catalog, "create", Some("github"), 25);
+    let catalog = catalog();
+    let found = search(catalog, "create", Some("github"), 25);
     assert!(!found.is_empty() && found.iter().all(|(t, _)| t.provider.id == "github"));
-    assert!(search(&catalog, "create", None, 5).len() <= 5);
-    assert!(search(&catalog, "the a of", None, 5).is_empty(), "stop words alone match nothing");
+    assert!(search(catalog, "create", None, 5).len() <= 5);
+    assert!(search(catalog, "the a of", None, 5).is_empty(), "stop words alone match nothing");
 }

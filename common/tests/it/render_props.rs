@@ -3,17 +3,11 @@
 //! rendered request never leaves the provider's scheme, host and port, each path
 //! argument stays one encoded segment, and header values stay one header line.
 
-use clawlink_common::catalog::{Catalog, render_preview, render_request, validate_arguments};
+use crate::catalog;
+use clawlink_common::catalog::{render_preview, render_request, validate_arguments};
 use percent_encoding::percent_decode_str;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
-use std::sync::LazyLock;
-
-static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog");
-    Catalog::load_dir(&dir, &BTreeMap::new()).expect("the catalog loads")
-});
 
 /// Strings an attacker would try in a path, query or header argument.
 fn hostile_text() -> impl Strategy<Value = String> {
@@ -69,7 +63,7 @@ proptest! {
 
     #[test]
     fn every_tool_renders_any_arguments_safely(values in prop::collection::vec(json_value(), 1..12), offset in 0usize..64, extra in hostile_text()) {
-        for tool in CATALOG.tools() {
+        for tool in catalog().tools() {
             let names = property_names(&tool.tool.input_schema);
             let mut args = Map::new();
             for (k, name) in names.iter().enumerate() {
