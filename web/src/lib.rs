@@ -11,7 +11,7 @@ pub mod session;
 
 use anyhow::Context;
 use axum::Router;
-use clawlink_common::config::{ConfigError, Env, InfraConfig, socket_addr};
+use clawlink_common::config::{ConfigError, Env, InfraConfig, SharedConfig, socket_addr};
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,10 +21,9 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Debug)]
 pub struct WebConfig {
     pub infra: InfraConfig,
-    pub keyring: clawlink_common::crypto::Keyring,
-    pub providers: clawlink_common::config::ProviderOverrides,
-    pub oauth_clients: std::collections::BTreeMap<String, clawlink_common::config::OAuthClient>,
-    pub catalog_dir: Option<String>,
+    /// Result TTL (a dead letter discarded from the admin view stores its failure in Redis,
+    /// as a worker would), catalog, provider overrides, OAuth clients, keyring.
+    pub shared: SharedConfig,
     /// The payment provider's checkout page; unset: plans cannot be bought here.
     pub checkout_url: Option<String>,
     /// The secret the payment provider signs webhooks with (HMAC-SHA256).
@@ -36,19 +35,20 @@ pub struct WebConfig {
     /// and is the only Origin accepted on forms.
     pub public_web_url: String,
     pub session_ttl: Duration,
-    /// How long a result stays in Redis (a dead letter discarded from the admin view
-    /// stores its failure there, as a worker would).
-    pub result_ttl: Duration,
+}
+
+impl std::ops::Deref for WebConfig {
+    type Target = SharedConfig;
+    fn deref(&self) -> &SharedConfig {
+        &self.shared
+    }
 }
 
 impl WebConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             infra: InfraConfig::from_env(env)?,
-            keyring: clawlink_common::config::keyring_from_env(env)?,
-            providers: clawlink_common::config::ProviderOverrides::from_env(env)?,
-            oauth_clients: clawlink_common::config::oauth_clients_from_env(env)?,
-            catalog_dir: env.raw("CLAWLINK_CATALOG_DIR").map(String::from),
+            shared: SharedConfig::from_env(env)?,
             checkout_url: match env.raw("CLAWLINK_BILLING_CHECKOUT_URL") {
                 Some(_) => Some(env.url("CLAWLINK_BILLING_CHECKOUT_URL", "", &["http", "https"])?),
                 None => None,
@@ -64,11 +64,6 @@ impl WebConfig {
             session_ttl: Duration::from_secs(env.parse(
                 "CLAWLINK_SESSION_TTL_SECS",
                 14 * 86_400,
-                "a whole number of seconds",
-            )?),
-            result_ttl: Duration::from_secs(env.parse(
-                "CLAWLINK_RESULT_TTL_SECS",
-                86_400,
                 "a whole number of seconds",
             )?),
         })
