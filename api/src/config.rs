@@ -1,12 +1,14 @@
 //! The api's configuration, read from `CLAWLINK_…` variables and checked at start-up.
 
-use clawlink_common::config::{ConfigError, Env, InfraConfig, OAuthClient, ProviderOverrides, socket_addr};
+use clawlink_common::config::{ConfigError, Env, InfraConfig, SharedConfig, socket_addr};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
     pub infra: InfraConfig,
+    /// Result TTL, catalog, provider overrides, OAuth clients, keyring.
+    pub shared: SharedConfig,
     pub addr: SocketAddr,
     /// How this api is reached from outside (for `statusUrl`).
     pub public_api_url: String,
@@ -18,13 +20,8 @@ pub struct ApiConfig {
     pub sync_wait: Duration,
     /// The longest `waitMs` a status poll may ask for.
     pub max_poll_wait: Duration,
-    /// How long results stay in Redis.
-    pub result_ttl: Duration,
-    pub catalog_dir: Option<String>,
-    pub providers: ProviderOverrides,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
-    pub keyring: clawlink_common::crypto::Keyring,
     /// Requests per second one device may make to this replica, and the burst above it.
     pub device_rate_per_sec: u32,
     pub device_burst: u32,
@@ -38,8 +35,13 @@ pub struct ApiConfig {
     /// A new execution whose job the broker has not confirmed this long after its insert
     /// is published again by the outbox relay of any replica.
     pub outbox_relay_after: Duration,
-    /// Provider id → OAuth client, for the token refresh sweep.
-    pub oauth_clients: std::collections::BTreeMap<String, OAuthClient>,
+}
+
+impl std::ops::Deref for ApiConfig {
+    type Target = SharedConfig;
+    fn deref(&self) -> &SharedConfig {
+        &self.shared
+    }
 }
 
 impl ApiConfig {
@@ -47,21 +49,14 @@ impl ApiConfig {
         let instance_id = env.string("CLAWLINK_INSTANCE_ID", &format!("api-{}", uuid::Uuid::new_v4().simple()));
         Ok(Self {
             infra: InfraConfig::from_env(env)?,
+            shared: SharedConfig::from_env(env)?,
             addr: socket_addr(env, "CLAWLINK_API_ADDR", "127.0.0.1:8080")?,
             public_api_url: env.url("CLAWLINK_PUBLIC_API_URL", "http://127.0.0.1:8080", &["http", "https"])?,
             public_web_url: env.url("CLAWLINK_PUBLIC_WEB_URL", "http://127.0.0.1:8081", &["http", "https"])?,
             instance_id,
             sync_wait: env.millis("CLAWLINK_SYNC_WAIT_MS", 25_000)?,
             max_poll_wait: env.millis("CLAWLINK_MAX_POLL_WAIT_MS", 30_000)?,
-            result_ttl: Duration::from_secs(env.parse(
-                "CLAWLINK_RESULT_TTL_SECS",
-                86_400,
-                "a whole number of seconds",
-            )?),
-            catalog_dir: env.raw("CLAWLINK_CATALOG_DIR").map(String::from),
-            providers: ProviderOverrides::from_env(env)?,
             max_body_bytes: env.parse("CLAWLINK_MAX_BODY_BYTES", 256 * 1024, "a whole number of bytes")?,
-            keyring: clawlink_common::config::keyring_from_env(env)?,
             device_rate_per_sec: positive(env, "CLAWLINK_DEVICE_RATE_PER_SEC", 100)?,
             device_burst: positive(env, "CLAWLINK_DEVICE_BURST", 200)?,
             stuck_after: Duration::from_secs(u64::from(positive(env, "CLAWLINK_STUCK_AFTER_SECS", 1800)?)),
@@ -72,7 +67,6 @@ impl ApiConfig {
                 "CLAWLINK_OUTBOX_RELAY_AFTER_MS",
                 10_000,
             )?)),
-            oauth_clients: clawlink_common::config::oauth_clients_from_env(env)?,
         })
     }
 }

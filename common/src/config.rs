@@ -114,6 +114,38 @@ impl InfraConfig {
     }
 }
 
+/// What every binary reads the same way, once: how long results stay in Redis, the
+/// catalog and its per-deployment overrides, the OAuth clients and the credential keys.
+/// Each binary's config embeds it and reads its fields as its own (`Deref`).
+#[derive(Clone, Debug)]
+pub struct SharedConfig {
+    /// How long results stay in Redis (`CLAWLINK_RESULT_TTL_SECS`): the api reads them, the
+    /// worker writes them, and the web front writes one for a discarded dead letter.
+    pub result_ttl: Duration,
+    /// The provider catalog (`CLAWLINK_CATALOG_DIR`; unset: `catalog::default_dir`).
+    pub catalog_dir: Option<String>,
+    pub providers: ProviderOverrides,
+    /// Provider id → OAuth client, for connect flows and token refreshes.
+    pub oauth_clients: BTreeMap<String, OAuthClient>,
+    pub keyring: Keyring,
+}
+
+impl SharedConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            result_ttl: Duration::from_secs(env.parse(
+                "CLAWLINK_RESULT_TTL_SECS",
+                86_400,
+                "a whole number of seconds",
+            )?),
+            catalog_dir: env.raw("CLAWLINK_CATALOG_DIR").map(String::from),
+            providers: ProviderOverrides::from_env(env)?,
+            oauth_clients: oauth_clients_from_env(env)?,
+            keyring: keyring_from_env(env)?,
+        })
+    }
+}
+
 /// Provider settings a deployment can override: base URLs (GitHub Enterprise, the
 /// emulator in tests) and which private hosts outbound calls may reach.
 #[derive(Clone, Debug, Default)]
@@ -185,6 +217,29 @@ pub fn keyring_from_env(env: &Env) -> Result<Keyring, ConfigError> {
     })
 }
 
+/// An OAuth client registered with a provider.
+#[derive(Clone, Debug)]
+pub struct OAuthClient {
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+}
+
+/// The OAuth clients of this deployment, from `CLAWLINK_PROVIDER_<ID>_CLIENT_ID` and
+/// `CLAWLINK_PROVIDER_<ID>_CLIENT_SECRET`, by provider id (lower case).
+pub fn oauth_clients_from_env(env: &Env) -> Result<BTreeMap<String, OAuthClient>, ConfigError> {
+    let mut clients = BTreeMap::new();
+    for (rest, value) in env.with_prefix("CLAWLINK_PROVIDER_") {
+        if let Some(id) = rest.strip_suffix("_CLIENT_ID") {
+            let secret = env.raw(&format!("CLAWLINK_PROVIDER_{id}_CLIENT_SECRET")).map(SecretString::new);
+            clients.insert(
+                id.to_ascii_lowercase(),
+                OAuthClient { client_id: value.trim().to_string(), client_secret: secret },
+            );
+        }
+    }
+    Ok(clients)
+}
+
 pub fn socket_addr(env: &Env, var: &str, default: &str) -> Result<SocketAddr, ConfigError> {
     let v = env.string(var, default);
     v.parse().map_err(|_| ConfigError { var: var.into(), reason: format!("expected host:port, got {v:?}") })
@@ -230,27 +285,15 @@ mod tests {
         let env = Env::from_pairs([("CLAWLINK_CREDENTIAL_KEYS", "k1:short")]);
         assert_eq!(keyring_from_env(&env).unwrap_err().var, "CLAWLINK_CREDENTIAL_KEYS");
     }
-}
 
-/// An OAuth client registered with a provider.
-#[derive(Clone, Debug)]
-pub struct OAuthClient {
-    pub client_id: String,
-    pub client_secret: Option<SecretString>,
-}
-
-/// The OAuth clients of this deployment, from `CLAWLINK_PROVIDER_<ID>_CLIENT_ID` and
-/// `CLAWLINK_PROVIDER_<ID>_CLIENT_SECRET`, by provider id (lower case).
-pub fn oauth_clients_from_env(env: &Env) -> Result<BTreeMap<String, OAuthClient>, ConfigError> {
-    let mut clients = BTreeMap::new();
-    for (rest, value) in env.with_prefix("CLAWLINK_PROVIDER_") {
-        if let Some(id) = rest.strip_suffix("_CLIENT_ID") {
-            let secret = env.raw(&format!("CLAWLINK_PROVIDER_{id}_CLIENT_SECRET")).map(SecretString::new);
-            clients.insert(
-                id.to_ascii_lowercase(),
-                OAuthClient { client_id: value.trim().to_string(), client_secret: secret },
-            );
-        }
+    #[test]
+    fn shared_settings_default_and_name_a_bad_value() {
+        let keys = ("CLAWLINK_CREDENTIAL_KEYS", "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        let shared = SharedConfig::from_env(&Env::from_pairs([keys])).unwrap();
+        assert_eq!(shared.result_ttl, Duration::from_secs(86_400));
+        assert_eq!(shared.catalog_dir, None);
+        let env = Env::from_pairs([keys, ("CLAWLINK_RESULT_TTL_SECS", "a day")]);
+        assert_eq!(SharedConfig::from_env(&env).unwrap_err().var, "CLAWLINK_RESULT_TTL_SECS");
+        assert_eq!(SharedConfig::from_env(&Env::default()).unwrap_err().var, "CLAWLINK_CREDENTIAL_KEYS");
     }
-    Ok(clients)
 }

@@ -5,27 +5,26 @@
 //! - CSRF: every form carries a hidden `csrf` field. Signed in, it must equal the
 //!   session's token; signed out (sign-in and sign-up forms), it must equal the
 //!   `clawlink_csrf` cookie set with the form. A POST whose `Origin` is another site is
-//!   refused as well.
+//!   refused as well. Handlers take their form as a [`CsrfForm`], which checks both
+//!   before they run.
 
 use crate::AppState;
 use crate::error::WebError;
-use axum::extract::FromRequestParts;
+use axum::Form;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, RawForm, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use clawlink_common::crypto::token_hash;
 use clawlink_common::db::web_sessions::{self, SessionUser};
 use clawlink_common::tokens::random_urlsafe;
+use serde::de::DeserializeOwned;
+use std::convert::Infallible;
+use std::marker::PhantomData;
 
 pub const SESSION_COOKIE: &str = "clawlink_session";
 pub const CSRF_COOKIE: &str = "clawlink_csrf";
-
-/// A form that carries nothing but its CSRF token (revoke, delete, make default…).
-#[derive(Debug, serde::Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    pub csrf: String,
-}
 
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -47,13 +46,23 @@ pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age_secs: u64) 
 /// The signed-in person, if any.
 pub struct MaybeUser(pub Option<SessionUser>);
 
+/// The session found for this request, kept in its extensions: a handler's `SignedIn`
+/// and its `CsrfForm` both ask for it, the database is asked once.
+#[derive(Clone)]
+struct FoundSession(Option<SessionUser>);
+
 impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = WebError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(FoundSession(found)) = parts.extensions.get::<FoundSession>() {
+            return Ok(MaybeUser(found.clone()));
+        }
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else { return Ok(MaybeUser(None)) };
         let mut conn = state.db.acquire().await?;
-        Ok(MaybeUser(web_sessions::find(&mut conn, &token_hash(token)).await?))
+        let found = web_sessions::find(&mut conn, &token_hash(token)).await?;
+        parts.extensions.insert(FoundSession(found.clone()));
+        Ok(MaybeUser(found))
     }
 }
 
@@ -121,17 +130,110 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// Refuses a form post whose `Origin` is another site, or whose token does not match.
-pub fn check_form(state: &AppState, headers: &HeaderMap, sent: &str, expected: &str) -> Result<(), WebError> {
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        if origin != "null" && origin.trim_end_matches('/') != state.config.public_web_url {
-            tracing::warn!(origin, "form post from another origin refused");
-            return Err(WebError::forbidden_form());
-        }
+fn check_form(state: &AppState, origin: Option<&HeaderValue>, sent: &str, expected: &str) -> Result<(), WebError> {
+    if let Some(origin) = origin.and_then(|o| o.to_str().ok())
+        && origin != "null"
+        && origin.trim_end_matches('/') != state.config.public_web_url
+    {
+        tracing::warn!(origin, "form post from another origin refused");
+        return Err(WebError::forbidden_form());
     }
     if expected.is_empty() || !same(sent, expected) {
         return Err(WebError::forbidden_form());
     }
     Ok(())
+}
+
+/// Who posts a form, and so which token its `csrf` field must carry.
+pub trait Poster: FromRequestParts<AppState, Rejection: IntoResponse> {
+    /// The token the form must carry; `None`: there is nothing to protect, no check.
+    fn csrf_token(&self) -> Option<&str>;
+}
+
+/// A signed-in person's forms carry the session's token.
+impl Poster for SignedIn {
+    fn csrf_token(&self) -> Option<&str> {
+        Some(&self.0.csrf_token)
+    }
+}
+
+/// Signed in, the session's token; signed out there is no session to protect (sign-out).
+impl Poster for MaybeUser {
+    fn csrf_token(&self) -> Option<&str> {
+        self.0.as_ref().map(|user| user.csrf_token.as_str())
+    }
+}
+
+/// Anyone, signed in or not, posting a form that a signed-out page served (sign-in,
+/// sign-up): it carries the token of the `clawlink_csrf` cookie set with the form.
+pub struct Visitor(String);
+
+impl FromRequestParts<AppState> for Visitor {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Visitor(cookie(&parts.headers, CSRF_COOKIE).unwrap_or_default().to_string()))
+    }
+}
+
+impl Poster for Visitor {
+    fn csrf_token(&self) -> Option<&str> {
+        Some(&self.0)
+    }
+}
+
+/// The fields of a form that carries nothing but its CSRF token (revoke, delete…).
+#[derive(Debug, serde::Deserialize)]
+pub struct NoFields {}
+
+/// A form `T` posted by `P` (a signed-in person unless said otherwise) that passed the
+/// CSRF check: its `Origin`, when sent, is this site, and its `csrf` field equals `P`'s
+/// token. Anything else is the 403 "Form expired" page and the handler does not run. It
+/// reads the body, so it comes last among a handler's arguments.
+pub struct CsrfForm<T, P = SignedIn> {
+    pub fields: T,
+    /// Private: a `CsrfForm` exists only where the check passed.
+    poster: PhantomData<P>,
+}
+
+#[derive(serde::Deserialize)]
+struct CsrfField {
+    #[serde(default)]
+    csrf: String,
+}
+
+impl<T, P> FromRequest<AppState> for CsrfForm<T, P>
+where
+    T: DeserializeOwned,
+    P: Poster + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let poster = P::from_request_parts(&mut parts, state).await.map_err(IntoResponse::into_response)?;
+        let origin = parts.headers.get(header::ORIGIN).cloned();
+        // Read as axum's `Form` reads (content type, body limit) and parsed by it, twice:
+        // a malformed token or field is refused exactly as a plain `Form` refuses it.
+        let RawForm(bytes) = RawForm::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Form(sent) = parse::<CsrfField>(bytes.clone(), state).await?;
+        let Form(fields) = parse::<T>(bytes, state).await?;
+        if let Some(expected) = poster.csrf_token() {
+            check_form(state, origin.as_ref(), &sent.csrf, expected).map_err(IntoResponse::into_response)?;
+        }
+        Ok(CsrfForm { fields, poster: PhantomData })
+    }
+}
+
+/// Parses form bytes with axum's `Form`, its rejections included.
+async fn parse<T: DeserializeOwned>(bytes: Bytes, state: &AppState) -> Result<Form<T>, Response> {
+    let request = Request::post("/")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(bytes))
+        .expect("a static request is valid");
+    Form::<T>::from_request(request, state).await.map_err(IntoResponse::into_response)
 }
 
 /// The CSRF token for a signed-out form, and the cookie to set when the browser has none.

@@ -1,16 +1,14 @@
 //! The worker's configuration, read from `CLAWLINK_…` variables and checked at start-up.
 
-use clawlink_common::config::{
-    ConfigError, Env, InfraConfig, OAuthClient, ProviderOverrides, keyring_from_env, oauth_clients_from_env,
-};
-use clawlink_common::crypto::Keyring;
+use clawlink_common::config::{ConfigError, Env, InfraConfig, SharedConfig};
 use clawlink_common::retry::RetryPolicy;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
     pub infra: InfraConfig,
+    /// Result TTL, catalog, provider overrides, OAuth clients, keyring.
+    pub shared: SharedConfig,
     pub worker_id: String,
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub addr: std::net::SocketAddr,
@@ -30,15 +28,16 @@ pub struct WorkerConfig {
     pub retry: RetryPolicy,
     /// How long in-flight calls may take to finish after a stop signal.
     pub shutdown_grace: Duration,
-    pub result_ttl: Duration,
     /// Fault injection for tests and the chaos runner: wait this long between recording
     /// a result and acking its message, to widen the window a crash can fall into.
     pub ack_delay: Duration,
-    pub catalog_dir: Option<String>,
-    pub providers: ProviderOverrides,
-    pub keyring: Keyring,
-    /// Provider id → OAuth client, for refreshing tokens.
-    pub oauth_clients: BTreeMap<String, OAuthClient>,
+}
+
+impl std::ops::Deref for WorkerConfig {
+    type Target = SharedConfig;
+    fn deref(&self) -> &SharedConfig {
+        &self.shared
+    }
 }
 
 impl WorkerConfig {
@@ -64,6 +63,7 @@ impl WorkerConfig {
         let bulk_concurrency = positive("CLAWLINK_WORKER_BULK_CONCURRENCY", 32)?;
         Ok(Self {
             infra: InfraConfig::from_env(env)?,
+            shared: SharedConfig::from_env(env)?,
             addr: clawlink_common::config::socket_addr(env, "CLAWLINK_WORKER_ADDR", "127.0.0.1:8082")?,
             worker_id: env.string("CLAWLINK_WORKER_ID", &format!("worker-{}", std::process::id())),
             interactive_concurrency: positive("CLAWLINK_WORKER_INTERACTIVE_CONCURRENCY", 64)?,
@@ -81,15 +81,6 @@ impl WorkerConfig {
             retry,
             shutdown_grace: env.millis("CLAWLINK_WORKER_SHUTDOWN_GRACE_MS", 30_000)?,
             ack_delay: env.millis("CLAWLINK_WORKER_ACK_DELAY_MS", 0)?,
-            result_ttl: Duration::from_secs(env.parse(
-                "CLAWLINK_RESULT_TTL_SECS",
-                86_400,
-                "a whole number of seconds",
-            )?),
-            catalog_dir: env.raw("CLAWLINK_CATALOG_DIR").map(String::from),
-            providers: ProviderOverrides::from_env(env)?,
-            keyring: keyring_from_env(env)?,
-            oauth_clients: oauth_clients_from_env(env)?,
         })
     }
 }

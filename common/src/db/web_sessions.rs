@@ -4,6 +4,7 @@ use crate::ids::UserId;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
+#[derive(Clone)]
 pub struct SessionUser {
     pub user_id: UserId,
     pub email: String,

@@ -59,11 +59,17 @@ impl Browser {
     }
 
     pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let origin = self.base.clone();
+        self.post_from(&origin, path, form).await
+    }
+
+    /// Posts a form as a page of `origin` would (browsers send its `Origin` header).
+    pub async fn post_from(&mut self, origin: &str, path: &str, form: &[(&str, &str)]) -> Page {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
             .header("cookie", self.cookie_header())
-            .header("origin", self.base.clone())
+            .header("origin", origin)
             .form(form)
             .send()
             .await

@@ -2,12 +2,8 @@
 
 use crate::AppState;
 use crate::error::{WebError, page};
-use crate::session::CsrfOnly;
-use crate::session::{
-    CSRF_COOKIE, MaybeUser, anonymous_csrf, check_form, cookie, end_session, safe_next, start_session,
-};
+use crate::session::{CsrfForm, MaybeUser, NoFields, Visitor, anonymous_csrf, end_session, safe_next, start_session};
 use askama::Template;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -36,8 +32,6 @@ pub struct NextQuery {
 
 #[derive(Debug, Deserialize)]
 pub struct AccountFields {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     next: Option<String>,
     #[serde(default)]
@@ -101,11 +95,6 @@ pub async fn sign_up_form(
     form(&state, &headers, true, safe_next(q.next.as_deref()), None, StatusCode::OK)
 }
 
-fn check_anonymous_form(state: &AppState, headers: &HeaderMap, fields: &AccountFields) -> Result<(), WebError> {
-    let expected = cookie(headers, CSRF_COOKIE).unwrap_or_default().to_string();
-    check_form(state, headers, &fields.csrf, &expected)
-}
-
 fn signed_in_redirect(next: &str, cookie: axum::http::HeaderValue) -> Response {
     let mut response = Redirect::to(next).into_response();
     response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -115,9 +104,8 @@ fn signed_in_redirect(next: &str, cookie: axum::http::HeaderValue) -> Response {
 pub async fn sign_up(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(fields): Form<AccountFields>,
+    CsrfForm { fields, .. }: CsrfForm<AccountFields, Visitor>,
 ) -> Result<Response, WebError> {
-    check_anonymous_form(&state, &headers, &fields)?;
     let next = safe_next(fields.next.as_deref());
     let email = fields.email.trim().to_string();
     let problem = if !(3..=254).contains(&email.len()) || !email.contains('@') || email.contains(char::is_whitespace) {
@@ -146,9 +134,8 @@ pub async fn sign_up(
 pub async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(fields): Form<AccountFields>,
+    CsrfForm { fields, .. }: CsrfForm<AccountFields, Visitor>,
 ) -> Result<Response, WebError> {
-    check_anonymous_form(&state, &headers, &fields)?;
     let next = safe_next(fields.next.as_deref());
     let mut conn = state.db.acquire().await?;
     let found = users::find_for_sign_in(&mut conn, fields.email.trim()).await?;
@@ -174,15 +161,12 @@ pub async fn sign_in(
     }
 }
 
+/// Signed out already, there is nothing to protect: the form is not checked.
 pub async fn sign_out(
     State(state): State<AppState>,
-    MaybeUser(user): MaybeUser,
     headers: HeaderMap,
-    Form(f): Form<CsrfOnly>,
+    _: CsrfForm<NoFields, MaybeUser>,
 ) -> Result<Response, WebError> {
-    if let Some(user) = &user {
-        check_form(&state, &headers, &f.csrf, &user.csrf_token)?;
-    }
     let cookie = end_session(&state, &headers).await?;
     let mut response = Redirect::to("/").into_response();
     response.headers_mut().append(header::SET_COOKIE, cookie);

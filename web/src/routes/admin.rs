@@ -13,12 +13,10 @@
 use crate::AppState;
 use crate::error::{WebError, page};
 use crate::ops::{DeadLetter, PEEK_LIMIT, PacingState, QueueState};
-use crate::session::{CsrfOnly, SignedIn, check_form};
+use crate::session::{CsrfForm, NoFields, SignedIn};
 use askama::Template;
-use axum::Form;
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use clawlink_common::codes::ErrorCode;
@@ -333,10 +331,8 @@ pub async fn replay(
     State(state): State<AppState>,
     Admin(user): Admin,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfOnly>,
+    _: CsrfForm<NoFields>,
 ) -> Result<Response, WebError> {
-    check_form(&state, &headers, &form.csrf, &user.csrf_token)?;
     let id: ExecutionId = id.parse().map_err(|_| WebError::not_found())?;
     let (taken, row) = take(&state, id).await?;
     let Some(row) = row else {
@@ -365,10 +361,8 @@ pub async fn discard(
     State(state): State<AppState>,
     Admin(user): Admin,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfOnly>,
+    _: CsrfForm<NoFields>,
 ) -> Result<Response, WebError> {
-    check_form(&state, &headers, &form.csrf, &user.csrf_token)?;
     let id: ExecutionId = id.parse().map_err(|_| WebError::not_found())?;
     let (taken, row) = take(&state, id).await?;
     let reply_to =

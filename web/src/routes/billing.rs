@@ -9,9 +9,8 @@
 
 use crate::AppState;
 use crate::error::{WebError, page};
-use crate::session::{SignedIn, check_form};
+use crate::session::{CsrfForm, SignedIn};
 use askama::Template;
-use axum::Form;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -93,8 +92,6 @@ pub async fn show(
 #[derive(Debug, Deserialize)]
 pub struct CheckoutForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     plan: String,
 }
 
@@ -102,10 +99,8 @@ pub struct CheckoutForm {
 pub async fn checkout(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
-    headers: HeaderMap,
-    Form(form): Form<CheckoutForm>,
+    CsrfForm { fields: form, .. }: CsrfForm<CheckoutForm>,
 ) -> Result<Response, WebError> {
-    check_form(&state, &headers, &form.csrf, &user.csrf_token)?;
     let Some(base) = &state.config.checkout_url else { return Err(WebError::not_found()) };
     let mut conn = state.db.acquire().await?;
     if !billing::plans(&mut conn).await?.iter().any(|p| p.id == form.plan) {

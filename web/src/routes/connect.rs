@@ -8,11 +8,10 @@
 
 use crate::AppState;
 use crate::error::{MessagePage, WebError, page};
-use crate::session::{SignedIn, check_form};
+use crate::session::{CsrfForm, SignedIn};
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use clawlink_common::catalog::{Auth, Provider};
 use clawlink_common::crypto::{RowIdentity, token_hash};
@@ -234,8 +233,6 @@ fn connected_message(provider: &Provider, identity: &AccountIdentity) -> String 
 #[derive(Debug, Deserialize)]
 pub struct KeyFields {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     key: String,
     #[serde(default)]
     username: String,
@@ -249,10 +246,8 @@ pub async fn submit_key(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
     Path(token): Path<String>,
-    headers: HeaderMap,
-    Form(fields): Form<KeyFields>,
+    CsrfForm { fields, .. }: CsrfForm<KeyFields>,
 ) -> Result<Response, WebError> {
-    check_form(&state, &headers, &fields.csrf, &user.csrf_token)?;
     let (session, provider) = open_session(&state, user.user_id, &token).await?;
     if session.effective_status() != "awaiting_user_action" {
         let msg = closed_message(session.effective_status(), session.error_message.as_deref());

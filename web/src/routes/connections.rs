@@ -4,12 +4,9 @@
 use crate::AppState;
 use crate::error::{WebError, page};
 use crate::routes::connect::new_session;
-use crate::session::CsrfOnly;
-use crate::session::{SignedIn, check_form};
+use crate::session::{CsrfForm, NoFields, SignedIn};
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use clawlink_common::catalog::search::search;
 use clawlink_common::db::connections;
@@ -130,18 +127,14 @@ pub async fn new_form(
 #[derive(Debug, Deserialize)]
 pub struct StartForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     integration: String,
 }
 
 pub async fn start(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
-    headers: HeaderMap,
-    Form(form): Form<StartForm>,
+    CsrfForm { fields: form, .. }: CsrfForm<StartForm>,
 ) -> Result<Response, WebError> {
-    check_form(&state, &headers, &form.csrf, &user.csrf_token)?;
     if state.catalog.provider(&form.integration).is_none() {
         return Err(WebError::not_found());
     }
@@ -165,8 +158,6 @@ pub async fn start(
 #[derive(Debug, Deserialize)]
 pub struct LabelForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     label: String,
 }
 
@@ -174,10 +165,8 @@ pub async fn rename(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    Form(form): Form<LabelForm>,
+    CsrfForm { fields: form, .. }: CsrfForm<LabelForm>,
 ) -> Result<Response, WebError> {
-    check_form(&state, &headers, &form.csrf, &user.csrf_token)?;
     let label = form.label.trim();
     if label.is_empty() || label.chars().count() > 100 {
         return Err(WebError::new(
@@ -197,10 +186,8 @@ pub async fn make_default(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfOnly>,
+    _: CsrfForm<NoFields>,
 ) -> Result<Response, WebError> {
-    check_form(&state, &headers, &form.csrf, &user.csrf_token)?;
     let mut tx = state.db.begin().await?;
     if !connections::make_default(&mut tx, user.user_id, ConnectionId(id)).await? {
         return Err(WebError::not_found());
@@ -213,10 +200,8 @@ pub async fn reconnect(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfOnly>,
+    _: CsrfForm<NoFields>,
 ) -> Result<Response, WebError> {
-    check_form(&state, &headers, &form.csrf, &user.csrf_token)?;
     let mut conn = state.db.acquire().await?;
     let c =
         connections::get_for_user(&mut conn, user.user_id, ConnectionId(id)).await?.ok_or_else(WebError::not_found)?;
@@ -260,10 +245,8 @@ pub async fn delete(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfOnly>,
+    _: CsrfForm<NoFields>,
 ) -> Result<Response, WebError> {
-    check_form(&state, &headers, &form.csrf, &user.csrf_token)?;
     let mut tx = state.db.begin().await?;
     if !connections::delete(&mut tx, user.user_id, ConnectionId(id)).await? {
         return Err(WebError::not_found());

@@ -2,12 +2,9 @@
 
 use crate::AppState;
 use crate::error::{WebError, page};
-use crate::session::CsrfOnly;
-use crate::session::{SignedIn, check_form};
+use crate::session::{CsrfForm, NoFields, SignedIn};
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use clawlink_common::db::devices;
 use clawlink_common::ids::DeviceId;
@@ -55,10 +52,8 @@ pub async fn revoke(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfOnly>,
+    _: CsrfForm<NoFields>,
 ) -> Result<Response, WebError> {
-    check_form(&state, &headers, &form.csrf, &user.csrf_token)?;
     let mut conn = state.db.acquire().await?;
     // Another person's device id is "not found", like an unknown one.
     if devices::get_for_user(&mut conn, user.user_id, DeviceId(id)).await?.is_none() {

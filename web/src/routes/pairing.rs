@@ -3,11 +3,9 @@
 
 use crate::AppState;
 use crate::error::{MessagePage, WebError, page};
-use crate::session::{SignedIn, check_form};
+use crate::session::{CsrfForm, SignedIn};
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use clawlink_common::db::pairing;
 use serde::Deserialize;
@@ -56,8 +54,6 @@ pub async fn show(
 #[derive(Debug, Deserialize)]
 pub struct Decision {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     decision: String,
 }
 
@@ -65,10 +61,8 @@ pub async fn decide(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
     Path(token): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<Decision>,
+    CsrfForm { fields: form, .. }: CsrfForm<Decision>,
 ) -> Result<Response, WebError> {
-    check_form(&state, &headers, &form.csrf, &user.csrf_token)?;
     let approve = match form.decision.as_str() {
         "approve" => true,
         "deny" => false,

@@ -1,6 +1,6 @@
 //! Attack scenarios (issue 10), end to end: outbound requests steered inside (SSRF),
-//! another user's ids on every endpoint, secrets planted in every credential kind, and a
-//! 429 storm across three workers. Pairing abuse lives in `agent.rs`; this file adds
+//! another user's ids on every endpoint, forged web forms (CSRF), secrets planted in every
+//! credential kind, and a 429 storm across three workers. Pairing abuse lives in `agent.rs`; this file adds
 //! token guessing to it.
 //!
 //! Nothing here dials an address outside loopback: the inside addresses are spelled as
@@ -448,6 +448,115 @@ async fn another_users_ids_answer_404_and_change_nothing() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    stack.finish().await;
+}
+
+/// Every form of the web front (each POST of its router but the signed billing webhook)
+/// is refused with the "Form expired" page when its CSRF token is missing or is someone
+/// else's, or when another site's page posts it with the right token — and nothing
+/// changes. The same form from this site with the right token then goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_forms_refuse_a_missing_or_wrong_csrf_token_and_a_foreign_origin() {
+    let stack = Stack::start(Options { workers: 0, ..Default::default() }).await;
+    // Alice, an admin (so the dead-letter forms are hers to post), with a connection, a
+    // device, an open connect session, a pairing waiting for her approval, and a dead
+    // letter (Bob's call) in the queue. Her own key stays unused: its last use would be
+    // written while the forms are tried.
+    let (alice, conn) = stack.sandbox_user("alice@example.test").await;
+    sqlx::query("UPDATE users SET is_admin = true WHERE id = $1").bind(alice.id.0).execute(&stack.db).await.unwrap();
+    let device: i64 = sqlx::query_scalar("SELECT id FROM devices WHERE user_id = $1")
+        .bind(alice.id.0)
+        .fetch_one(&stack.db)
+        .await
+        .unwrap();
+    let (bob, _) = stack.sandbox_user("bob@example.test").await;
+    let dead = crate::browser_admin::dead_letter(&stack, &bob.api_key, "held").await;
+    let pairing: Value = stack
+        .http
+        .post(format!("{}/api/openclaw/pair/start", stack.api_url))
+        .json(&json!({"deviceLabel": "forged-agent"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pairing = pairing["sessionToken"].as_str().unwrap().to_string();
+    let mut browser = Browser::new(&stack.web_url);
+    assert_eq!(browser.sign_in("alice@example.test", "pw").await.status, 303);
+    let csrf = browser.get("/devices").await.csrf();
+    let started = browser.post("/connections/new", &[("csrf", &csrf), ("integration", "stripe")]).await;
+    let connect = started.location.expect("a connect session").trim_start_matches("/connect/").to_string();
+    // Someone signed out, holding the cookie token of the sign-up form.
+    let mut visitor = Browser::new(&stack.web_url);
+    let visitor_csrf = visitor.get("/signup").await.csrf();
+
+    let before = rows_of(&stack, alice.id).await;
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&stack.db).await.unwrap();
+    let dead_queue = stack.topology().dead_letter_queue();
+    let dead_status = stack.execution_status(&dead).await;
+    assert_eq!(stack.queue_state(&dead_queue).await.0, 1);
+
+    let (a, d) = (conn.0.to_string(), device.to_string());
+    let mut tried = 0;
+    for (method, path) in web_routes() {
+        if method != "post" || path == "/billing/webhook" {
+            continue;
+        }
+        let (url, fields): (String, Vec<(&str, &str)>) = match path.as_str() {
+            "/signup" => (path.clone(), vec![("email", "new@example.test"), ("password", "long password 1")]),
+            "/signin" => (path.clone(), vec![("email", "alice@example.test"), ("password", "pw")]),
+            "/signout" | "/connections/new" | "/billing/checkout" => {
+                (path.clone(), vec![("integration", "sandbox"), ("plan", "pro")])
+            }
+            "/pair/{token}" => (format!("/pair/{pairing}"), vec![("decision", "approve")]),
+            "/connect/{token}" => (format!("/connect/{connect}"), vec![("key", SANDBOX_TOKEN)]),
+            "/connections/{id}/rename"
+            | "/connections/{id}/default"
+            | "/connections/{id}/reconnect"
+            | "/connections/{id}/delete" => (path.replace("{id}", &a), vec![("label", "forged")]),
+            "/devices/{id}/revoke" => (path.replace("{id}", &d), vec![]),
+            "/admin/dead-letters/{id}/replay" | "/admin/dead-letters/{id}/discard" => {
+                (path.replace("{id}", &dead), vec![])
+            }
+            _ => panic!("POST {path} has no case in the CSRF table: add one"),
+        };
+        // The sign-in and sign-up forms are a signed-out visitor's; the rest Alice's.
+        let signed_out = path == "/signup" || path == "/signin";
+        let (who, own, others) = if signed_out {
+            (&mut visitor, visitor_csrf.as_str(), csrf.as_str())
+        } else {
+            (&mut browser, csrf.as_str(), visitor_csrf.as_str())
+        };
+        let site = stack.web_url.clone();
+        for (case, origin, token) in [
+            ("no token", site.as_str(), None),
+            ("someone else's token", site.as_str(), Some(others)),
+            ("another site's page", "https://evil.example", Some(own)),
+        ] {
+            let mut form = fields.clone();
+            if let Some(token) = token {
+                form.push(("csrf", token));
+            }
+            let page = who.post_from(origin, &url, &form).await;
+            assert_eq!(page.status, 403, "POST {path} with {case}: {}", page.body);
+            assert!(page.body.contains("could not be verified"), "POST {path} with {case}: {}", page.body);
+        }
+        tried += 1;
+    }
+    assert!(tried >= 14, "only {tried} forms were tried");
+
+    let after = rows_of(&stack, alice.id).await;
+    for ((table, b), (_, a)) in before.iter().zip(&after) {
+        assert_eq!(b, a, "a refused form changed Alice's {table} rows");
+    }
+    let users_after: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&stack.db).await.unwrap();
+    assert_eq!(users_after, users, "a refused sign-up made an account");
+    assert_eq!(stack.queue_state(&dead_queue).await.0, 1, "a refused admin form took the dead letter");
+    assert_eq!(stack.execution_status(&dead).await, dead_status);
+    // Still signed in (sign-out was refused), and her own form from this site goes through.
+    let renamed = browser.post(&format!("/connections/{a}/rename"), &[("csrf", &csrf), ("label", "work")]).await;
+    assert_eq!(renamed.status, 303, "{}", renamed.body);
     stack.finish().await;
 }
 

@@ -1,0 +1,49 @@
+//! The web front's state: its configuration, the database pool, the catalog, the outbound
+//! clients and the admin view's broker and Redis connections, shared by every handler.
+
+use crate::config::WebConfig;
+use crate::ops;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What every handler gets through `State`; cloning it clones an `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: WebConfig,
+    pub db: PgPool,
+    pub catalog: Arc<clawlink_common::catalog::Catalog>,
+    /// Outbound calls to providers (identity checks), with the private-address guard.
+    pub providers: clawlink_common::provider::ProviderClient,
+    /// The OAuth token exchange client (no redirects).
+    pub oauth_http: reqwest::Client,
+    pub metrics: clawlink_common::metrics::Metrics,
+    /// RabbitMQ and Redis for the admin queue view, connected on first use.
+    pub ops: ops::Ops,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: WebConfig, db: PgPool) -> anyhow::Result<Self> {
+        let catalog = clawlink_common::catalog::Catalog::load_dir(
+            &clawlink_common::catalog::default_dir(config.catalog_dir.as_deref()),
+            &config.providers.base_urls,
+        )?;
+        let providers = clawlink_common::provider::ProviderClient::new(&config.providers, Duration::from_secs(15))?;
+        let oauth_http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(15))
+            .build()?;
+        let metrics = clawlink_common::metrics::Metrics::new();
+        let ops = ops::Ops::new(&config);
+        Ok(Self(Arc::new(Inner { config, db, catalog: Arc::new(catalog), providers, oauth_http, metrics, ops })))
+    }
+}
