@@ -105,6 +105,9 @@ error_codes! {
     QueueUnavailable = "queue_unavailable", Unavailable, SERVICE_UNAVAILABLE;
     /// Running far too long; it may or may not have reached the app.
     Stuck = "stuck", Internal, GATEWAY_TIMEOUT;
+    /// The write was sent and its answer lost; the tool may not be sent again blindly and
+    /// no verification could tell whether it happened.
+    OutcomeUnknown = "outcome_unknown", Provider, GATEWAY_TIMEOUT;
     /// Discarded by an admin from the dead-letter queue.
     DeadLettered = "dead_lettered", Internal, INTERNAL_SERVER_ERROR;
     /// The tool left the catalog between the call and its run.

@@ -61,8 +61,13 @@ impl CredentialBundle {
 pub enum CallError {
     #[error("the provider took too long to answer")]
     Timeout,
+    /// No connection was made: the request was not sent.
     #[error("could not reach the provider: {0}")]
     Connect(String),
+    /// The connection failed after the request may have been sent (a reset, a closed
+    /// connection before the answer).
+    #[error("the connection to the provider failed during the call: {0}")]
+    Interrupted(String),
     #[error("the provider's answer was cut off: {0}")]
     Body(String),
     #[error("the request was blocked: {0}")]
@@ -74,7 +79,13 @@ pub enum CallError {
 impl CallError {
     /// Worth retrying (the network or the provider may do better next time).
     pub fn is_transient(&self) -> bool {
-        matches!(self, CallError::Timeout | CallError::Connect(_) | CallError::Body(_))
+        matches!(self, CallError::Timeout | CallError::Connect(_) | CallError::Interrupted(_) | CallError::Body(_))
+    }
+
+    /// Whether the provider may have acted on the request: it was sent (or may have been)
+    /// and the answer was lost.
+    pub fn maybe_performed(&self) -> bool {
+        matches!(self, CallError::Timeout | CallError::Interrupted(_) | CallError::Body(_))
     }
 }
 
@@ -291,13 +302,15 @@ fn classify_reqwest(e: reqwest::Error) -> CallError {
         }
         source = cause.source();
     }
-    if e.is_timeout() {
+    // Strip the URL: it is ours, but keep errors short and free of query strings. A
+    // connect error (refused, DNS, TLS, a connect timeout) sent nothing; any other failure
+    // came after the request may have gone out.
+    if e.is_connect() {
+        CallError::Connect(e.without_url().to_string())
+    } else if e.is_timeout() {
         CallError::Timeout
-    } else if e.is_connect() {
-        // Strip the URL: it is ours, but keep errors short and free of query strings.
-        CallError::Connect(e.without_url().to_string())
     } else {
-        CallError::Connect(e.without_url().to_string())
+        CallError::Interrupted(e.without_url().to_string())
     }
 }
 

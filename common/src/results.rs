@@ -131,6 +131,30 @@ impl ResultStore {
         format!("{}:lease:{}", self.namespace, id)
     }
 
+    /// `<ns>:sent:<execution id>` → the attempt whose request to the provider may be out
+    /// without an answer yet: set just before a write that may not be sent again blindly,
+    /// cleared when an answer says it was not acted on. A later delivery that finds it
+    /// knows the outcome of that attempt is unknown.
+    fn sent_key(&self, id: ExecutionId) -> String {
+        format!("{}:sent:{}", self.namespace, id)
+    }
+
+    pub async fn mark_sent(&self, id: ExecutionId, attempt: u32) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        conn.set_ex(self.sent_key(id), attempt, self.ttl.as_secs().max(1)).await
+    }
+
+    pub async fn clear_sent(&self, id: ExecutionId) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        conn.del(self.sent_key(id)).await
+    }
+
+    /// The attempt whose request went out with no answer recorded, if any.
+    pub async fn sent_unanswered(&self, id: ExecutionId) -> redis::RedisResult<Option<u32>> {
+        let mut conn = self.conn.clone();
+        conn.get(self.sent_key(id)).await
+    }
+
     pub fn notify_channel(&self, instance: &str) -> String {
         format!("{}:notify:{}", self.namespace, instance)
     }

@@ -2,6 +2,7 @@
 //! in a delay queue. A pure function of the answer and the call's state, so every branch is
 //! tested here without a provider, a queue or a clock; `execute` carries the decision out.
 
+use clawlink_common::catalog::RetryClass;
 use clawlink_common::codes::ErrorCode;
 use clawlink_common::provider::{CallError, ProviderResponse};
 use clawlink_common::results::OutcomeError;
@@ -20,6 +21,8 @@ pub struct CallState<'a> {
     pub retry: &'a RetryPolicy,
     /// Longer waits go through a delay queue instead of holding a worker slot.
     pub max_inline_wait: Duration,
+    /// Whether a write whose answer was lost may be sent again (the tool's catalog entry).
+    pub class: RetryClass,
 }
 
 #[derive(Debug, PartialEq)]
@@ -33,6 +36,11 @@ pub enum Step {
     /// Try again in this process after `wait`.
     Retry {
         wait: Duration,
+        reason: String,
+    },
+    /// The request went out and its answer was lost, and the tool may not be sent again
+    /// blindly: verify (`RetryClass::Verify`) or fail with `outcome_unknown`.
+    Unknown {
         reason: String,
     },
     /// Try again after `wait`, through a delay queue.
@@ -107,18 +115,45 @@ pub fn next_step(answer: &Result<ProviderResponse, CallError>, call: &CallState<
                 (Err(err), _) => err.to_string(),
                 (Ok(_), None) => unreachable!("a response has a status"),
             };
-            let step = if !call.retry.may_retry(call.attempts) {
-                let code = if status == Some(429) { ErrorCode::RateLimited } else { ErrorCode::ProviderUnavailable };
-                let message =
-                    format!("{} did not succeed after {} attempts: {reason}", call.provider_name, call.attempts);
-                Step::Fail { error: OutcomeError::new(code, message, true, status), keep_body: false }
+            // A 429 or a 503 says the request was not acted on; a timeout, a reset or
+            // another 5xx leaves it open.
+            let maybe_performed = match answer {
+                Ok(r) => r.status >= 500 && r.status != 503,
+                Err(err) => err.maybe_performed(),
+            };
+            let step = if maybe_performed && call.class != RetryClass::Safe {
+                Step::Unknown { reason }
             } else {
-                let wait = call.retry.next_wait(call.attempts, not_before);
-                if wait > call.max_inline_wait { Step::Defer { wait, reason } } else { Step::Retry { wait, reason } }
+                again(call, not_before, reason, status)
             };
             Decision { step, pause }
         }
     }
+}
+
+/// A transient failure (or a write found not to have happened): retry now or later while
+/// attempts are left, else fail retryably with the reason.
+pub fn again(call: &CallState<'_>, not_before: Option<Duration>, reason: String, status: Option<u16>) -> Step {
+    if !call.retry.may_retry(call.attempts) {
+        let code = if status == Some(429) { ErrorCode::RateLimited } else { ErrorCode::ProviderUnavailable };
+        let message = format!("{} did not succeed after {} attempts: {reason}", call.provider_name, call.attempts);
+        return Step::Fail { error: OutcomeError::new(code, message, true, status), keep_body: false };
+    }
+    let wait = call.retry.next_wait(call.attempts, not_before);
+    if wait > call.max_inline_wait { Step::Defer { wait, reason } } else { Step::Retry { wait, reason } }
+}
+
+/// A write that may have happened and cannot be sent again: the agent must check.
+pub fn outcome_unknown(provider_name: &str, reason: &str, status: Option<u16>) -> OutcomeError {
+    OutcomeError::new(
+        ErrorCode::OutcomeUnknown,
+        format!(
+            "{provider_name} may or may not have done this: the request was sent and its answer was lost ({reason}). \
+             Check in {provider_name} before calling again."
+        ),
+        false,
+        status,
+    )
 }
 
 #[cfg(test)]
@@ -136,7 +171,12 @@ mod tests {
             refreshed,
             retry: &POLICY,
             max_inline_wait: Duration::from_secs(5),
+            class: RetryClass::Safe,
         }
+    }
+
+    fn write(attempts: u32, class: RetryClass) -> CallState<'static> {
+        CallState { class, ..call(attempts, false) }
     }
 
     fn answered(status: u16, body: Value, retry_after: Option<&str>) -> Result<ProviderResponse, CallError> {
@@ -220,11 +260,49 @@ mod tests {
 
     #[test]
     fn transport_errors_retry_when_transient_and_fail_when_not() {
-        let d = decide(Err(CallError::Connect("connection reset".into())), call(1, false));
+        let d = decide(Err(CallError::Interrupted("connection reset".into())), call(1, false));
+        assert!(matches!(d.step, Step::Retry { .. }), "{d:?}");
+        let d = decide(Err(CallError::Connect("connection refused".into())), call(1, false));
         assert!(matches!(d.step, Step::Retry { .. }), "{d:?}");
         let d = decide(Err(CallError::Blocked("private address".into())), call(1, false));
         let Step::Fail { error, keep_body } = &d.step else { panic!("{d:?}") };
         assert_eq!(error.code, ErrorCode::ProviderError);
         assert!(!keep_body);
+    }
+
+    #[test]
+    fn a_write_that_may_have_happened_is_not_sent_again_unless_it_is_safe() {
+        for class in [RetryClass::Verify, RetryClass::Never] {
+            for maybe in [
+                Err(CallError::Timeout),
+                Err(CallError::Interrupted("connection reset by peer".into())),
+                Err(CallError::Body("cut off".into())),
+                answered(500, json!({}), None),
+                answered(502, json!({}), None),
+                answered(504, json!({}), None),
+            ] {
+                let d = decide(maybe, write(1, class));
+                assert!(matches!(d.step, Step::Unknown { .. }), "{class:?}: {d:?}");
+            }
+            // Not sent, or refused without acting: sending again is fine.
+            for not_done in [
+                Err(CallError::Connect("connection refused".into())),
+                answered(503, json!({}), None),
+                answered(429, json!({}), None),
+            ] {
+                let d = decide(not_done, write(1, class));
+                assert!(matches!(d.step, Step::Retry { .. }), "{class:?}: {d:?}");
+            }
+        }
+        let d = decide(Err(CallError::Timeout), write(1, RetryClass::Safe));
+        assert!(matches!(d.step, Step::Retry { .. }), "{d:?}");
+    }
+
+    #[test]
+    fn an_unknown_outcome_tells_the_agent_to_check() {
+        let e = outcome_unknown("Sandbox", "the provider took too long to answer", None);
+        assert_eq!(e.code, ErrorCode::OutcomeUnknown);
+        assert!(!e.retryable);
+        assert!(e.message.contains("Check in Sandbox before calling again"), "{}", e.message);
     }
 }

@@ -15,7 +15,7 @@
 
 use crate::decide::{self, Step, needs_reauth};
 use clawlink_common::batch::Batcher;
-use clawlink_common::catalog::{Catalog, RenderedRequest, ToolEntry, render_request};
+use clawlink_common::catalog::{Catalog, RenderedRequest, RetryClass, ToolEntry, render_request};
 use clawlink_common::codes::ErrorCode;
 use clawlink_common::crypto::{Keyring, RowIdentity};
 use clawlink_common::db::executions::{self, Claim};
@@ -24,7 +24,7 @@ use clawlink_common::metrics::{
     ExecutionLabels, IntegrationLabels, Metrics, OutcomeLabels, PhaseLabels, ProviderLabels,
 };
 use clawlink_common::pacing::{PaceError, Pacer};
-use clawlink_common::provider::{CredentialBundle, ProviderClient};
+use clawlink_common::provider::{CallError, CredentialBundle, ProviderClient, ProviderResponse};
 use clawlink_common::queue::{Job, Lane, Publisher};
 use clawlink_common::refresh::{Fresh, RedisLock, RefreshError, Refresher};
 use clawlink_common::results::{FinalStatus, Outcome, OutcomeError, OutcomeMeta, ResultStore};
@@ -325,7 +325,8 @@ impl Executor {
     }
 
     /// Paces and calls the provider, then does what [`decide::next_step`] says: finish,
-    /// retry here after a short wait, or park the call in a delay queue.
+    /// retry here after a short wait, park the call in a delay queue, or — for a write that
+    /// may have happened and may not be sent again blindly — verify or fail it as unknown.
     async fn call_provider(
         &self,
         claim: &Claim,
@@ -334,7 +335,20 @@ impl Executor {
     ) -> Result<(Attempted, u32, u64), InfraError> {
         let Ready { tool, connection, fresh, request } = ready;
         let idempotency_key = claim.id.to_string();
+        let guarded = tool.retry != RetryClass::Safe;
         let mut provider_ms = 0u64;
+        // An earlier delivery sent this write and died before it had an answer.
+        if guarded && claim.attempts > 1 {
+            if let Some(sent) = self.results.sent_unanswered(claim.id).await? {
+                let reason = format!("attempt {sent} was sent and no answer was recorded");
+                match self.settle_unknown(claim, &tool, &fresh, attempts - 1, &reason, None, &mut provider_ms).await? {
+                    Settled::Done(done) => return Ok((done, attempts - 1, provider_ms)),
+                    // Not there: this attempt sends it.
+                    Settled::NotDone => {}
+                    Settled::Later(step) => return Ok((Self::carry_later(step), attempts - 1, provider_ms)),
+                }
+            }
+        }
         loop {
             match self.pacer.acquire(&tool.provider, connection, self.max_inline_wait).await {
                 Ok(waited) => self.metrics.pacing_wait.observe(waited.as_secs_f64()),
@@ -345,22 +359,15 @@ impl Executor {
                 }
                 Err(PaceError::Redis(err)) => return Err(err.into()),
             }
+            if guarded {
+                self.results.mark_sent(claim.id, attempts).await?;
+            }
             let answer = self.client.call(&tool.provider, &request, &fresh.bundle, Some(&idempotency_key)).await;
-            let status_class = Metrics::status_class(answer.as_ref().ok().map(|r| r.status));
-            self.metrics
-                .provider_responses
-                .get_or_create(&ProviderLabels { integration: tool.provider.id.clone(), status_class })
-                .inc();
+            self.count_answer(&tool, &answer);
             if let Ok(response) = &answer {
                 provider_ms += response.elapsed.as_millis() as u64;
             }
-            let call = decide::CallState {
-                provider_name: &tool.provider.name,
-                attempts,
-                refreshed: fresh.refreshed,
-                retry: &self.retry,
-                max_inline_wait: self.max_inline_wait,
-            };
+            let call = self.call_state(&tool, attempts, fresh.refreshed);
             let decision = decide::next_step(&answer, &call, SystemTime::now());
             if let Some(pause) = decision.pause {
                 // Every worker holds off this connection until the provider's time.
@@ -369,7 +376,8 @@ impl Executor {
                     PaceError::WaitTooLong(_) => unreachable!("pause does not wait"),
                 })?;
             }
-            match decision.step {
+            let status = answer.as_ref().ok().map(|r| r.status);
+            let step = match decision.step {
                 Step::Succeed => {
                     let response = answer.expect("a success has a response");
                     let done = Attempted::Done {
@@ -392,16 +400,131 @@ impl Executor {
                     };
                     return Ok((done, attempts, provider_ms));
                 }
+                Step::Unknown { reason } => {
+                    match self.settle_unknown(claim, &tool, &fresh, attempts, &reason, status, &mut provider_ms).await?
+                    {
+                        Settled::Done(done) => return Ok((done, attempts, provider_ms)),
+                        Settled::NotDone => decide::again(&call, None, reason, status),
+                        // Still unknown: check back later, the marker kept.
+                        Settled::Later(step) => return Ok((Self::carry_later(step), attempts, provider_ms)),
+                    }
+                }
+                other => other,
+            };
+            match step {
                 Step::Defer { wait, reason } => {
+                    if guarded {
+                        // The answer said it was not done: a later delivery may send it.
+                        self.results.clear_sent(claim.id).await?;
+                    }
                     self.count_retry(&tool, attempts + 1, wait, &reason);
                     return Ok((Attempted::Defer { wait, reason }, attempts, provider_ms));
                 }
                 Step::Retry { wait, reason } => {
+                    if guarded {
+                        self.results.clear_sent(claim.id).await?;
+                    }
                     attempts += 1;
                     self.count_retry(&tool, attempts, wait, &reason);
                     tokio::time::sleep(wait).await;
                 }
+                Step::Fail { error, .. } => return Ok((Attempted::failed(error), attempts, provider_ms)),
+                Step::Succeed | Step::Unknown { .. } => unreachable!("settled above"),
             }
+        }
+    }
+
+    /// A verification that must wait for a permit, before the first send of this delivery:
+    /// the call checks back through a delay queue (the marker stays: it is still unknown).
+    fn carry_later(step: Step) -> Attempted {
+        match step {
+            Step::Defer { wait, reason } | Step::Retry { wait, reason } => Attempted::Defer { wait, reason },
+            Step::Fail { error, .. } => Attempted::failed(error),
+            Step::Succeed | Step::Unknown { .. } => unreachable!("not a later step"),
+        }
+    }
+
+    fn call_state<'a>(&'a self, tool: &'a ToolEntry, attempts: u32, refreshed: bool) -> decide::CallState<'a> {
+        decide::CallState {
+            provider_name: &tool.provider.name,
+            attempts,
+            refreshed,
+            retry: &self.retry,
+            max_inline_wait: self.max_inline_wait,
+            class: tool.retry,
+        }
+    }
+
+    fn count_answer(&self, tool: &ToolEntry, answer: &Result<ProviderResponse, CallError>) {
+        let status_class = Metrics::status_class(answer.as_ref().ok().map(|r| r.status));
+        self.metrics
+            .provider_responses
+            .get_or_create(&ProviderLabels { integration: tool.provider.id.clone(), status_class })
+            .inc();
+    }
+
+    /// A write that may have happened: with a verification read, look for its result —
+    /// there: done; not there: the caller may send it (again); the read failed: unknown.
+    /// Without one (`retry = "never"`): unknown. `attempts` is the attempt whose answer was
+    /// lost.
+    #[allow(clippy::too_many_arguments)]
+    async fn settle_unknown(
+        &self,
+        claim: &Claim,
+        tool: &ToolEntry,
+        fresh: &Fresh,
+        attempts: u32,
+        reason: &str,
+        status: Option<u16>,
+        provider_ms: &mut u64,
+    ) -> Result<Settled, InfraError> {
+        let unknown =
+            |why: &str| Settled::Done(Attempted::failed(decide::outcome_unknown(&tool.provider.name, why, status)));
+        let Some(verify) = tool.tool.verify.as_ref().filter(|_| tool.retry == RetryClass::Verify) else {
+            tracing::warn!(%reason, "the outcome of a write that may not be sent again is unknown");
+            return Ok(unknown(reason));
+        };
+        let read = self.catalog.tool(&format!("{}_{}", tool.provider.id, verify.action)).cloned();
+        let request = read
+            .as_ref()
+            .zip(verify.read_arguments(&claim.arguments))
+            .and_then(|(read, arguments)| render_request(read, &arguments).ok().map(|request| (read.clone(), request)));
+        let Some((read, request)) = request else {
+            return Ok(unknown(&format!("{reason}; the verification read could not be built")));
+        };
+        match self.pacer.acquire(&tool.provider, claim.connection_id.expect("prepared"), self.max_inline_wait).await {
+            Ok(waited) => self.metrics.pacing_wait.observe(waited.as_secs_f64()),
+            Err(PaceError::WaitTooLong(wait)) => {
+                return Ok(Settled::Later(Step::Defer { wait, reason: "rate limit: waiting to verify".into() }));
+            }
+            Err(PaceError::Redis(err)) => return Err(err.into()),
+        }
+        let answer = self.client.call(&tool.provider, &request, &fresh.bundle, None).await;
+        self.count_answer(tool, &answer);
+        let since = claim.started_at.unwrap_or(claim.created_at);
+        match answer {
+            Ok(response) if (200..300).contains(&response.status) => {
+                *provider_ms += response.elapsed.as_millis() as u64;
+                let shaped = shape(&read, response.body);
+                match verify.find(&claim.arguments, &shaped, since) {
+                    Some(found) => {
+                        tracing::info!(%reason, "verified: the write happened; its result is the one found");
+                        Ok(Settled::Done(Attempted::Done {
+                            status: FinalStatus::Succeeded,
+                            data: Some(found),
+                            error: None,
+                            provider_status: status,
+                            request_id: response.request_id,
+                        }))
+                    }
+                    None => {
+                        tracing::info!(%reason, attempt = attempts, "verified: the write did not happen");
+                        Ok(Settled::NotDone)
+                    }
+                }
+            }
+            Ok(response) => Ok(unknown(&format!("{reason}; the verification read answered {}", response.status))),
+            Err(err) => Ok(unknown(&format!("{reason}; the verification read failed: {err}"))),
         }
     }
 
@@ -409,6 +532,16 @@ impl Executor {
         self.metrics.retries.get_or_create(&IntegrationLabels { integration: tool.provider.id.clone() }).inc();
         tracing::info!(attempt, wait_ms = wait.as_millis() as u64, %reason, "retrying");
     }
+}
+
+/// What a verification found (see [`Executor::settle_unknown`]).
+enum Settled {
+    /// Finished: succeeded with the result found, or failed as unknown.
+    Done(Attempted),
+    /// The write did not happen: it may be sent.
+    NotDone,
+    /// Decide later (no permit to verify yet).
+    Later(Step),
 }
 
 /// A call ready for the provider (see [`Executor::prepare`]).

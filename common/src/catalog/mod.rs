@@ -8,9 +8,11 @@
 mod arguments;
 mod render;
 pub mod search;
+mod verify;
 
 pub use arguments::{ArgumentErrors, validate_arguments};
 pub use render::{RenderError, RenderedRequest, RequestBody, render_preview, render_request};
+pub use verify::{RetryClass, Verify};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -253,6 +255,13 @@ pub struct Tool {
     /// A request the path/query/body template cannot express.
     #[serde(default)]
     pub transform: Option<Transform>,
+    /// Whether the call may be sent again when its outcome is unknown (`verify.rs`);
+    /// unset: the default for its mode, method and provider ([`ToolEntry::retry`]).
+    #[serde(default)]
+    pub retry: Option<RetryClass>,
+    /// The read that tells whether a `retry = "verify"` write happened.
+    #[serde(default)]
+    pub verify: Option<Verify>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -295,6 +304,10 @@ pub struct ToolEntry {
     pub validator: jsonschema::Validator,
     /// Whether the tool needs `confirmed: true` (mode not read, or risk not safe).
     pub requires_confirmation: bool,
+    /// What the worker may do when a call's outcome is unknown: the tool's `retry`, else
+    /// safe for reads, for a provider with an idempotency key and for PUT/DELETE, else
+    /// never.
+    pub retry: RetryClass,
     /// The tool's weighted search words, built on first search.
     pub(crate) search_words: std::sync::OnceLock<std::collections::HashMap<String, f64>>,
 }
@@ -369,12 +382,14 @@ impl Catalog {
                     return Err(file_err(format!("{place}: tool name {name:?} is declared twice")));
                 }
                 let requires_confirmation = tool.mode != Mode::Read || tool.risk != Risk::Safe;
+                check_verify(&provider, tool).map_err(|r| file_err(format!("{place}: {r}")))?;
                 let entry = ToolEntry {
                     name: name.clone(),
                     provider: provider.clone(),
                     tool: tool.clone(),
                     validator,
                     requires_confirmation,
+                    retry: default_retry(&provider, tool),
                     search_words: Default::default(),
                 };
                 catalog.tools.insert(name, Arc::new(entry));
@@ -452,6 +467,51 @@ fn check_provider(p: &Provider) -> Result<(), String> {
         if w.requests == 0 || w.per_seconds == 0 {
             return Err("rate_limits: requests and per_seconds must be positive".into());
         }
+    }
+    Ok(())
+}
+
+/// The retry class a tool gets when it declares none.
+fn default_retry(provider: &Provider, tool: &Tool) -> RetryClass {
+    if let Some(declared) = tool.retry {
+        return declared;
+    }
+    let idempotent_method = matches!(tool.method.as_str(), "GET" | "PUT" | "DELETE");
+    if tool.mode == Mode::Read || provider.idempotency_header.is_some() || idempotent_method {
+        RetryClass::Safe
+    } else {
+        RetryClass::Never
+    }
+}
+
+/// A `verify` block goes with `retry = "verify"`, names a read tool of the same provider
+/// and uses only the write's own arguments.
+fn check_verify(provider: &Provider, tool: &Tool) -> Result<(), String> {
+    let verify = match (tool.retry, &tool.verify) {
+        (Some(RetryClass::Verify), Some(v)) => v,
+        (Some(RetryClass::Verify), None) => return Err("retry = \"verify\" needs a [tools.verify] block".into()),
+        (_, Some(_)) => return Err("a [tools.verify] block needs retry = \"verify\"".into()),
+        (_, None) => return Ok(()),
+    };
+    let Some(read) = provider.tools.iter().find(|t| t.action == verify.action) else {
+        return Err(format!("verify.action {:?} is not a tool of this provider", verify.action));
+    };
+    if read.mode != Mode::Read {
+        return Err(format!("verify.action {:?} must be a read tool", verify.action));
+    }
+    let declared = tool.input_schema.get("properties").and_then(|p| p.as_object());
+    let mut templates: Vec<&serde_json::Value> = verify.arguments.values().collect();
+    templates.extend(verify.matches.values());
+    for template in templates {
+        let text = template.to_string();
+        for name in placeholders(&text) {
+            if !declared.is_some_and(|p| p.contains_key(name)) {
+                return Err(format!("verify placeholder {{{name}}} is not a property of input_schema"));
+            }
+        }
+    }
+    if verify.matches.is_empty() {
+        return Err("verify.matches must name at least one field".into());
     }
     Ok(())
 }

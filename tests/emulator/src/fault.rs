@@ -59,6 +59,12 @@ pub enum FaultKind {
     /// Send a `200` status line and headers, then abort the body and close the
     /// connection, so the client sees a network error while reading the response.
     Drop,
+    /// Run the handler (the write happens and is counted), then cut the answer off as
+    /// [`FaultKind::Drop`] does: the client cannot know the write happened.
+    DropAfter,
+    /// Run the handler, then hold its answer this long (past the client's timeout, the
+    /// write happened and the client never hears of it).
+    DelayAfter { ms: u64 },
 }
 
 /// How long a dropped response stays open after its headers, so that they reach the
@@ -98,6 +104,14 @@ pub(crate) enum Injection {
     Respond(Response),
     /// Wait, then run the handler.
     Delay(Duration),
+    /// Run the handler, then answer with this instead of its response.
+    After(AfterHandler),
+}
+
+/// What becomes of the handler's own response.
+pub(crate) enum AfterHandler {
+    Drop,
+    Delay(Duration),
 }
 
 /// Marks a response whose body will be cut off, so the request log can say so.
@@ -112,6 +126,8 @@ impl FaultKind {
             }
             FaultKind::Delay { ms } => Injection::Delay(Duration::from_millis(ms)),
             FaultKind::Drop => Injection::Respond(dropped_response()),
+            FaultKind::DropAfter => Injection::After(AfterHandler::Drop),
+            FaultKind::DelayAfter { ms } => Injection::After(AfterHandler::Delay(Duration::from_millis(ms))),
         }
     }
 }
@@ -143,7 +159,7 @@ fn status_response(
 
 /// A `200` whose chunked body starts, stalls briefly, then fails: hyper then closes the
 /// connection without the final chunk, which every client reports as an error.
-fn dropped_response() -> Response {
+pub(crate) fn dropped_response() -> Response {
     let start = stream::once(async { Ok::<_, std::io::Error>(Bytes::from_static(b"{\"")) });
     let abort = stream::once(async {
         tokio::time::sleep(DROP_AFTER).await;

@@ -20,7 +20,7 @@ use axum::response::Response;
 use base64::Engine;
 
 use crate::error::error_body;
-use crate::fault::{FaultKind, Injection};
+use crate::fault::{AfterHandler, FaultKind, Injection};
 use crate::oauth::Verdict;
 use crate::record::FullPath;
 use crate::state::{AppState, World};
@@ -171,6 +171,16 @@ async fn inject(fault: Option<FaultKind>, request: Request, next: Next) -> Respo
         Some(Injection::Delay(delay)) => {
             tokio::time::sleep(delay).await;
             next.run(request).await
+        }
+        Some(Injection::After(after)) => {
+            let response = next.run(request).await;
+            match after {
+                AfterHandler::Drop => crate::fault::dropped_response(),
+                AfterHandler::Delay(delay) => {
+                    tokio::time::sleep(delay).await;
+                    response
+                }
+            }
         }
         None => next.run(request).await,
     }

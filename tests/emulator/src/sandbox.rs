@@ -1,6 +1,7 @@
 //! The sandbox integration, served at the emulator's root: an echo, a notes resource
-//! whose creations are counted as side effects, and an account identity. Bearer-token
-//! auth against the emulator's accepted tokens.
+//! whose creations are counted as side effects, a messages resource (a provider that has
+//! no idempotency keys at all: the catalog marks its tool `retry = "verify"`), and an
+//! account identity. Bearer-token auth against the emulator's accepted tokens.
 //!
 //! Writes are never deduplicated by `Idempotency-Key`: a retried write creates a second
 //! note and counts twice, so tests can see exactly what a client replayed.
@@ -30,6 +31,15 @@ use crate::state::AppState;
 pub(crate) struct SandboxData {
     notes: Vec<Note>,
     created: u64,
+    messages: Vec<Message>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Message {
+    id: String,
+    text: String,
+    created_at: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -46,6 +56,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/echo", get(echo))
         .route("/notes", get(list_notes).post(create_note))
         .route("/notes/{id}", delete(delete_note))
+        .route("/messages", get(list_messages).post(post_message))
         .route("/me", get(me))
         .route_layer(from_fn_with_state((state, Arc::new(gate::Gate::bearer())), gate::check))
 }
@@ -100,6 +111,43 @@ async fn delete_note(State(state): State<AppState>, Path(id): Path<String>, head
     world.perform(idempotency_key(&headers));
     drop(world);
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let text = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(mut fields)) => match fields.remove("text") {
+            Some(serde_json::Value::String(text)) => text,
+            _ => return error_body(StatusCode::BAD_REQUEST, "text is required"),
+        },
+        _ => return error_body(StatusCode::BAD_REQUEST, "text is required"),
+    };
+    let mut world = state.world();
+    // Counted under the execution id ClawLink sends, which this provider otherwise ignores.
+    world.perform(idempotency_key(&headers));
+    let n = world.sandbox.messages.len() + 1;
+    let message = Message { id: format!("msg_{n}"), text, created_at: rfc3339(SystemTime::now()) };
+    world.sandbox.messages.push(message.clone());
+    drop(world);
+    (StatusCode::CREATED, Json(message)).into_response()
+}
+
+#[derive(Deserialize)]
+struct MessagesQuery {
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// Messages, oldest first; `?text=` keeps those with exactly this text.
+async fn list_messages(State(state): State<AppState>, Query(query): Query<MessagesQuery>) -> Json<serde_json::Value> {
+    let messages: Vec<Message> = state
+        .world()
+        .sandbox
+        .messages
+        .iter()
+        .filter(|m| query.text.as_ref().is_none_or(|t| *t == m.text))
+        .cloned()
+        .collect();
+    Json(json!({"messages": messages}))
 }
 
 async fn me() -> Json<serde_json::Value> {

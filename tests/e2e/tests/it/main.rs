@@ -23,3 +23,4 @@ mod outbox;
 mod refresh;
 mod reliability;
 mod tools;
+mod unknown_outcome;
