@@ -20,7 +20,6 @@ use clawlink_common::db::connect_sessions::{self, ConnectSession, NewConnectSess
 use clawlink_common::db::connections;
 use clawlink_common::db::web_sessions::SessionUser;
 use clawlink_common::ids::{ConnectionId, UserId};
-use clawlink_common::oauth::TokenClient;
 use clawlink_common::provider::{AccountIdentity, CredentialBundle, IdentityError};
 use clawlink_common::secret::SecretString;
 use clawlink_common::tokens;
@@ -30,8 +29,6 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 const CONNECT_TTL: Duration = Duration::from_secs(15 * 60);
-/// The provider's token endpoint must answer the code exchange within this.
-const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn display_code() -> String {
     tokens::random_urlsafe(6).to_uppercase().chars().filter(|c| c.is_ascii_alphanumeric()).take(6).collect()
@@ -378,8 +375,9 @@ pub async fn callback(
         return fail(format!("{} is not set up on this ClawLink.", provider.name)).await;
     };
     let verifier = session.pkce_verifier.clone().filter(|v| !v.is_empty());
-    let (tokens, redirect) = (TokenClient::new(state.providers.clone(), EXCHANGE_TIMEOUT), redirect_uri(&state));
-    let tokens = match tokens.exchange_code(token_url, client, &redirect, code, verifier, extra_token_params).await {
+    let redirect = redirect_uri(&state);
+    let exchange = state.tokens.exchange_code(token_url, client, &redirect, code, verifier, extra_token_params);
+    let tokens = match exchange.await {
         Ok(tokens) => tokens,
         Err(e) => {
             tracing::warn!(error = %e, integration = %provider.id, "code exchange failed");
