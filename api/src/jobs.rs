@@ -18,8 +18,10 @@ use crate::state::AppState;
 use clawlink_common::catalog::{Auth, Catalog};
 use clawlink_common::db::credentials;
 use clawlink_common::ids::ConnectionId;
+use clawlink_common::keys::Keys;
+use clawlink_common::lock::RedisLock;
 use clawlink_common::metrics::Metrics;
-use clawlink_common::refresh::{RedisLock, RefreshError, Refresher};
+use clawlink_common::refresh::{RefreshError, Refresher};
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -99,7 +101,7 @@ impl TokenSweep {
         // at once, and neither does a test stack that lives for seconds.
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + self.every, self.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let lease_key = format!("{}:refresh-sweep", self.namespace);
+        let lease_key = Keys::new(&self.namespace).refresh_sweep();
         // Held until it expires, a little before the next round: one replica per round.
         let lease = self.every.saturating_sub(Duration::from_secs(5)).max(Duration::from_secs(1));
         loop {

@@ -52,7 +52,7 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(waiters.clone().listen(
         config.infra.redis_url.expose().to_string(),
-        vec![infra.redis.notify_channel(&config.instance_id), infra.redis.done_channel()],
+        vec![infra.redis.keys().notify_channel(&config.instance_id), infra.redis.keys().done_channel()],
         Some(ready_tx),
         stop,
     ));

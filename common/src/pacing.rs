@@ -17,10 +17,13 @@
 //! answered a crowd of refusals.
 //!
 //! A 429 pauses the (provider, connection) for every worker until its `Retry-After`.
-//! Knows nothing about HTTP or queues.
+//! Keys (spelled in `keys`): a window's arrival time `<ns>:pace:…`, the pause
+//! `<ns>:pause:<provider>:<connection>`, and the index of pauses `<ns>:paused` the admin
+//! view reads. Knows nothing about HTTP or queues.
 
 use crate::catalog::{Provider, RateWindow};
 use crate::ids::ConnectionId;
+use crate::keys::Keys;
 use governor::Quota;
 use governor::clock::{Clock, MonotonicClock};
 use governor::middleware::NoOpMiddleware;
@@ -102,7 +105,7 @@ type WaitQueue = Arc<tokio::sync::Mutex<()>>;
 #[derive(Clone)]
 pub struct Pacer {
     redis: redis::aio::ConnectionManager,
-    namespace: Arc<str>,
+    keys: Keys,
     script: Arc<redis::Script>,
     local: Arc<HashMap<String, KeyedLimiter<ConnectionId>>>,
     /// The queue of calls waiting for a permit, per (provider, connection) with waiters.
@@ -114,8 +117,9 @@ pub struct Pacer {
 /// The interval is 2 % longer than the window's average: a permit is granted on Redis's
 /// clock, but the provider counts arrivals, and the time from permit to arrival varies by
 /// a few milliseconds between workers. The margin keeps every window at the provider
-/// within `requests + burst` while costing 2 % of the allowed rate.
-fn window_cells(w: &RateWindow) -> (u64, u64) {
+/// within `requests + burst` while costing 2 % of the allowed rate. (The admin view
+/// reads windows with the same arithmetic.)
+pub fn window_cells(w: &RateWindow) -> (u64, u64) {
     let interval_us = u64::from(w.per_seconds) * 1_020_000 / u64::from(w.requests.max(1));
     (interval_us, interval_us * u64::from(w.burst))
 }
@@ -170,15 +174,11 @@ impl Pacer {
         }
         Self {
             redis,
-            namespace: namespace.into(),
+            keys: Keys::new(namespace),
             script: Arc::new(redis::Script::new(GCRA)),
             local: Arc::new(local),
             waiting: Arc::default(),
         }
-    }
-
-    fn pause_key(&self, provider: &str, connection: ConnectionId) -> String {
-        format!("{}:pause:{}:{}", self.namespace, provider, connection)
     }
 
     /// Waits for a permit to call `provider` for `connection`. Returns how long it waited.
@@ -192,15 +192,15 @@ impl Pacer {
     ) -> Result<Duration, PaceError> {
         let started = tokio::time::Instant::now();
         let mut invocation = self.script.prepare_invoke();
-        invocation.key(self.pause_key(&provider.id, connection));
+        invocation.key(self.keys.pause(&provider.id, connection));
         for (i, w) in provider.rate_limits.per_connection.iter().enumerate() {
             let (interval, tolerance) = window_cells(w);
-            invocation.key(format!("{}:pace:{}:c{}:w{}", self.namespace, provider.id, connection, i));
+            invocation.key(self.keys.pace_connection(&provider.id, connection, i));
             invocation.arg(interval).arg(tolerance);
         }
         for (i, w) in provider.rate_limits.per_app.iter().enumerate() {
             let (interval, tolerance) = window_cells(w);
-            invocation.key(format!("{}:pace:{}:app:w{}", self.namespace, provider.id, i));
+            invocation.key(self.keys.pace_app(&provider.id, i));
             invocation.arg(interval).arg(tolerance);
         }
         let mut gates = Gates { local: self.local.get(&provider.id), local_passed: false, connection, invocation };
@@ -262,7 +262,8 @@ impl Pacer {
     /// Pauses every worker's calls to `provider` for `connection` for `wait` (a 429's
     /// `Retry-After`). A longer pause already in place is kept.
     pub async fn pause(&self, provider: &str, connection: ConnectionId, wait: Duration) -> Result<(), PaceError> {
-        let key = self.pause_key(provider, connection);
+        let key = self.keys.pause(provider, connection);
+        let index = self.keys.paused_index();
         let ms = wait.as_millis().max(1) as u64;
         let now_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
@@ -284,30 +285,32 @@ impl Pacer {
             // The index of pauses the admin view reads (no keyspace walk): member
             // `<provider>:<connection>`, score = until (ms since the epoch), the later kept.
             .cmd("ZADD")
-            .arg(self.paused_index())
+            .arg(&index)
             .arg("GT")
             .arg(now_ms + ms)
             .arg(format!("{provider}:{connection}"))
             .ignore()
             .cmd("ZREMRANGEBYSCORE")
-            .arg(self.paused_index())
+            .arg(&index)
             .arg("-inf")
             .arg(now_ms)
+            .ignore()
+            // The index lives as long as its longest pause: NX gives a fresh (or older,
+            // TTL-less) index one, GT extends it.
+            .cmd("PEXPIRE")
+            .arg(&index)
+            .arg(ms)
+            .arg("NX")
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&index)
+            .arg(ms)
+            .arg("GT")
             .ignore()
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())
     }
-
-    /// The sorted set of pauses: `<ns>:paused`.
-    pub fn paused_index(&self) -> String {
-        paused_index(&self.namespace)
-    }
-}
-
-/// The sorted set indexing a namespace's pauses (see `Pacer::pause`).
-pub fn paused_index(namespace: &str) -> String {
-    format!("{namespace}:paused")
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! Requests go only where the catalog says (see `catalog::render`), and never to a
 //! private, loopback, link-local or metadata address — whether written as a literal IP
 //! or reached through DNS — except the `host:port` pairs a deployment allows (the
-//! emulator in tests). Redirects are not followed. Knows nothing about queues or storage.
+//! emulator in tests). Redirects are not followed. Token requests (`oauth`) go out through
+//! the same client and guard ([`ProviderClient::send`]). Knows nothing about queues or
+//! storage.
 
 use crate::catalog::{Auth, Provider, RenderedRequest, RequestBody};
 use crate::config::ProviderOverrides;
@@ -291,6 +293,35 @@ impl ProviderClient {
             })
         };
         Ok(ProviderResponse { status, body, retry_after, reset, request_id, elapsed: started.elapsed() })
+    }
+}
+
+impl ProviderClient {
+    /// Sends a request that is not a tool call (a token request of `oauth`) through the
+    /// same guard, answered within `timeout`, and reads the whole answer.
+    pub async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<http::Response<Vec<u8>>, CallError> {
+        let (parts, body) = request.into_parts();
+        let url = url::Url::parse(&parts.uri.to_string()).map_err(|_| CallError::Blocked("not a URL".into()))?;
+        self.guard.check_literal(&url)?;
+        let response = self
+            .http
+            .request(parts.method, url)
+            .headers(parts.headers)
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(classify_reqwest)?;
+        let (status, headers) = (response.status(), response.headers().clone());
+        let bytes = response.bytes().await.map_err(|e| CallError::Body(e.without_url().to_string()))?;
+        let mut answer = http::Response::new(bytes.to_vec());
+        *answer.status_mut() = status;
+        *answer.headers_mut() = headers;
+        Ok(answer)
     }
 }
 

@@ -4,10 +4,9 @@
 //! [`Refresher::refresh_if_due`] for tokens that expire soon. Either way:
 //! 1. in this process, callers for one connection take turns (a per-connection mutex),
 //!    and each re-reads the row first — the one before it may have refreshed already;
-//! 2. across processes, a Redis lock `<ns>:refresh-lock:<connection>` (`SET NX PX` with a
-//!    random owner token; only the owner deletes it, by a compare-and-delete script) lets
-//!    one holder call the provider; the holder re-reads the row after acquiring it, and
-//!    the others wait for its result by watching the row;
+//! 2. across processes, a [`RedisLock`] on `<ns>:refresh-lock:<connection>` lets one
+//!    holder call the token endpoint (through `oauth::TokenClient`); the holder re-reads
+//!    the row after acquiring it, and the others wait for its result by watching the row;
 //! 3. the new bundle — with a rotated refresh token when the provider returned one — is
 //!    sealed and written in one statement with compare-and-set on `credentials.version`,
 //!    in the transaction that also records `token_expires_at`.
@@ -23,14 +22,14 @@ use crate::config::{OAuthClient, ProviderOverrides};
 use crate::crypto::{Keyring, RowIdentity};
 use crate::db::credentials;
 use crate::ids::{ConnectionId, UserId};
-use crate::provider::{CredentialBundle, is_public_ip};
-use crate::secret::SecretString;
-use rand::RngCore;
+use crate::keys::{self, BackoffKey, Json, Keys, RedisKey};
+use crate::lock::RedisLock;
+use crate::oauth::{TokenClient, TokenError};
+use crate::provider::{CredentialBundle, ProviderClient};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 use time::OffsetDateTime;
@@ -90,7 +89,7 @@ pub struct Refresher {
 
 struct Inner {
     redis: ConnectionManager,
-    namespace: String,
+    keys: Keys,
     db: PgPool,
     keyring: Keyring,
     /// Provider id → this deployment's OAuth client (`config::oauth_clients_from_env`).
@@ -109,11 +108,11 @@ impl Refresher {
         clients: BTreeMap<String, OAuthClient>,
         overrides: &ProviderOverrides,
     ) -> Result<Self, reqwest::Error> {
-        let tokens = TokenClient::new(overrides)?;
+        let tokens = TokenClient::new(ProviderClient::new(overrides, TOKEN_TIMEOUT)?, TOKEN_TIMEOUT);
         Ok(Self {
             inner: Arc::new(Inner {
                 redis,
-                namespace: namespace.to_string(),
+                keys: Keys::new(namespace),
                 db,
                 keyring,
                 clients,
@@ -188,7 +187,7 @@ impl Refresher {
         }
         self.check_backoff(connection, current.version).await?;
         let mut redis = self.inner.redis.clone();
-        match RedisLock::try_acquire(&mut redis, &self.lock_key(connection), LOCK_TTL).await? {
+        match RedisLock::try_acquire(&mut redis, &self.inner.keys.refresh_lock(connection), LOCK_TTL).await? {
             Some(lock) => {
                 let result = self.refresh_holding_lock(user, connection, provider, margin, seen).await;
                 if let Err(err) = lock.release(&mut redis).await {
@@ -222,20 +221,20 @@ impl Refresher {
         let client =
             self.inner.clients.get(&provider.id).ok_or_else(|| RefreshError::NotConfigured(provider.id.clone()))?;
         match self.inner.tokens.refresh(token_url, client, refresh_token, extra_token_params).await {
-            TokenAnswer::Tokens(tokens) => {
+            Ok(tokens) => {
                 let bundle = CredentialBundle::Oauth2 {
                     access_token: tokens.access_token,
                     // A provider that rotates refresh tokens returns a new one; the old
                     // one is then spent and must not be kept.
                     refresh_token: tokens.refresh_token.or_else(|| Some(refresh_token.clone())),
-                    expires_at: tokens.expires_in.map(|secs| now_unix() + secs),
+                    expires_at: tokens.expires_at,
                 };
                 let stored = self.store(user, connection, current, bundle).await?;
                 tracing::info!("token refreshed");
                 Ok(stored)
             }
-            TokenAnswer::InvalidGrant => self.mark_needs_reauth(user, connection, current).await,
-            TokenAnswer::Failed(reason) => {
+            Err(TokenError::InvalidGrant) => self.mark_needs_reauth(user, connection, current).await,
+            Err(TokenError::Failed(reason)) => {
                 let wait = self.record_failure(connection, current.version).await?;
                 tracing::warn!(%reason, backoff_secs = wait.as_secs(), "token refresh failed");
                 Err(RefreshError::Failed(reason))
@@ -322,7 +321,7 @@ impl Refresher {
         seen: Option<&CredentialBundle>,
     ) -> Result<CredentialBundle, RefreshError> {
         let deadline = tokio::time::Instant::now() + WAIT_FOR_HOLDER;
-        let key = self.lock_key(connection);
+        let key = self.inner.keys.refresh_lock(connection);
         loop {
             tokio::time::sleep(POLL_EVERY).await;
             let current = self.current(user, connection).await?;
@@ -330,8 +329,7 @@ impl Refresher {
                 return Ok(bundle);
             }
             let mut redis = self.inner.redis.clone();
-            let held: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut redis).await?;
-            if !held {
+            if !RedisLock::is_held(&mut redis, &key).await? {
                 // The holder is done: it wrote before releasing, so one more read tells.
                 let current = self.current(user, connection).await?;
                 if let Some(bundle) = current.usable(margin, seen)? {
@@ -374,18 +372,9 @@ impl Refresher {
         turn
     }
 
-    fn lock_key(&self, connection: ConnectionId) -> String {
-        format!("{}:refresh-lock:{}", self.inner.namespace, connection)
-    }
-
-    fn backoff_key(&self, connection: ConnectionId) -> String {
-        format!("{}:refresh-backoff:{}", self.inner.namespace, connection)
-    }
-
     async fn read_backoff(&self, connection: ConnectionId) -> Result<Option<Backoff>, RefreshError> {
         let mut redis = self.inner.redis.clone();
-        let raw: Option<String> = redis::cmd("GET").arg(self.backoff_key(connection)).query_async(&mut redis).await?;
-        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+        Ok(keys::get_json(&mut redis, &self.inner.keys.refresh_backoff(connection)).await?)
     }
 
     /// Refuses while a failure of this credential version is being waited out. A new
@@ -406,21 +395,22 @@ impl Refresher {
         };
         let wait = backoff_wait(failures);
         let value = Backoff { version, failures, until_ms: now_ms() + wait.as_millis() as u64 };
-        let ttl = (wait + BACKOFF_CAP).as_millis() as u64;
         let mut redis = self.inner.redis.clone();
-        redis::cmd("SET")
-            .arg(self.backoff_key(connection))
-            .arg(serde_json::to_string(&value).expect("backoff serialises"))
-            .arg("PX")
-            .arg(ttl)
-            .query_async::<()>(&mut redis)
-            .await?;
+        let mut pipe = redis::pipe();
+        keys::set_json(
+            &mut pipe,
+            &self.inner.keys.refresh_backoff(connection),
+            &Json::encode(&value),
+            wait + BACKOFF_CAP,
+        );
+        pipe.query_async::<()>(&mut redis).await?;
         Ok(wait)
     }
 
     async fn clear_backoff(&self, connection: ConnectionId) {
         let mut redis = self.inner.redis.clone();
-        if let Err(err) = redis::cmd("DEL").arg(self.backoff_key(connection)).query_async::<()>(&mut redis).await {
+        let key = self.inner.keys.refresh_backoff(connection);
+        if let Err(err) = redis::cmd("DEL").arg(&key).query_async::<()>(&mut redis).await {
             tracing::warn!(error = %err, "could not clear the refresh backoff");
         }
     }
@@ -454,12 +444,16 @@ impl Current {
 
 /// Per-connection refresh failures: `<ns>:refresh-backoff:<connection>` → this, as JSON.
 #[derive(Debug, Serialize, Deserialize)]
-struct Backoff {
+pub struct Backoff {
     /// The credential version that failed.
     version: i64,
     failures: u32,
     /// No refresh before this (Unix milliseconds).
     until_ms: u64,
+}
+
+impl RedisKey for BackoffKey {
+    type Value = Backoff;
 }
 
 fn backoff_wait(failures: u32) -> Duration {
@@ -491,224 +485,10 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Releases the lock only when it still holds our token: after our lock expired and
-/// another process took it, a late release must not free theirs.
-const COMPARE_AND_DELETE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"#;
-
-/// Extends a lock that is still ours, or takes it again when it vanished (Redis lost its
-/// keys); 0 when another holder has it.
-const RENEW: &str = r#"
-local v = redis.call('GET', KEYS[1])
-if v == false or v == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"#;
-
-/// A Redis lock with an owner token (`SET key token NX PX ttl`); see `COMPARE_AND_DELETE`.
-#[derive(Clone, Debug)]
-pub struct RedisLock {
-    key: String,
-    token: String,
-}
-
-impl RedisLock {
-    /// Takes the lock if nobody holds it. It frees itself after `ttl`.
-    pub async fn try_acquire(
-        conn: &mut ConnectionManager,
-        key: &str,
-        ttl: Duration,
-    ) -> redis::RedisResult<Option<Self>> {
-        let mut raw = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut raw);
-        let token = hex::encode(raw);
-        let set: Option<String> = redis::cmd("SET")
-            .arg(key)
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl.as_millis().max(1) as u64)
-            .query_async(conn)
-            .await?;
-        Ok(set.map(|_| Self { key: key.to_string(), token }))
-    }
-
-    /// Keeps the lock for another `ttl` (see `RENEW`). Returns whether it is still ours.
-    pub async fn renew(&self, conn: &mut ConnectionManager, ttl: Duration) -> redis::RedisResult<bool> {
-        let kept: i64 = redis::Script::new(RENEW)
-            .key(&self.key)
-            .arg(&self.token)
-            .arg(ttl.as_millis().max(1) as u64)
-            .invoke_async(conn)
-            .await?;
-        Ok(kept == 1)
-    }
-
-    /// Releases the lock if it is still ours. Returns whether it was.
-    pub async fn release(self, conn: &mut ConnectionManager) -> redis::RedisResult<bool> {
-        let deleted: i64 =
-            redis::Script::new(COMPARE_AND_DELETE).key(&self.key).arg(&self.token).invoke_async(conn).await?;
-        Ok(deleted == 1)
-    }
-}
-
-/// A token endpoint's answer (RFC 6749 §5.1).
-struct Tokens {
-    access_token: SecretString,
-    refresh_token: Option<SecretString>,
-    expires_in: Option<i64>,
-}
-
-enum TokenAnswer {
-    Tokens(Tokens),
-    /// RFC 6749 §5.2 `invalid_grant`: the refresh token is revoked, expired or spent.
-    InvalidGrant,
-    /// Anything else (network, 5xx, a malformed answer, a misconfigured client).
-    Failed(String),
-}
-
-/// Calls token endpoints. Token URLs come from the catalog or the operator's config, never
-/// from a request; a literal private address is still refused unless the deployment
-/// allows it (`CLAWLINK_ALLOW_PRIVATE_PROVIDER_HOSTS`), as for provider calls.
-struct TokenClient {
-    http: reqwest::Client,
-    allowed_private_hosts: Vec<String>,
-}
-
-impl TokenClient {
-    fn new(overrides: &ProviderOverrides) -> Result<Self, reqwest::Error> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(TOKEN_TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("ClawLink/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { http, allowed_private_hosts: overrides.allowed_private_hosts.clone() })
-    }
-
-    fn allows(&self, url: &url::Url) -> bool {
-        let ip = match url.host() {
-            Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
-            Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
-            Some(url::Host::Domain(_)) => return true,
-            None => return false,
-        };
-        let port = url.port_or_known_default().unwrap_or(0);
-        is_public_ip(ip)
-            || self.allowed_private_hosts.iter().any(|a| a == &format!("{}:{port}", url.host_str().unwrap_or_default()))
-    }
-
-    /// `grant_type=refresh_token` (RFC 6749 §6), the client authenticating with its id
-    /// and secret in the body (§2.3.1), plus the catalog's extra parameters.
-    async fn refresh(
-        &self,
-        token_url: &str,
-        client: &OAuthClient,
-        refresh_token: &SecretString,
-        extra: &BTreeMap<String, String>,
-    ) -> TokenAnswer {
-        let Ok(url) = url::Url::parse(token_url) else {
-            return TokenAnswer::Failed("the token URL is not a URL".into());
-        };
-        if !self.allows(&url) {
-            return TokenAnswer::Failed("the token URL is a private address".into());
-        }
-        let mut form: Vec<(&str, &str)> = vec![
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token.expose()),
-            ("client_id", &client.client_id),
-        ];
-        if let Some(secret) = &client.client_secret {
-            form.push(("client_secret", secret.expose()));
-        }
-        form.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let response = match self.http.post(url).header("accept", "application/json").form(&form).send().await {
-            Ok(r) => r,
-            Err(err) => {
-                return TokenAnswer::Failed(format!("the token endpoint could not be reached: {}", err.without_url()));
-            }
-        };
-        let status = response.status().as_u16();
-        let body = match response.bytes().await {
-            Ok(b) => zeroize::Zeroizing::new(b.to_vec()),
-            Err(err) => {
-                return TokenAnswer::Failed(format!("the token endpoint's answer was cut off: {}", err.without_url()));
-            }
-        };
-        parse_token_response(status, &body)
-    }
-}
-
-fn parse_token_response(status: u16, body: &[u8]) -> TokenAnswer {
-    #[derive(Deserialize)]
-    struct Answer {
-        access_token: Option<SecretString>,
-        refresh_token: Option<SecretString>,
-        expires_in: Option<serde_json::Value>,
-        error: Option<String>,
-    }
-    let Ok(answer) = serde_json::from_slice::<Answer>(body) else {
-        return TokenAnswer::Failed(format!("the token endpoint answered {status} without a JSON body"));
-    };
-    match (status, answer.access_token, answer.error.as_deref()) {
-        (400 | 401, _, Some("invalid_grant")) => TokenAnswer::InvalidGrant,
-        (200..=299, Some(access_token), None) => TokenAnswer::Tokens(Tokens {
-            access_token,
-            refresh_token: answer.refresh_token.filter(|t| !t.expose().is_empty()),
-            // A number, or a number in a string (some providers send that).
-            expires_in: answer.expires_in.and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok())),
-        }),
-        // The error code is the spec's vocabulary, never a secret.
-        (_, _, Some(error)) => {
-            let error: String = error.chars().take(100).collect();
-            TokenAnswer::Failed(format!("the token endpoint answered {status}: {error}"))
-        }
-        (_, _, None) => TokenAnswer::Failed(format!("the token endpoint answered {status} without an access token")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_answers_are_classified() {
-        let ok = br#"{"access_token":"a1","refresh_token":"r2","expires_in":3600,"token_type":"bearer"}"#;
-        match parse_token_response(200, ok) {
-            TokenAnswer::Tokens(t) => {
-                assert_eq!(t.access_token.expose(), "a1");
-                assert_eq!(t.refresh_token.unwrap().expose(), "r2");
-                assert_eq!(t.expires_in, Some(3600));
-            }
-            _ => panic!("expected tokens"),
-        }
-        let no_rotation = br#"{"access_token":"a1","expires_in":"60"}"#;
-        assert!(
-            matches!(parse_token_response(200, no_rotation), TokenAnswer::Tokens(t) if t.refresh_token.is_none() && t.expires_in == Some(60))
-        );
-        assert!(matches!(parse_token_response(400, br#"{"error":"invalid_grant"}"#), TokenAnswer::InvalidGrant));
-        assert!(matches!(parse_token_response(400, br#"{"error":"invalid_client"}"#), TokenAnswer::Failed(_)));
-        assert!(matches!(parse_token_response(503, b"down"), TokenAnswer::Failed(_)));
-        assert!(matches!(parse_token_response(200, br#"{"token_type":"bearer"}"#), TokenAnswer::Failed(_)));
-    }
-
-    #[test]
-    fn failed_refresh_reasons_never_carry_tokens() {
-        let TokenAnswer::Failed(reason) =
-            parse_token_response(500, br#"{"error":"server_error","access_token":"leak"}"#)
-        else {
-            panic!("expected a failure");
-        };
-        assert!(!reason.contains("leak"), "{reason}");
-    }
+    use crate::secret::SecretString;
 
     #[test]
     fn backoff_grows_to_a_cap() {

@@ -1,11 +1,10 @@
 //! Redis: where a finished execution's result waits for its caller, and the per-instance
 //! channel that wakes the api instance whose caller is waiting.
 //!
-//! Keys (each key type maps to one value type; every write has a TTL):
-//! - `<ns>:result:<execution id>` → JSON [`Outcome`].
+//! Keys and channels (spelled in `keys`):
+//! - `<ns>:result:<execution id>` → JSON [`Outcome`], for the result TTL.
 //! - `<ns>:lease:<execution id>` → the owner token of the one delivery working on the
-//!   execution (a `refresh::RedisLock`, renewed while the call runs).
-//! Channels:
+//!   execution (a `lock::RedisLock`, renewed while the call runs; see the worker).
 //! - `<ns>:notify:<api instance id>` → JSON [`Outcome`] of a sync call (the whole result,
 //!   so the waiting caller needs no second round trip).
 //! - `<ns>:done` → the execution id of a finished async call, heard by every api instance
@@ -17,6 +16,7 @@
 
 use crate::codes::{ErrorCode, ErrorKind};
 use crate::ids::ExecutionId;
+use crate::keys::{self, Channel, Json, Keys, RedisKey, ResultKey};
 use crate::status::ExecutionStatus;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
@@ -97,10 +97,14 @@ pub struct Outcome {
     pub meta: OutcomeMeta,
 }
 
+impl RedisKey for ResultKey {
+    type Value = Outcome;
+}
+
 #[derive(Clone)]
 pub struct ResultStore {
     conn: ConnectionManager,
-    namespace: Arc<str>,
+    keys: Keys,
     ttl: Duration,
 }
 
@@ -112,7 +116,7 @@ impl ResultStore {
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(2);
         let conn = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Self { conn, namespace: namespace.into(), ttl })
+        Ok(Self { conn, keys: Keys::new(namespace), ttl })
     }
 
     pub fn connection(&self) -> ConnectionManager {
@@ -120,58 +124,43 @@ impl ResultStore {
     }
 
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        self.keys.namespace()
     }
 
-    pub fn result_key(&self, id: ExecutionId) -> String {
-        format!("{}:result:{}", self.namespace, id)
+    /// The names of this store's namespace.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 
-    pub fn lease_key(&self, id: ExecutionId) -> String {
-        format!("{}:lease:{}", self.namespace, id)
-    }
-
-    /// `<ns>:sent:<execution id>` → the attempt whose request to the provider may be out
-    /// without an answer yet: set just before a write that may not be sent again blindly,
-    /// cleared when an answer says it was not acted on. A later delivery that finds it
-    /// knows the outcome of that attempt is unknown.
-    fn sent_key(&self, id: ExecutionId) -> String {
-        format!("{}:sent:{}", self.namespace, id)
-    }
-
+    /// Notes that attempt `attempt` of a write that may not be sent again blindly is going
+    /// out; a later delivery that finds it knows that attempt's outcome is unknown.
     pub async fn mark_sent(&self, id: ExecutionId, attempt: u32) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
-        conn.set_ex(self.sent_key(id), attempt, self.ttl.as_secs().max(1)).await
+        conn.set_ex(self.keys.sent(id), attempt, self.ttl.as_secs().max(1)).await
     }
 
+    /// An answer said the write was not acted on: it may be sent again.
     pub async fn clear_sent(&self, id: ExecutionId) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
-        conn.del(self.sent_key(id)).await
+        conn.del(self.keys.sent(id)).await
     }
 
     /// The attempt whose request went out with no answer recorded, if any.
     pub async fn sent_unanswered(&self, id: ExecutionId) -> redis::RedisResult<Option<u32>> {
         let mut conn = self.conn.clone();
-        conn.get(self.sent_key(id)).await
-    }
-
-    pub fn notify_channel(&self, instance: &str) -> String {
-        format!("{}:notify:{}", self.namespace, instance)
-    }
-
-    pub fn done_channel(&self) -> String {
-        format!("{}:done", self.namespace)
+        conn.get(self.keys.sent(id)).await
     }
 
     /// Stores the outcome and wakes whoever waits for it (the sync caller's instance, or
     /// any long poll of an async call), in one round trip.
     pub async fn publish(&self, outcome: &Outcome, reply_to: Option<&str>) -> redis::RedisResult<()> {
-        let payload = serde_json::to_vec(outcome).expect("outcome serialises");
+        let payload = Json::encode(outcome);
         let mut pipe = redis::pipe();
-        pipe.set_ex(self.result_key(outcome.execution_id), &payload, self.ttl.as_secs().max(1)).ignore();
+        let ttl = self.ttl.max(Duration::from_secs(1));
+        keys::set_json(&mut pipe, &self.keys.result(outcome.execution_id), &payload, ttl).ignore();
         match reply_to {
-            Some(instance) => pipe.publish(self.notify_channel(instance), &payload).ignore(),
-            None => pipe.publish(self.done_channel(), outcome.execution_id.to_string()).ignore(),
+            Some(instance) => pipe.publish(self.keys.notify_channel(instance), payload.as_bytes()).ignore(),
+            None => pipe.publish(self.keys.done_channel(), outcome.execution_id.to_string()).ignore(),
         };
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn).await
@@ -179,8 +168,7 @@ impl ResultStore {
 
     pub async fn get(&self, id: ExecutionId) -> redis::RedisResult<Option<Outcome>> {
         let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> = conn.get(self.result_key(id)).await?;
-        Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
+        keys::get_json(&mut conn, &self.keys.result(id)).await
     }
 }
 
@@ -275,7 +263,7 @@ impl Waiters {
     pub async fn listen(
         self,
         redis_url: String,
-        channels: Vec<String>,
+        channels: Vec<Channel>,
         ready: Option<oneshot::Sender<()>>,
         stop: tokio_util::sync::CancellationToken,
     ) {

@@ -3,11 +3,13 @@
 //! the pacing state in Redis. The web front connects to the broker and Redis lazily, on
 //! the first admin request, so the rest of the dashboard never depends on them.
 //!
-//! Queue names come from `clawlink_common::queue::Topology`; the pacing keys mirror
-//! `clawlink_common::pacing` (read only here; that module writes them).
+//! Queue names come from `clawlink_common::queue::Topology`, Redis keys from
+//! `clawlink_common::keys` (read only here; `pacing` writes them).
 
 use clawlink_common::catalog::{Catalog, RateWindow};
 use clawlink_common::ids::ExecutionId;
+use clawlink_common::keys::{Keys, PaceWindow};
+use clawlink_common::pacing::window_cells;
 use clawlink_common::queue::{DELAY_TIERS_SECS, Job, Lane, Topology};
 use clawlink_common::results::ResultStore;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
@@ -105,13 +107,6 @@ pub struct WindowState {
 pub struct Paused {
     pub connection: String,
     pub until_ms: u64,
-}
-
-/// The GCRA emission interval and burst tolerance of a window, in microseconds — the
-/// same arithmetic as `clawlink_common::pacing` (2 % margin on the interval).
-fn window_cells(w: &RateWindow) -> (u64, u64) {
-    let interval_us = u64::from(w.per_seconds) * 1_020_000 / u64::from(w.requests.max(1));
-    (interval_us, interval_us * u64::from(w.burst))
 }
 
 /// Permits a GCRA window grants now, from its stored theoretical arrival time (`tat`,
@@ -347,20 +342,20 @@ impl Ops {
     /// SCAN, which walks the whole Redis keyspace (results live there too), so it runs only
     /// while the keyspace is small; the flag says whether it ran.
     pub async fn pacing(&self, catalog: &Catalog) -> Result<(Vec<PacingState>, bool), OpsError> {
-        let mut redis = self.results().await?.connection();
+        let results = self.results().await?;
+        let keys: &Keys = results.keys();
+        let mut redis = results.connection();
         let (time, keyspace): ((u64, u64), u64) =
             redis::pipe().cmd("TIME").cmd("DBSIZE").query_async(&mut redis).await?;
         let now_us = time.0 * 1_000_000 + time.1;
         let mut pace_keys: Vec<String> = catalog
             .providers()
-            .flat_map(|p| {
-                (0..p.rate_limits.per_app.len()).map(move |i| format!("{}:pace:{}:app:w{i}", self.namespace, p.id))
-            })
+            .flat_map(|p| (0..p.rate_limits.per_app.len()).map(move |i| keys.pace_app(&p.id, i).to_string()))
             .collect();
         // Pauses come from their index, whatever the keyspace's size.
         let now_ms = now_us / 1000;
         let paused_now: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
-            .arg(clawlink_common::pacing::paused_index(&self.namespace))
+            .arg(keys.paused_index())
             .arg(now_ms)
             .arg("+inf")
             .arg("WITHSCORES")
@@ -368,19 +363,18 @@ impl Ops {
             .await?;
         let scanned = keyspace <= SCAN_KEYSPACE_LIMIT;
         if scanned {
-            let pace = format!("{}:pace:", self.namespace);
             let mut cursor: u64 = 0;
             loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
                     .arg(cursor)
                     .arg("MATCH")
-                    .arg(format!("{}:pace:*", self.namespace))
+                    .arg(keys.pace_pattern())
                     .arg("COUNT")
                     .arg(1000)
                     .query_async(&mut redis)
                     .await?;
-                for key in keys {
-                    if key.starts_with(&pace) && !key.contains(":app:w") {
+                for key in found {
+                    if matches!(keys.parse_pace(&key), Some((_, PaceWindow::Connection { .. }))) {
                         pace_keys.push(key);
                     }
                 }
@@ -403,14 +397,13 @@ impl Ops {
         let mut out = Vec::new();
         for p in catalog.providers() {
             let limits = &p.rate_limits;
-            let prefix = format!("{}:pace:{}:", self.namespace, p.id);
             let app_windows = limits
                 .per_app
                 .iter()
                 .enumerate()
                 .map(|(i, w)| {
-                    let key = format!("{prefix}app:w{i}");
-                    let tat = pace_keys.iter().position(|k| *k == key).and_then(|at| tats[at]);
+                    let key = keys.pace_app(&p.id, i);
+                    let tat = pace_keys.iter().position(|k| k == key.as_str()).and_then(|at| tats[at]);
                     let (permits, capacity) = permits_now(w, tat, now_us);
                     WindowState { limit: describe(w), permits, capacity }
                 })
@@ -418,10 +411,10 @@ impl Ops {
             let mut busy = std::collections::BTreeSet::new();
             let mut exhausted = std::collections::BTreeSet::new();
             for (key, tat) in pace_keys.iter().zip(&tats) {
-                let Some(rest) = key.strip_prefix(&prefix) else { continue };
-                let Some((conn, window)) = rest.split_once(":w") else { continue };
-                let Some(conn) = conn.strip_prefix('c') else { continue };
-                let Some(w) = window.parse::<usize>().ok().and_then(|i| limits.per_connection.get(i)) else { continue };
+                let Some((provider, PaceWindow::Connection { connection: conn, window })) = keys.parse_pace(key) else {
+                    continue;
+                };
+                let Some(w) = limits.per_connection.get(window).filter(|_| provider == p.id) else { continue };
                 let (permits, capacity) = permits_now(w, *tat, now_us);
                 if permits < capacity {
                     busy.insert(conn.to_string());

@@ -17,8 +17,8 @@ pub struct Inner {
     pub catalog: Arc<clawlink_common::catalog::Catalog>,
     /// Outbound calls to providers (identity checks), with the private-address guard.
     pub providers: clawlink_common::provider::ProviderClient,
-    /// The OAuth token exchange client (no redirects).
-    pub oauth_http: reqwest::Client,
+    /// The OAuth code exchange, through the same guard.
+    pub tokens: clawlink_common::oauth::TokenClient,
     pub metrics: clawlink_common::metrics::Metrics,
     /// RabbitMQ and Redis for the admin queue view, connected on first use.
     pub ops: ops::Ops,
@@ -38,12 +38,9 @@ impl AppState {
             &config.providers.base_urls,
         )?;
         let providers = clawlink_common::provider::ProviderClient::new(&config.providers, Duration::from_secs(15))?;
-        let oauth_http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(15))
-            .build()?;
+        let tokens = clawlink_common::oauth::TokenClient::new(providers.clone(), Duration::from_secs(15));
         let metrics = clawlink_common::metrics::Metrics::new();
         let ops = ops::Ops::new(&config);
-        Ok(Self(Arc::new(Inner { config, db, catalog: Arc::new(catalog), providers, oauth_http, metrics, ops })))
+        Ok(Self(Arc::new(Inner { config, db, catalog: Arc::new(catalog), providers, tokens, metrics, ops })))
     }
 }

@@ -20,13 +20,14 @@ use clawlink_common::codes::ErrorCode;
 use clawlink_common::crypto::{Keyring, RowIdentity};
 use clawlink_common::db::executions::{self, Claim};
 use clawlink_common::ids::{ConnectionId, ExecutionId};
+use clawlink_common::lock::RedisLock;
 use clawlink_common::metrics::{
     ExecutionLabels, IntegrationLabels, Metrics, OutcomeLabels, PhaseLabels, ProviderLabels,
 };
 use clawlink_common::pacing::{PaceError, Pacer};
 use clawlink_common::provider::{CallError, CredentialBundle, ProviderClient, ProviderResponse};
 use clawlink_common::queue::{Job, Lane, Publisher};
-use clawlink_common::refresh::{Fresh, RedisLock, RefreshError, Refresher};
+use clawlink_common::refresh::{Fresh, RefreshError, Refresher};
 use clawlink_common::results::{FinalStatus, Outcome, OutcomeError, OutcomeMeta, ResultStore};
 use clawlink_common::retry::RetryPolicy;
 use clawlink_common::status::ConnectionStatus;
@@ -125,7 +126,8 @@ impl Executor {
         redelivered: bool,
     ) -> Result<Disposition, InfraError> {
         let mut redis = self.results.connection();
-        let Some(lease) = RedisLock::try_acquire(&mut redis, &self.results.lease_key(execution_id), LEASE_TTL).await?
+        let Some(lease) =
+            RedisLock::try_acquire(&mut redis, &self.results.keys().lease(execution_id), LEASE_TTL).await?
         else {
             // Finished meanwhile: answer again.
             if let Some(done) = self.answer_if_final(execution_id, reply_to).await? {

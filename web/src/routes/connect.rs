@@ -1,7 +1,8 @@
 //! The connect flow on the web front: every flow is a connect session (started by an
 //! agent through the api, or here from the connections page). OAuth2 goes through the
 //! `oauth2` crate with PKCE S256 (RFC 7636), a `state` bound to the session and the exact
-//! redirect URI; API keys are checked against the provider's identity endpoint before
+//! redirect URI; the code is exchanged by `clawlink_common::oauth` (through the provider
+//! guard); API keys are checked against the provider's identity endpoint before
 //! they are saved. Either way the account lands on the exact `user_integrations` row —
 //! the reconnected one, the same external account's, or a new one — and its credential
 //! is sealed in the same transaction.
@@ -22,10 +23,7 @@ use clawlink_common::ids::{ConnectionId, UserId};
 use clawlink_common::provider::{AccountIdentity, CredentialBundle, IdentityError};
 use clawlink_common::secret::SecretString;
 use clawlink_common::tokens;
-use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    Scope, TokenResponse, TokenUrl,
-};
+use oauth2::{AuthUrl, ClientId, CsrfToken, PkceCodeChallenge, RedirectUrl, Scope, TokenUrl};
 use serde::Deserialize;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -376,39 +374,11 @@ pub async fn callback(
     let Some(client) = state.config.oauth_clients.get(&provider.id) else {
         return fail(format!("{} is not set up on this ClawLink.", provider.name)).await;
     };
-    let mut oauth = oauth2::basic::BasicClient::new(ClientId::new(client.client_id.clone()))
-        .set_token_uri(TokenUrl::new(token_url.clone()).map_err(WebError::internal)?)
-        .set_redirect_uri(RedirectUrl::new(redirect_uri(&state)).map_err(WebError::internal)?)
-        .set_client_secret(ClientSecret::new(
-            client.client_secret.as_ref().map(|s| s.expose().to_string()).unwrap_or_default(),
-        ));
-    if client.client_secret.is_none() {
-        oauth = oauth.set_auth_type(oauth2::AuthType::RequestBody);
-    }
-    let mut exchange = oauth.exchange_code(AuthorizationCode::new(code));
-    if let Some(verifier) = session.pkce_verifier.clone().filter(|v| !v.is_empty()) {
-        exchange = exchange.set_pkce_verifier(PkceCodeVerifier::new(verifier));
-    }
-    for (k, v) in extra_token_params {
-        exchange = exchange.add_extra_param(k.clone(), v.clone());
-    }
-    let http = state.oauth_http.clone();
-    let send = move |request: oauth2::HttpRequest| {
-        let http = http.clone();
-        async move {
-            let (parts, body) = request.into_parts();
-            let response =
-                http.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body).send().await?;
-            let mut builder = http::Response::builder().status(response.status().as_u16());
-            for (k, v) in response.headers() {
-                builder = builder.header(k, v);
-            }
-            let bytes = response.bytes().await?;
-            Ok::<_, reqwest::Error>(builder.body(bytes.to_vec()).expect("valid response"))
-        }
-    };
-    let token = match exchange.request_async(&send).await {
-        Ok(token) => token,
+    let verifier = session.pkce_verifier.clone().filter(|v| !v.is_empty());
+    let redirect = redirect_uri(&state);
+    let exchange = state.tokens.exchange_code(token_url, client, &redirect, code, verifier, extra_token_params);
+    let tokens = match exchange.await {
+        Ok(tokens) => tokens,
         Err(e) => {
             tracing::warn!(error = %e, integration = %provider.id, "code exchange failed");
             return fail(format!(
@@ -418,11 +388,11 @@ pub async fn callback(
             .await;
         }
     };
-    let expires_at = token.expires_in().map(|d| OffsetDateTime::now_utc() + d);
+    let expires_at = tokens.expires_at.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
     let bundle = CredentialBundle::Oauth2 {
-        access_token: SecretString::new(token.access_token().secret().clone()),
-        refresh_token: token.refresh_token().map(|r| SecretString::new(r.secret().clone())),
-        expires_at: expires_at.map(|t| t.unix_timestamp()),
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token,
+        expires_at: tokens.expires_at,
     };
     let identity = match state.providers.fetch_identity(&provider, &bundle).await {
         Ok(Some(identity)) => identity,

@@ -16,8 +16,10 @@ use clawlink_common::config::{ProviderOverrides, keyring_from_env, oauth_clients
 use clawlink_common::crypto::{Keyring, RowIdentity};
 use clawlink_common::db::credentials;
 use clawlink_common::ids::{ConnectionId, UserId};
+use clawlink_common::keys::Keys;
+use clawlink_common::lock::RedisLock;
 use clawlink_common::provider::CredentialBundle;
-use clawlink_common::refresh::{RedisLock, Refresher};
+use clawlink_common::refresh::Refresher;
 use clawlink_common::rotation;
 use clawlink_common::secret::SecretString;
 use clawlink_e2e::{Options, SANDBOX_TOKEN, Stack};
@@ -542,7 +544,7 @@ async fn rotation_while_executions_run_fails_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_refresh_lock_is_released_only_by_its_owner() {
     let mut redis = redis().await;
-    let key = format!("t{}:refresh-lock:1", uuid::Uuid::new_v4().simple());
+    let key = Keys::new(&format!("t{}", uuid::Uuid::new_v4().simple())).refresh_lock(ConnectionId(1));
     let first =
         RedisLock::try_acquire(&mut redis, &key, Duration::from_millis(200)).await.unwrap().expect("a free lock");
     assert!(
