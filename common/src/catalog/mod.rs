@@ -6,10 +6,12 @@
 //! it and the reason. Knows nothing about HTTP serving, queues or storage.
 
 mod arguments;
+pub mod lint;
 mod render;
 pub mod search;
 
 pub use arguments::{ArgumentErrors, validate_arguments};
+pub use lint::{LintReport, Violation, lint_catalog, lint_schema, lint_tool};
 pub use render::{RenderError, RenderedRequest, RequestBody, render_preview, render_request};
 
 use serde::{Deserialize, Serialize};
@@ -239,19 +241,28 @@ pub struct Tool {
     /// One-line summary with `{argument}` placeholders, shown before a risky call.
     pub preview: String,
     pub input_schema: serde_json::Value,
+    /// Constraints checked with `input_schema` but not published in it, because the
+    /// function-calling schemas of model APIs refuse them at the top level: "at least one
+    /// of" (`anyOf`), "exactly one of" (`oneOf`). The description says the rule in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_rules: Option<serde_json::Value>,
+    /// The provider's OpenAPI `operationId` this tool calls, for tracing a tool back to the
+    /// provider's published specification (set by `catalog import`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_id: Option<String>,
     /// Where arguments go when not the default (path placeholders → path; GET/DELETE →
     /// query; otherwise → JSON body).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub args: BTreeMap<String, ArgLocation>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub synonyms: Vec<String>,
     #[serde(default)]
     pub guidance: Guidance,
     /// JSON pointer to the part of the response worth returning.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
     /// A request the path/query/body template cannot express.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<Transform>,
 }
 
@@ -469,6 +480,12 @@ fn placeholders(template: &str) -> Vec<&str> {
     out
 }
 
+/// Checks one tool as loading does (names, method, path parameters, schema, examples);
+/// the reason when it would stop the catalog from loading.
+pub fn validate_tool(t: &Tool) -> Result<(), String> {
+    check_tool(t).map(|_| ())
+}
+
 fn check_tool(t: &Tool) -> Result<jsonschema::Validator, String> {
     if !is_slug(&t.action) {
         return Err("action must be lower-case letters, digits and '_'".into());
@@ -482,7 +499,13 @@ fn check_tool(t: &Tool) -> Result<jsonschema::Validator, String> {
     if t.input_schema.get("type").and_then(|v| v.as_str()) != Some("object") {
         return Err("input_schema must be a JSON Schema with type = \"object\"".into());
     }
-    let validator = jsonschema::validator_for(&t.input_schema).map_err(|e| format!("input_schema is invalid: {e}"))?;
+    let mut validator =
+        jsonschema::validator_for(&t.input_schema).map_err(|e| format!("input_schema is invalid: {e}"))?;
+    if let Some(rules) = &t.input_rules {
+        jsonschema::validator_for(rules).map_err(|e| format!("input_rules is invalid: {e}"))?;
+        let both = serde_json::json!({ "allOf": [t.input_schema, rules] });
+        validator = jsonschema::validator_for(&both).map_err(|e| format!("input_rules is invalid: {e}"))?;
+    }
     let properties = t.input_schema.get("properties").and_then(|p| p.as_object());
     let declared = |name: &str| properties.is_some_and(|p| p.contains_key(name));
     let required = t
