@@ -240,8 +240,10 @@ fn check_query(doc: &Document, p: &Parameter, pairs: &[(String, String)], proble
         return;
     }
     if kind == Some("array") {
-        // OpenAPI's default for a query array is style=form, explode=true: a=1&a=2.
-        let explode = p.explode.unwrap_or(p.style.is_none_or(|s| s == "form"));
+        // A document that says `explode: true` wants a=1&a=2. One that says nothing is
+        // read as taking a comma list too: Swagger 2's default (`collectionFormat: csv`),
+        // which documents converted to OpenAPI 3 still mean, and what Jira documents.
+        let explode = p.explode.unwrap_or(false);
         let values: Vec<String> = if explode && pairs.len() == 1 && pairs[0].1.contains(',') {
             problems.push(format!(
                 "query parameter {} is an exploded array: send {0}=a&{0}=b, not {0}={}",

