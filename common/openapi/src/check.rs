@@ -106,7 +106,7 @@ pub fn check_request(
     // Path parameters.
     for (name, value) in &captured {
         if let Some(p) = operation.parameters.iter().find(|p| p.location == "path" && p.name == name) {
-            check_text(doc, p, &[value.clone()], &mut problems);
+            check_text(doc, p, std::slice::from_ref(value), &mut problems);
         }
     }
     // Query parameters: by base name (`created` for `created[gte]`).
@@ -157,14 +157,13 @@ pub fn matching_operation(
     Ok((op.method.clone(), op.path.to_string()))
 }
 
+/// The placeholders of a matched path template and their values.
+type Captured = Vec<(String, String)>;
+
 /// The operation for `method` at the path that matches `path` best (most literal
 /// segments), with the values of its placeholders.
-fn find_operation<'d>(
-    doc: &'d Document,
-    method: &str,
-    path: &str,
-) -> Result<(Operation<'d>, Vec<(String, String)>), Vec<String>> {
-    let mut best: Option<(usize, &str, Vec<(String, String)>)> = None;
+fn find_operation<'d>(doc: &'d Document, method: &str, path: &str) -> Result<(Operation<'d>, Captured), Vec<String>> {
+    let mut best: Option<(usize, &str, Captured)> = None;
     let paths = doc.root.get("paths").and_then(Value::as_object);
     for template in paths.into_iter().flat_map(|p| p.keys()) {
         if let Some((literal, captured)) = match_template(template, path)
@@ -189,7 +188,7 @@ fn find_operation<'d>(
 
 /// Whether `path` fits `template`; the number of literal segments and the placeholders'
 /// values (percent-decoded) if so. A segment may mix text and placeholders (`{id}.json`).
-fn match_template(template: &str, path: &str) -> Option<(usize, Vec<(String, String)>)> {
+fn match_template(template: &str, path: &str) -> Option<(usize, Captured)> {
     let t: Vec<&str> = template.trim_end_matches('/').split('/').collect();
     let p: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     if t.len() != p.len() {
@@ -211,7 +210,7 @@ fn match_template(template: &str, path: &str) -> Option<(usize, Vec<(String, Str
     Some((literal, captured))
 }
 
-fn match_segment(template: &str, segment: &str) -> Option<Vec<(String, String)>> {
+fn match_segment(template: &str, segment: &str) -> Option<Captured> {
     let start = template.find('{')?;
     let end = template[start..].find('}')? + start;
     let (prefix, name, suffix) = (&template[..start], &template[start + 1..end], &template[end + 1..]);

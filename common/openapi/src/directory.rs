@@ -20,6 +20,8 @@ pub struct DirectoryReport {
     pub operations: usize,
     pub tools: usize,
     pub skipped: BTreeMap<SkipReason, usize>,
+    /// A few skipped operations per reason, `document: operation — detail`.
+    pub examples: BTreeMap<SkipReason, Vec<String>>,
     /// Documents that did not parse (or import), by reason.
     pub failed: BTreeMap<String, Vec<String>>,
     /// Documents that parsed but had no operation the catalog can express.
@@ -51,6 +53,9 @@ impl std::fmt::Display for DirectoryReport {
         writeln!(f, "operations skipped, by reason:")?;
         for (reason, n) in reasons {
             writeln!(f, "  {n:>7}  {}", reason.as_str())?;
+            for example in self.examples.get(reason).into_iter().flatten() {
+                writeln!(f, "             e.g. {example}")?;
+            }
         }
         if !self.failed.is_empty() {
             writeln!(f, "documents not imported, by reason:")?;
@@ -91,8 +96,13 @@ pub fn import_all(dir: &Path) -> std::io::Result<DirectoryReport> {
                 report.parsed += 1;
                 report.operations += one.operations;
                 report.tools += one.tools;
-                for reason in one.skipped {
+                for (reason, what) in one.skipped {
                     *report.skipped.entry(reason).or_default() += 1;
+                    let examples = report.examples.entry(reason).or_default();
+                    // One per document, so the examples show the spread.
+                    if examples.len() < EXAMPLES && !examples.iter().any(|e| e.starts_with(&format!("{name}:"))) {
+                        examples.push(format!("{name}: {what}"));
+                    }
                 }
                 match one.written {
                     Err(e) => report.failed.entry(format!("catalog file does not load: {e}")).or_default().push(name),
@@ -106,10 +116,13 @@ pub fn import_all(dir: &Path) -> std::io::Result<DirectoryReport> {
     Ok(report)
 }
 
+/// Examples kept per skip reason.
+const EXAMPLES: usize = 3;
+
 struct One {
     operations: usize,
     tools: usize,
-    skipped: Vec<SkipReason>,
+    skipped: Vec<(SkipReason, String)>,
     written: Result<(), String>,
 }
 
@@ -129,7 +142,12 @@ fn one(bytes: &[u8], name: &str) -> Result<One, String> {
     Ok(One {
         operations: imported.report.operations,
         tools: imported.provider.tools.len(),
-        skipped: imported.report.skipped.iter().map(|s| s.reason).collect(),
+        skipped: imported
+            .report
+            .skipped
+            .iter()
+            .map(|s| (s.reason, crate::schema::truncate(&format!("{} — {}", s.operation, s.detail), 160)))
+            .collect(),
         written,
     })
 }

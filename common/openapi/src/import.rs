@@ -21,7 +21,7 @@ use crate::document::{Body, Document, Operation};
 use crate::schema::{self, Limits, SchemaError, first_sentence, plain_text, truncate};
 use clawlink_common::catalog::{
     ArgLocation, Auth, BodyEncoding, Example, Guidance, Mode, Provider, RateLimits, RetryHeaders, Risk, Tool,
-    lint_schema, validate_tool,
+    lint_schema, placeholders, validate_tool,
 };
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -100,7 +100,8 @@ pub enum SkipReason {
     ParameterName,
     /// Two parameters or fields with one name (a path and a body `id`).
     NameCollision,
-    /// A path placeholder without a parameter.
+    /// A path placeholder without a parameter, or a "path" holding a query or fragment
+    /// (`/#X-Amz-Target=…`, `/items?op=x`): the catalog's path is a path.
     PathTemplate,
     /// The input schema stays too large even inlined shallowly.
     SchemaTooLarge,
@@ -127,7 +128,7 @@ impl SkipReason {
             SkipReason::Cookie => "required cookie parameter",
             SkipReason::ParameterName => "required name refused by model APIs",
             SkipReason::NameCollision => "two arguments share a name",
-            SkipReason::PathTemplate => "path placeholder without parameter",
+            SkipReason::PathTemplate => "path template not a plain path (placeholder without parameter, ? or #)",
             SkipReason::SchemaTooLarge => "input schema too large",
             SkipReason::InvalidTool => "tool does not load",
             SkipReason::Lint => "schema lint",
@@ -506,6 +507,9 @@ fn build(
     if let Some(problem) = op.problems.first() {
         return Err((SkipReason::UnresolvedRef, problem.clone()));
     }
+    if op.path.contains(['?', '#']) || !op.path.starts_with('/') {
+        return Err((SkipReason::PathTemplate, format!("{} is not a plain path", op.path)));
+    }
     let inline = |schema: &Value| {
         schema::inline(doc, schema, limits).map_err(|SchemaError::UnresolvedRef(r)| {
             (SkipReason::UnresolvedRef, format!("$ref {r} does not resolve in the document"))
@@ -532,6 +536,12 @@ fn build(
             return Ok(());
         }
         if properties.contains_key(&name) {
+            // An optional body field that repeats a path parameter (`PUT /items/{id}` with
+            // an `id` in the body) is left to the path.
+            if location == ArgLocation::Body && !is_required && placeholders.contains(&name.as_str()) {
+                dropped.push(name);
+                return Ok(());
+            }
             return Err((SkipReason::NameCollision, format!("{name:?} is both a parameter and a field")));
         }
         properties.insert(name.clone(), schema);
@@ -636,7 +646,7 @@ fn build(
         description = format!("{} Calls {method} {} on {}.", description, op.path, provider.name).trim().to_string();
     }
     if !dropped.is_empty() {
-        description.push_str(&format!(" (Optional parameters not offered: {}.)", dropped.join(", ")));
+        description.push_str(&format!(" (Optional, not offered: {}.)", dropped.join(", ")));
     }
     let shown: Vec<String> =
         required.iter().filter_map(Value::as_str).take(3).map(|name| format!("{name}={{{name}}}")).collect();
@@ -711,19 +721,6 @@ fn body_schema(body: &Body, encoding: BodyEncoding) -> Result<&Value, Skip> {
 /// Names Anthropic accepts for properties (and so every model API).
 fn valid_property(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-fn placeholders(path: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = path;
-    while let Some(start) = rest.find('{') {
-        let Some(len) = rest[start..].find('}') else {
-            break;
-        };
-        out.push(&rest[start + 1..start + len]);
-        rest = &rest[start + len + 1..];
-    }
-    out
 }
 
 /// Words of an identifier: `listRepoIssues` → list, repo, issues; `gmail.users.get` →

@@ -467,7 +467,8 @@ fn check_provider(p: &Provider) -> Result<(), String> {
     Ok(())
 }
 
-fn placeholders(template: &str) -> Vec<&str> {
+/// The `{name}` placeholders of a path or preview template, in order.
+pub fn placeholders(template: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find('{') {

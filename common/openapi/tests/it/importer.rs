@@ -23,6 +23,17 @@ fn load(text: &str) -> Catalog {
         .unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
+/// Every example of every tool renders a request `doc` accepts.
+fn examples_match(doc: &Document, catalog: &Catalog, base_url: &str) {
+    let options = CheckOptions::new(ApiRoot::parse(base_url).unwrap());
+    for entry in catalog.tools() {
+        for example in &entry.tool.guidance.examples {
+            let request = render_request(entry, &example.arguments).unwrap();
+            check_request(doc, &options, &request).unwrap_or_else(|e| panic!("{}: {e:?}", entry.name));
+        }
+    }
+}
+
 fn skipped(report: &clawlink_openapi::ImportReport) -> Vec<(String, SkipReason)> {
     report.skipped.iter().map(|s| (s.operation.clone(), s.reason)).collect()
 }
@@ -72,13 +83,7 @@ fn swagger2_yaml_becomes_a_form_provider_with_the_right_skips() {
     assert!(!delete.tool.guidance.ask_before.is_empty());
 
     // Each example renders a request the document itself accepts.
-    let options = CheckOptions::new(ApiRoot::parse(&p.base_url).unwrap());
-    for entry in catalog.tools() {
-        for example in &entry.tool.guidance.examples {
-            let request = render_request(entry, &example.arguments).unwrap();
-            check_request(&doc, &options, &request).unwrap_or_else(|e| panic!("{}: {e:?}", entry.name));
-        }
-    }
+    examples_match(&doc, &catalog, &p.base_url);
 }
 
 #[test]
@@ -129,6 +134,7 @@ fn openapi31_refs_all_of_and_choices() {
 
     let update = catalog.tool("tasks_update").unwrap();
     assert_eq!(update.tool.input_schema["required"], json!(["task_id"]), "path-level parameters apply");
+    assert!(update.tool.description.contains("not offered: task_id"), "{}", update.tool.description);
     assert_eq!(update.tool.guidance.examples[0].arguments, json!({"task_id": "t_42"}), "the document's example");
     assert!(validate_arguments(update, &json!({"task_id": "nope"})).is_err(), "the pattern is kept");
     assert_eq!(catalog.tool("tasks_remove").unwrap().tool.mode, Mode::Destructive);
@@ -136,13 +142,7 @@ fn openapi31_refs_all_of_and_choices() {
     assert_eq!(complete.tool.operation_id, None);
     assert_eq!(complete.tool.title, "Complete a task");
 
-    let options = CheckOptions::new(ApiRoot::parse(&p.base_url).unwrap());
-    for entry in catalog.tools() {
-        for example in &entry.tool.guidance.examples {
-            let request = render_request(entry, &example.arguments).unwrap();
-            check_request(&doc, &options, &request).unwrap_or_else(|e| panic!("{}: {e:?}", entry.name));
-        }
-    }
+    examples_match(&doc, &catalog, &p.base_url);
 }
 
 #[test]
