@@ -1,4 +1,4 @@
-//! One-shot commands: `migrate`, `seed-demo`, `make-admin` and `rotate-keys`.
+//! One-shot commands: `migrate`, `seed-demo`, `make-admin`, `rotate-keys` and `catalog …`.
 
 use anyhow::Context;
 use clawlink_common::config::{Env, InfraConfig, keyring_from_env};
@@ -159,4 +159,10 @@ pub async fn rotate_keys(env: &Env, args: &[String]) -> anyhow::Result<()> {
     }
     eprintln!("done: {} re-sealed; every credential is sealed under key {active:?}", progress.resealed);
     Ok(())
+}
+
+/// `catalog import|import-all|lint|trim-spec …`: the provider catalog's tools
+/// (`clawlink_openapi::cli`). Needs no database or queue.
+pub fn catalog(args: &[String]) -> anyhow::Result<()> {
+    clawlink_openapi::cli::run(args)
 }

@@ -1,7 +1,8 @@
 //! clawlink-api: the agent-facing front. `clawlink-api [serve]` serves; `migrate` applies
 //! migrations; `seed-demo` creates the demo account for local runs; `make-admin <email>
 //! [--revoke]` grants the admin role; `rotate-keys [--batch N]` re-seals every credential
-//! under the active key.
+//! under the active key; `catalog import|import-all|lint|trim-spec …` works on the provider
+//! catalog (see `clawlink_openapi::cli`).
 
 use clawlink_common::config::Env;
 
@@ -16,8 +17,9 @@ async fn main() -> std::process::ExitCode {
         Some("seed-demo") => clawlink_api::commands::seed_demo(&env, &args[1..]).await,
         Some("make-admin") => clawlink_api::commands::make_admin(&env, &args[1..]).await,
         Some("rotate-keys") => clawlink_api::commands::rotate_keys(&env, &args[1..]).await,
+        Some("catalog") => clawlink_api::commands::catalog(&args[1..]),
         Some(other) => Err(anyhow::anyhow!(
-            "unknown command {other:?}; expected serve, migrate, seed-demo, make-admin or rotate-keys"
+            "unknown command {other:?}; expected serve, migrate, seed-demo, make-admin, rotate-keys or catalog"
         )),
     };
     match result {

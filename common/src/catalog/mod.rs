@@ -6,11 +6,13 @@
 //! it and the reason. Knows nothing about HTTP serving, queues or storage.
 
 mod arguments;
+pub mod lint;
 mod render;
 pub mod search;
 mod verify;
 
 pub use arguments::{ArgumentErrors, validate_arguments};
+pub use lint::{LintReport, Violation, lint_catalog, lint_schema, lint_tool};
 pub use render::{RenderError, RenderedRequest, RequestBody, render_preview, render_request};
 pub use verify::{RetryClass, Verify};
 
@@ -241,19 +243,28 @@ pub struct Tool {
     /// One-line summary with `{argument}` placeholders, shown before a risky call.
     pub preview: String,
     pub input_schema: serde_json::Value,
+    /// Constraints checked with `input_schema` but not published in it, because the
+    /// function-calling schemas of model APIs refuse them at the top level: "at least one
+    /// of" (`anyOf`), "exactly one of" (`oneOf`). The description says the rule in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_rules: Option<serde_json::Value>,
+    /// The provider's OpenAPI `operationId` this tool calls, for tracing a tool back to the
+    /// provider's published specification (set by `catalog import`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_id: Option<String>,
     /// Where arguments go when not the default (path placeholders → path; GET/DELETE →
     /// query; otherwise → JSON body).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub args: BTreeMap<String, ArgLocation>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub synonyms: Vec<String>,
     #[serde(default)]
     pub guidance: Guidance,
     /// JSON pointer to the part of the response worth returning.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
     /// A request the path/query/body template cannot express.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<Transform>,
     /// Whether the call may be sent again when its outcome is unknown (`verify.rs`);
     /// unset: the default for its mode, method and provider ([`ToolEntry::retry`]).
@@ -516,7 +527,8 @@ fn check_verify(provider: &Provider, tool: &Tool) -> Result<(), String> {
     Ok(())
 }
 
-fn placeholders(template: &str) -> Vec<&str> {
+/// The `{name}` placeholders of a path or preview template, in order.
+pub fn placeholders(template: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find('{') {
@@ -527,6 +539,12 @@ fn placeholders(template: &str) -> Vec<&str> {
         rest = &rest[start + len + 1..];
     }
     out
+}
+
+/// Checks one tool as loading does (names, method, path parameters, schema, examples);
+/// the reason when it would stop the catalog from loading.
+pub fn validate_tool(t: &Tool) -> Result<(), String> {
+    check_tool(t).map(|_| ())
 }
 
 fn check_tool(t: &Tool) -> Result<jsonschema::Validator, String> {
@@ -542,7 +560,13 @@ fn check_tool(t: &Tool) -> Result<jsonschema::Validator, String> {
     if t.input_schema.get("type").and_then(|v| v.as_str()) != Some("object") {
         return Err("input_schema must be a JSON Schema with type = \"object\"".into());
     }
-    let validator = jsonschema::validator_for(&t.input_schema).map_err(|e| format!("input_schema is invalid: {e}"))?;
+    let mut validator =
+        jsonschema::validator_for(&t.input_schema).map_err(|e| format!("input_schema is invalid: {e}"))?;
+    if let Some(rules) = &t.input_rules {
+        jsonschema::validator_for(rules).map_err(|e| format!("input_rules is invalid: {e}"))?;
+        let both = serde_json::json!({ "allOf": [t.input_schema, rules] });
+        validator = jsonschema::validator_for(&both).map_err(|e| format!("input_rules is invalid: {e}"))?;
+    }
     let properties = t.input_schema.get("properties").and_then(|p| p.as_object());
     let declared = |name: &str| properties.is_some_and(|p| p.contains_key(name));
     let required = t

@@ -99,6 +99,9 @@ pub fn render_request(tool: &ToolEntry, arguments: &Value) -> Result<RenderedReq
         }
         match spec.args.get(name).unwrap_or(&default_location) {
             ArgLocation::Path => {}
+            // An object goes in OpenAPI's `deepObject` style, `created[gte]=1`: the
+            // only way a query carries named parts, and how Stripe reads ranges.
+            ArgLocation::Query if value.is_object() => flatten_form(name, value, &mut query),
             ArgLocation::Query => {
                 if !value.is_null() {
                     query.push((name.clone(), scalar_text(value)));
@@ -316,6 +319,10 @@ args = { trace = { header = "X-Trace" } }
         let c = catalog();
         let r = render_request(c.tool("demo_get_item").unwrap(), &json!({"item_id": "7", "limit": 5})).unwrap();
         assert_eq!(r.url.as_str(), "https://demo.example/v1/items/7?limit=5");
+        let r =
+            render_request(c.tool("demo_get_item").unwrap(), &json!({"item_id": "7", "created": {"gte": 1, "lt": 2}}))
+                .unwrap();
+        assert_eq!(r.url.query(), Some("created%5Bgte%5D=1&created%5Blt%5D=2"));
         assert_eq!(r.body, None);
         let r = render_request(c.tool("demo_create").unwrap(), &json!({"name": "x", "trace": "t1"})).unwrap();
         assert_eq!(r.method, http::Method::POST);

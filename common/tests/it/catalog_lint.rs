@@ -42,3 +42,17 @@ fn every_provider_declares_its_basics() {
         assert!(p.base_url.starts_with("https://") || p.id == "sandbox", "{}: base_url must be https", p.id);
     }
 }
+
+/// The function-calling rules of the major model APIs (`catalog::lint`): a violation makes
+/// the tool list fail for an agent on that model. Strict-mode misses are only counted.
+#[test]
+fn every_input_schema_is_accepted_by_the_model_apis() {
+    let report = clawlink_common::catalog::lint_catalog(&catalog());
+    let violations: Vec<String> = report.violations.iter().map(|v| v.to_string()).collect();
+    assert!(violations.is_empty(), "{} schema-lint violations:\n{}", violations.len(), violations.join("\n"));
+    eprintln!(
+        "catalog lint: {} tools, 0 violations; {} not in OpenAI strict form",
+        report.tools,
+        report.not_strict.len()
+    );
+}
