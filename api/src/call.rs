@@ -8,7 +8,6 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::view::CallContext;
 use clawlink_common::catalog::{ToolEntry, render_preview, render_request, validate_arguments};
 use clawlink_common::codes::ErrorCode;
 use clawlink_common::db::connections::Connection;
@@ -32,6 +31,13 @@ pub struct ToolCall {
     pub confirmed: bool,
     pub is_async: bool,
     pub idempotency_key: Option<String>,
+}
+
+/// What an answer about a call names besides its outcome.
+pub struct CallContext {
+    pub tool: Arc<ToolEntry>,
+    /// `None` only for a replay whose connection was deleted since.
+    pub connection_id: Option<ConnectionId>,
 }
 
 pub enum CallResult {

@@ -1,21 +1,15 @@
 //! How a tool call's outcome is shown to the agent (CONTRACT.md field names).
 
+use crate::call::CallContext;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use clawlink_common::catalog::ToolEntry;
-use clawlink_common::ids::{ConnectionId, ExecutionId};
+
+use clawlink_common::ids::ExecutionId;
 use clawlink_common::results::{FinalStatus, Outcome, OutcomeMeta};
 use clawlink_common::status::ExecutionStatus;
 use serde_json::{Value, json};
-use std::sync::Arc;
-
-pub struct CallContext {
-    pub tool: Arc<ToolEntry>,
-    /// `None` only for a replay whose connection was deleted since.
-    pub connection_id: Option<ConnectionId>,
-}
 
 fn rfc3339(t: Option<time::OffsetDateTime>) -> Value {
     t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())

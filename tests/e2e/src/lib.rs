@@ -163,6 +163,10 @@ impl Stack {
             let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../../catalog");
             for entry in std::fs::read_dir(src).unwrap() {
                 let path = entry.unwrap().path();
+                // Provider files only (`specs/` holds the vendored published specs).
+                if path.extension().is_none_or(|e| e != "toml") {
+                    continue;
+                }
                 let mut text = std::fs::read_to_string(&path).unwrap();
                 if let Some(rate) =
                     options.sandbox_rate.as_ref().filter(|_| path.file_name().unwrap() == "sandbox.toml")
