@@ -41,7 +41,7 @@ api_routes! {
     post "/api/openclaw/pair/sessions/{token}/exchange" => pairing::exchange, auth: false, "Exchange the verifier for the device credential (repeatable until finalize).";
     post "/api/openclaw/pair/sessions/{token}/finalize" => pairing::finalize, auth: false, "Confirm the credential is saved; the server keeps only its hash.";
     get "/api/agent/whoami" => whoami::whoami, auth: true, "Who this credential belongs to.";
-    post "/api/mcp" => mcp::mcp, auth: true, "Model Context Protocol (streamable HTTP, JSON-RPC 2.0).";
+    post "/api/mcp" => mcp::mcp, auth: true, "Model Context Protocol (streamable HTTP, JSON-RPC 2.0; errors of its transport are JSON-RPC errors).";
     post "/api/connect/start" => connect::start, auth: true, "Get a link where the person connects an app (or the existing connection).";
     get "/api/connect/sessions/{token}" => connect::status, auth: true, "A connect session's state and, once connected, the connection.";
     get "/api/catalog" => tools::catalog, auth: true, "Every integration of the catalog.";
