@@ -93,29 +93,32 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::warn!(error = %err, "database unavailable");
-                ApiError::unavailable("The database is unavailable; try again shortly.")
-            }
-            other => ApiError::internal(other),
-        }
+        database_error(&err)
     }
 }
 
-/// A batched write's failure, shared by every call in the batch.
+/// A batched write's failure: shared by every call in the batch, or (a row Postgres
+/// refused, which the batch isolates) this call's own.
 impl From<clawlink_common::batch::BatchError> for ApiError {
     fn from(err: clawlink_common::batch::BatchError) -> Self {
-        match std::sync::Arc::try_unwrap(err) {
-            Ok(err) => err.into(),
-            Err(shared) => match &*shared {
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                    tracing::warn!(error = %shared, "database unavailable");
-                    ApiError::unavailable("The database is unavailable; try again shortly.")
-                }
-                _ => ApiError::internal(shared),
-            },
+        database_error(&err)
+    }
+}
+
+fn database_error(err: &sqlx::Error) -> ApiError {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            tracing::warn!(error = %err, "database unavailable");
+            ApiError::unavailable("The database is unavailable; try again shortly.")
         }
+        // SQLSTATE class 22: a value of the request Postgres cannot store. The same request
+        // would fail again, so it is the caller's to fix (body checks catch what they know
+        // of, such as NUL, before this).
+        _ if err.as_database_error().and_then(|e| e.code()).is_some_and(|c| c.starts_with("22")) => {
+            tracing::warn!(error = %err, "the database refused a value of the request");
+            ApiError::new(ErrorCode::InvalidBody, "The request holds a value that cannot be stored.")
+        }
+        _ => ApiError::internal(err),
     }
 }
 

@@ -138,6 +138,37 @@ async fn a_body_that_is_not_an_object_is_refused_and_runs_nothing() {
     assert_eq!(api.recorded_and_queued().await, (0, 0), "nothing was recorded or queued");
 }
 
+/// A value Postgres cannot store that got past the body checks (handed here straight to
+/// the api's insert batcher) fails its own call only, with a 400 the caller can act on;
+/// the other account's call in the same batch is recorded.
+#[tokio::test]
+async fn a_value_the_database_cannot_store_fails_only_its_own_call_with_a_400() {
+    use clawlink_common::db::executions::{Inserted, NewExecution};
+    let api = TestApi::start().await;
+    let (alice, bob) = (api.user("alice@example.test").await, api.user("bob@example.test").await);
+    api.sandbox_connection(alice.id, "main").await;
+    api.sandbox_connection(bob.id, "main").await;
+    let call = |user: &crate::harness::TestUser, message: &str| NewExecution {
+        id: clawlink_common::ids::ExecutionId::new(),
+        user: user.id,
+        device: Some(user.device),
+        connection: None,
+        integration: "sandbox".into(),
+        tool_name: "sandbox_echo".into(),
+        arguments: json!({"message": message}),
+        lane: clawlink_common::queue::Lane::Interactive,
+        idempotency_key: None,
+        request_hash: None,
+    };
+    // One thread: both are queued before the batcher runs, so they share a statement.
+    let (bad, good) =
+        tokio::join!(api.state.inserts.call(call(&alice, "a\u{0}b")), api.state.inserts.call(call(&bob, "fine")));
+    assert!(matches!(good, Ok(Inserted::New(_))), "Bob's call is recorded");
+    let err = clawlink_api::error::ApiError::from(bad.err().expect("Alice's call is refused"));
+    assert_eq!((err.status.as_u16(), err.code.as_str(), err.retryable), (400, "invalid_body", false), "{err:?}");
+    assert_eq!(api.recorded_and_queued().await.0, 1);
+}
+
 #[tokio::test]
 async fn tool_and_argument_errors_say_what_to_fix() {
     let api = TestApi::start().await;
