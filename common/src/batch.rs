@@ -8,7 +8,9 @@
 //! constraint, see [`is_per_row`]) does not fail its neighbours: it is split in halves and
 //! each half tried again, down to single inputs, so the good inputs commit and only the bad
 //! one gets the error — a bad input costs at most two statements per halving (about 14 for a
-//! batch of 128). Any other failure (the connection, the pool, the server) is the same for
+//! batch of 128), and a batch whose every row is bad at most 2n−1 (each refused before it
+//! writes anything). Inputs are cloned for that only when a batch holds more than one.
+//! Any other failure (the connection, the pool, the server) is the same for
 //! every row: it fails the whole batch at once, without a storm of retries.
 //!
 //! For the retry to be safe, `run` must commit nothing when it fails with a per-row error:

@@ -93,8 +93,8 @@ impl FromRequestParts<AppState> for Transport {
         // is a client that is not a browser page, which DNS rebinding cannot be.
         if let Some(origin) = parts.headers.get(axum::http::header::ORIGIN) {
             let text = String::from_utf8_lossy(origin.as_bytes());
-            let allowed = crate::config::web_origin(&text)
-                .is_some_and(|o| state.config.mcp_allowed_origins.iter().any(|a| *a == o));
+            let allowed =
+                crate::config::web_origin(&text).is_some_and(|o| state.config.mcp_allowed_origins.contains(&o));
             if !allowed {
                 return Err(Refusal::new(
                     ErrorCode::ForbiddenOrigin,
