@@ -28,6 +28,18 @@ pub enum Unread {
     Broken(String),
 }
 
+impl Unread {
+    /// The error code and message an agent gets for it, whatever the protocol.
+    pub fn refusal(self) -> (clawlink_common::codes::ErrorCode, String) {
+        use clawlink_common::codes::ErrorCode;
+        match self {
+            Unread::TooLarge => (ErrorCode::BodyTooLarge, "The request body is too large.".into()),
+            Unread::Nul => (ErrorCode::InvalidBody, NulInBody.to_string()),
+            Unread::Broken(text) => (ErrorCode::InvalidBody, text),
+        }
+    }
+}
+
 /// The layer every request goes through: its body, when read, is scanned for `\u0000`.
 pub async fn guard(request: Request) -> Request {
     let (parts, body) = request.into_parts();

@@ -184,12 +184,8 @@ pub struct ApiJson<T>(pub T);
 
 impl From<crate::body::Unread> for ApiError {
     fn from(unread: crate::body::Unread) -> Self {
-        use crate::body::{NulInBody, Unread};
-        match unread {
-            Unread::TooLarge => ApiError::new(ErrorCode::BodyTooLarge, "The request body is too large."),
-            Unread::Nul => ApiError::new(ErrorCode::InvalidBody, NulInBody.to_string()),
-            Unread::Broken(text) => ApiError::new(ErrorCode::InvalidBody, text),
-        }
+        let (code, message) = unread.refusal();
+        ApiError::new(code, message)
     }
 }
 

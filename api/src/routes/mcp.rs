@@ -17,7 +17,6 @@
 //! the REST error; protocol mistakes are JSON-RPC errors.
 
 use crate::auth::AuthenticatedDevice;
-use crate::body::{NulInBody, Unread};
 use crate::call::{CallResult, ToolCall, call_tool};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -34,7 +33,7 @@ use serde_json::{Value, json};
 
 /// The revisions this server speaks, the current first: `initialize` agrees on the one
 /// the client asks for when it is here, else offers the first.
-pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 const PAGE_SIZE: usize = 50;
 
 /// JSON-RPC 2.0 error codes (https://www.jsonrpc.org/specification#error_object).
@@ -99,7 +98,7 @@ impl FromRequestParts<AppState> for Transport {
                 return Err(Refusal::new(
                     ErrorCode::ForbiddenOrigin,
                     INVALID_REQUEST,
-                    format!("Requests from pages of the origin {text:?} are not allowed here."),
+                    format!("Requests from pages of the origin {:?} are not allowed here.", shown(&text)),
                 ));
             }
         }
@@ -112,17 +111,23 @@ impl FromRequestParts<AppState> for Transport {
                     ErrorCode::UnsupportedProtocolVersion,
                     INVALID_REQUEST,
                     format!(
-                        "Unsupported MCP-Protocol-Version {text:?}; this server speaks {}.",
+                        "Unsupported MCP-Protocol-Version {:?}; this server speaks {}.",
+                        shown(&text),
                         PROTOCOL_VERSIONS.join(", ")
                     ),
                 );
                 refusal.data.insert("supported".into(), json!(PROTOCOL_VERSIONS));
-                refusal.data.insert("requested".into(), json!(text));
+                refusal.data.insert("requested".into(), json!(shown(&text)));
                 return Err(refusal);
             }
         }
         Ok(Transport)
     }
+}
+
+/// A header's value as an answer repeats it: the first 100 characters.
+fn shown(text: &str) -> String {
+    text.chars().take(100).collect()
 }
 
 /// One JSON-RPC 2.0 message from the client.
@@ -141,12 +146,9 @@ impl<S: Send + Sync> FromRequest<S> for Message {
     type Rejection = Refusal;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Refusal> {
-        let bytes = crate::body::read(request, state).await.map_err(|unread| match unread {
-            Unread::TooLarge => {
-                Refusal::new(ErrorCode::BodyTooLarge, INVALID_REQUEST, "The request body is too large.")
-            }
-            Unread::Nul => Refusal::new(ErrorCode::InvalidBody, INVALID_REQUEST, NulInBody.to_string()),
-            Unread::Broken(text) => Refusal::new(ErrorCode::InvalidBody, INVALID_REQUEST, text),
+        let bytes = crate::body::read(request, state).await.map_err(|unread| {
+            let (code, message) = unread.refusal();
+            Refusal::new(code, INVALID_REQUEST, message)
         })?;
         let message: Value = serde_json::from_slice(&bytes)
             .map_err(|_| Refusal::new(ErrorCode::InvalidBody, PARSE_ERROR, "Parse error: the body is not JSON."))?;
