@@ -112,3 +112,31 @@ fn positive(env: &Env, var: &str, default: u32) -> Result<u32, ConfigError> {
     }
     Ok(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEYS: (&str, &str) = ("CLAWLINK_CREDENTIAL_KEYS", "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+
+    #[test]
+    fn mcp_origins_are_the_apis_own_and_the_configured_ones_as_browsers_spell_them() {
+        let config = ApiConfig::from_env(&Env::from_pairs([KEYS])).unwrap();
+        assert_eq!(config.mcp_allowed_origins, ["http://127.0.0.1:8080"]);
+        let env = Env::from_pairs([
+            KEYS,
+            ("CLAWLINK_PUBLIC_API_URL", "https://API.example.com:443/clawlink"),
+            ("CLAWLINK_MCP_ALLOWED_ORIGINS", " https://App.example.com/ , http://localhost:3000,"),
+        ]);
+        let config = ApiConfig::from_env(&env).unwrap();
+        assert_eq!(
+            config.mcp_allowed_origins,
+            ["https://api.example.com", "https://app.example.com", "http://localhost:3000"]
+        );
+        for bad in ["app.example.com", "https://app.example.com/path", "https://a@app.example.com", "null", "file:///x"]
+        {
+            let env = Env::from_pairs([KEYS, ("CLAWLINK_MCP_ALLOWED_ORIGINS", bad)]);
+            assert_eq!(ApiConfig::from_env(&env).unwrap_err().var, "CLAWLINK_MCP_ALLOWED_ORIGINS", "{bad}");
+        }
+    }
+}
