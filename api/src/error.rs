@@ -93,29 +93,32 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::warn!(error = %err, "database unavailable");
-                ApiError::unavailable("The database is unavailable; try again shortly.")
-            }
-            other => ApiError::internal(other),
-        }
+        database_error(&err)
     }
 }
 
-/// A batched write's failure, shared by every call in the batch.
+/// A batched write's failure: shared by every call in the batch, or (a row Postgres
+/// refused, which the batch isolates) this call's own.
 impl From<clawlink_common::batch::BatchError> for ApiError {
     fn from(err: clawlink_common::batch::BatchError) -> Self {
-        match std::sync::Arc::try_unwrap(err) {
-            Ok(err) => err.into(),
-            Err(shared) => match &*shared {
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                    tracing::warn!(error = %shared, "database unavailable");
-                    ApiError::unavailable("The database is unavailable; try again shortly.")
-                }
-                _ => ApiError::internal(shared),
-            },
+        database_error(&err)
+    }
+}
+
+fn database_error(err: &sqlx::Error) -> ApiError {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            tracing::warn!(error = %err, "database unavailable");
+            ApiError::unavailable("The database is unavailable; try again shortly.")
         }
+        // SQLSTATE class 22: a value of the request Postgres cannot store. The same request
+        // would fail again, so it is the caller's to fix (body checks catch what they know
+        // of, such as NUL, before this).
+        _ if err.as_database_error().and_then(|e| e.code()).is_some_and(|c| c.starts_with("22")) => {
+            tracing::warn!(error = %err, "the database refused a value of the request");
+            ApiError::new(ErrorCode::InvalidBody, "The request holds a value that cannot be stored.")
+        }
+        _ => ApiError::internal(err),
     }
 }
 
@@ -158,13 +161,33 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        // RFC 9110 §15.5.2: every 401 names how to authenticate. RFC 6750 §3: a Bearer
+        // challenge, with `invalid_token` when the credential sent is not valid. No
+        // `resource_metadata` (RFC 9728): devices pair in the browser, not by OAuth.
+        if self.status == StatusCode::UNAUTHORIZED {
+            let challenge = if self.code == ErrorCode::InvalidCredential {
+                r#"Bearer realm="clawlink", error="invalid_token""#
+            } else {
+                r#"Bearer realm="clawlink""#
+            };
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
         response
     }
 }
 
-/// `axum::Json` whose rejections (bad JSON, wrong content type, body too large) use the
-/// envelope instead of axum's plain-text answers.
+/// `axum::Json` whose rejections (bad JSON, wrong content type, body too large, NUL in a
+/// string: `crate::body`) use the envelope instead of axum's plain-text answers. The body
+/// must be a JSON object: serde would otherwise fill a struct from an array by position,
+/// so `[{…}, null, true]` on execute would be a confirmed call.
 pub struct ApiJson<T>(pub T);
+
+impl From<crate::body::Unread> for ApiError {
+    fn from(unread: crate::body::Unread) -> Self {
+        let (code, message) = unread.refusal();
+        ApiError::new(code, message)
+    }
+}
 
 impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
 where
@@ -175,22 +198,11 @@ where
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
-        let request = axum::extract::Request::from_parts(parts.clone(), body);
-        let bytes = match axum::body::Bytes::from_request(request, state).await {
-            Ok(bytes) => bytes,
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(ApiError::new(ErrorCode::BodyTooLarge, "The request body is too large."));
-            }
-            Err(rejection) => return Err(ApiError::new(ErrorCode::InvalidBody, rejection.body_text())),
-        };
-        // Postgres stores arguments and labels as text or JSONB, neither of which can hold
-        // NUL: refuse it here with a clear answer rather than fail at the insert.
-        if has_nul_escape(&bytes) {
-            return Err(ApiError::new(ErrorCode::InvalidBody, "Text in the body cannot contain NUL (\\u0000)."));
-        }
-        let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+        let bytes = crate::body::read(axum::extract::Request::from_parts(parts.clone(), body), state).await?;
+        let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
         match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Ok(axum::Json(v)) if is_object(&bytes) => Ok(ApiJson(v)),
+            Ok(_) => Err(ApiError::new(ErrorCode::InvalidBody, "The body must be a JSON object.")),
             Err(rejection) => {
                 let status = rejection.status();
                 let err = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -212,21 +224,9 @@ where
     }
 }
 
-/// Whether a JSON text holds the escape `\u0000` inside a string (a raw NUL byte is not
-/// valid JSON at all). An escaped backslash followed by `u0000` is text, not NUL.
-fn has_nul_escape(body: &[u8]) -> bool {
-    let mut i = 0;
-    while i < body.len() {
-        if body[i] == b'\\' {
-            if body[i + 1..].starts_with(b"u0000") {
-                return true;
-            }
-            i += 2;
-        } else {
-            i += 1;
-        }
-    }
-    false
+/// Whether valid JSON text is an object (its first byte past whitespace is `{`).
+fn is_object(json: &[u8]) -> bool {
+    json.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')) == Some(&b'{')
 }
 
 #[cfg(test)]
@@ -251,16 +251,5 @@ mod tests {
         assert_eq!(body["error"]["requestId"], "req-500", "{body}");
         assert!(body["error"]["message"].as_str().unwrap().contains("req-500"), "{body}");
         assert!(!body.to_string().contains("on fire"), "the cause stays in the log: {body}");
-    }
-
-    #[test]
-    fn nul_escapes_are_found_and_escaped_backslashes_are_not() {
-        assert!(super::has_nul_escape(br#"{"a":"x\u0000y"}"#));
-        assert!(super::has_nul_escape(br#"{"\u0000":1}"#));
-        assert!(!super::has_nul_escape(br#"{"a":"x\\u0000y"}"#));
-        assert!(super::has_nul_escape(br#"{"a":"x\\\u0000y"}"#));
-        assert!(super::has_nul_escape(br#"{"a":"\u00001"}"#));
-        assert!(!super::has_nul_escape(b"{}"));
-        assert!(!super::has_nul_escape(b"\\"));
     }
 }

@@ -1,8 +1,10 @@
 //! clawlink-api: the agent plane. Routes per resource in `routes/` (thin adapters), one
 //! tool call in `call` and its answer in `view`, the device-auth extractor in `auth`, the
-//! JSON error envelope in `error`, scheduled jobs in `jobs`.
+//! JSON error envelope in `error`, the check every request body passes in `body`,
+//! scheduled jobs in `jobs`.
 
 pub mod auth;
+pub mod body;
 pub mod call;
 pub mod commands;
 pub mod config;

@@ -151,6 +151,12 @@ error_codes! {
     NotApproved = "not_approved", Pairing, CONFLICT;
     AlreadyPaired = "already_paired", Pairing, CONFLICT;
     NotExchanged = "not_exchanged", Pairing, CONFLICT;
+    /// MCP: a browser page of an origin the api does not allow (DNS rebinding).
+    ForbiddenOrigin = "forbidden_origin", Auth, FORBIDDEN;
+    /// MCP: an `MCP-Protocol-Version` header naming a revision this server does not speak.
+    UnsupportedProtocolVersion = "unsupported_protocol_version", Validation, BAD_REQUEST;
+    /// MCP: a body that is not one JSON-RPC 2.0 message.
+    InvalidMessage = "invalid_message", Validation, BAD_REQUEST;
     /// A dependency (Postgres, Redis, RabbitMQ) is down; try again.
     ServiceUnavailable = "service_unavailable", Unavailable, SERVICE_UNAVAILABLE;
     /// Something of ours failed; the message names the request id.

@@ -1,9 +1,15 @@
 //! `POST /api/mcp`: the Model Context Protocol over its streamable HTTP transport
-//! (JSON-RPC 2.0; https://modelcontextprotocol.io/specification/2025-06-18/basic/transports).
-//! `initialize`, `tools/list` (paginated) and `tools/call` run over the same catalog,
-//! connection resolution, queue and worker as `/api/tools/{name}/execute`, authenticated
-//! by the same device credential. The server is stateless: it answers each POST with one
-//! JSON response and issues no session id.
+//! (JSON-RPC 2.0; https://modelcontextprotocol.io/specification/2025-11-25/basic/transports,
+//! and the revisions before it back to 2024-11-05). `initialize`, `tools/list` (paginated)
+//! and `tools/call` run over the same catalog, connection resolution, queue and worker as
+//! `/api/tools/{name}/execute`, authenticated by the same device credential. The server is
+//! stateless: it answers each POST with one JSON response and issues no session id.
+//!
+//! Before the credential is looked at, the transport's own rules: a browser page of an
+//! origin not allowed (`CLAWLINK_MCP_ALLOWED_ORIGINS`, and the api's own) is refused with
+//! 403, so a page that rebinds DNS to a local ClawLink cannot drive it; an
+//! `MCP-Protocol-Version` this server does not speak is a 400. A body that is not one
+//! JSON-RPC 2.0 message is a 400 with a JSON-RPC error (`id: null`).
 //!
 //! A tool call through MCP counts as confirmed: MCP hosts ask their person before calling
 //! a tool, guided by the `destructiveHint`/`readOnlyHint` annotations set from the tool's
@@ -16,16 +22,25 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::view;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use clawlink_common::catalog::Mode;
+use clawlink_common::codes::ErrorCode;
 use clawlink_common::results::FinalStatus;
 use serde_json::{Value, json};
 
-const PROTOCOL_VERSIONS: &[&str] = &["2025-06-18", "2025-03-26", "2024-11-05"];
+/// The revisions this server speaks, the current first: `initialize` agrees on the one
+/// the client asks for when it is here, else offers the first.
+const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 const PAGE_SIZE: usize = 50;
+
+/// JSON-RPC 2.0 error codes (https://www.jsonrpc.org/specification#error_object).
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+const METHOD_NOT_FOUND: i64 = -32601;
+const INVALID_PARAMS: i64 = -32602;
 
 fn rpc_error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
@@ -35,30 +50,161 @@ fn rpc_result(id: Value, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
+/// A request refused by the transport, before any method ran: an HTTP error status with a
+/// JSON-RPC error whose `id` is null (or the request's, when it could be read) and whose
+/// `data.code` is ours (`clawlink_common::codes`).
+pub struct Refusal {
+    code: ErrorCode,
+    rpc_code: i64,
+    message: String,
+    id: Value,
+    data: serde_json::Map<String, Value>,
+}
+
+impl Refusal {
+    fn new(code: ErrorCode, rpc_code: i64, message: impl Into<String>) -> Self {
+        Refusal { code, rpc_code, message: message.into(), id: Value::Null, data: serde_json::Map::new() }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidMessage, INVALID_REQUEST, message)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut data = self.data;
+        data.insert("code".into(), json!(self.code));
+        let body = json!({"jsonrpc": "2.0", "id": self.id,
+            "error": {"code": self.rpc_code, "message": self.message, "data": data}});
+        (self.code.http_status(), Json(body)).into_response()
+    }
+}
+
+/// The transport's checks of a request's headers, made before its credential's.
+pub struct Transport;
+
+impl FromRequestParts<AppState> for Transport {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refusal> {
+        // Servers MUST validate Origin and answer 403 to one that is not allowed; no Origin
+        // is a client that is not a browser page, which DNS rebinding cannot be.
+        if let Some(origin) = parts.headers.get(axum::http::header::ORIGIN) {
+            let text = String::from_utf8_lossy(origin.as_bytes());
+            let allowed =
+                crate::config::web_origin(&text).is_some_and(|o| state.config.mcp_allowed_origins.contains(&o));
+            if !allowed {
+                return Err(Refusal::new(
+                    ErrorCode::ForbiddenOrigin,
+                    INVALID_REQUEST,
+                    format!("Requests from pages of the origin {:?} are not allowed here.", shown(&text)),
+                ));
+            }
+        }
+        // An unsupported MCP-Protocol-Version MUST be a 400; none means 2025-03-26 or the
+        // revision agreed at initialize, both fine for a stateless server.
+        if let Some(version) = parts.headers.get("mcp-protocol-version") {
+            let text = String::from_utf8_lossy(version.as_bytes());
+            if !PROTOCOL_VERSIONS.contains(&text.as_ref()) {
+                let mut refusal = Refusal::new(
+                    ErrorCode::UnsupportedProtocolVersion,
+                    INVALID_REQUEST,
+                    format!(
+                        "Unsupported MCP-Protocol-Version {:?}; this server speaks {}.",
+                        shown(&text),
+                        PROTOCOL_VERSIONS.join(", ")
+                    ),
+                );
+                refusal.data.insert("supported".into(), json!(PROTOCOL_VERSIONS));
+                refusal.data.insert("requested".into(), json!(shown(&text)));
+                return Err(refusal);
+            }
+        }
+        Ok(Transport)
+    }
+}
+
+/// A header's value as an answer repeats it: the first 100 characters.
+fn shown(text: &str) -> String {
+    text.chars().take(100).collect()
+}
+
+/// One JSON-RPC 2.0 message from the client.
+pub enum Message {
+    Request {
+        id: Value,
+        method: String,
+        params: Value,
+    },
+    /// A notification (`notifications/initialized`, `notifications/cancelled` …) or a
+    /// response: accepted, nothing to answer.
+    NoReply,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Message {
+    type Rejection = Refusal;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Refusal> {
+        let bytes = crate::body::read(request, state).await.map_err(|unread| {
+            let (code, message) = unread.refusal();
+            Refusal::new(code, INVALID_REQUEST, message)
+        })?;
+        let message: Value = serde_json::from_slice(&bytes)
+            .map_err(|_| Refusal::new(ErrorCode::InvalidBody, PARSE_ERROR, "Parse error: the body is not JSON."))?;
+        Message::parse(message)
+    }
+}
+
+impl Message {
+    /// A request has a method and an id (a string or a number: MCP forbids null); a
+    /// notification a method and no id; a response an id and a result or an error.
+    fn parse(message: Value) -> Result<Message, Refusal> {
+        let Value::Object(mut message) = message else {
+            return Err(Refusal::invalid(if message.is_array() {
+                "Batches are not supported; send one JSON-RPC message per request."
+            } else {
+                "Invalid request: the body must be one JSON-RPC 2.0 message (an object)."
+            }));
+        };
+        let raw_id = message.remove("id");
+        let has_id = raw_id.is_some();
+        let id = raw_id.filter(|id| id.is_string() || id.is_number());
+        let refuse = |text: &str| {
+            let mut refusal = Refusal::invalid(format!("Invalid request: {text}."));
+            refusal.id = id.clone().unwrap_or(Value::Null);
+            refusal
+        };
+        if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+            return Err(refuse("jsonrpc must be \"2.0\""));
+        }
+        match (message.remove("method"), &id) {
+            (Some(Value::String(method)), Some(id)) if !method.is_empty() => Ok(Message::Request {
+                id: id.clone(),
+                method,
+                params: message.remove("params").filter(|p| !p.is_null()).unwrap_or_else(|| json!({})),
+            }),
+            (Some(Value::String(method)), None) if !method.is_empty() && !has_id => Ok(Message::NoReply),
+            (None, Some(_)) if message.contains_key("result") != message.contains_key("error") => Ok(Message::NoReply),
+            (Some(_), _) => Err(refuse("method must be a non-empty string, and id a string or a number")),
+            (None, _) => Err(refuse("expected a request (method and id), a notification or a response")),
+        }
+    }
+}
+
 pub async fn mcp(
     State(state): State<AppState>,
+    _: Transport,
     AuthenticatedDevice(device): AuthenticatedDevice,
-    body: Bytes,
+    message: Message,
 ) -> Response {
-    let message: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(_) => return Json(rpc_error(Value::Null, -32700, "Parse error: the body is not JSON")).into_response(),
-    };
-    if message.is_array() {
-        return Json(rpc_error(Value::Null, -32600, "Batches are not supported; send one message per request"))
-            .into_response();
-    }
-    let id = message.get("id").cloned();
-    let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
-    let Some(id) = id else {
-        // A notification (initialized, cancelled …) or a response: accepted, no body.
+    let Message::Request { id, method, params } = message else {
         return StatusCode::ACCEPTED.into_response();
     };
-    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") || method.is_empty() {
-        return Json(rpc_error(id, -32600, "Invalid request: expected a JSON-RPC 2.0 request")).into_response();
+    if !params.is_object() {
+        return Json(rpc_error(id, INVALID_PARAMS, "Invalid params: params must be an object")).into_response();
     }
-    let params = message.get("params").cloned().unwrap_or(json!({}));
-    let answer = match method {
+    let answer = match method.as_str() {
         "initialize" => {
             let asked = params.get("protocolVersion").and_then(Value::as_str).unwrap_or(PROTOCOL_VERSIONS[0]);
             let version = PROTOCOL_VERSIONS.iter().find(|v| **v == asked).copied().unwrap_or(PROTOCOL_VERSIONS[0]);
@@ -75,23 +221,23 @@ pub async fn mcp(
         "ping" => rpc_result(id, json!({})),
         "tools/list" => tools_list(&state, id, &params),
         "tools/call" => tools_call(&state, &device, id, &params).await,
-        _ => rpc_error(id, -32601, &format!("Method not found: {method}")),
+        _ => rpc_error(id, METHOD_NOT_FOUND, &format!("Method not found: {method}")),
     };
     Json(answer).into_response()
 }
 
 fn tools_list(state: &AppState, id: Value, params: &Value) -> Value {
-    let start = match params.get("cursor").and_then(Value::as_str) {
-        None => 0,
-        Some(c) => match c.parse::<usize>() {
-            Ok(n) => n,
-            Err(_) => return rpc_error(id, -32602, "Invalid params: unknown cursor"),
+    let all: Vec<_> = state.catalog.tools().collect();
+    // A cursor is a position this server handed out: a number below the tool count.
+    let start = match params.get("cursor") {
+        None | Some(Value::Null) => 0,
+        Some(cursor) => match cursor.as_str().and_then(|c| c.parse::<usize>().ok()) {
+            Some(n) if n < all.len() => n,
+            _ => return rpc_error(id, INVALID_PARAMS, "Invalid params: unknown cursor"),
         },
     };
-    let all: Vec<_> = state.catalog.tools().collect();
-    let page: Vec<Value> = all
+    let page: Vec<Value> = all[start..]
         .iter()
-        .skip(start)
         .take(PAGE_SIZE)
         .map(|t| {
             json!({
@@ -109,8 +255,9 @@ fn tools_list(state: &AppState, id: Value, params: &Value) -> Value {
         })
         .collect();
     let mut result = json!({"tools": page});
-    if start + PAGE_SIZE < all.len() {
-        result["nextCursor"] = json!((start + PAGE_SIZE).to_string());
+    let next = start + page.len();
+    if next < all.len() {
+        result["nextCursor"] = json!(next.to_string());
     }
     rpc_result(id, result)
 }
@@ -144,10 +291,10 @@ async fn tools_call(
     params: &Value,
 ) -> Value {
     let Some(name) = params.get("name").and_then(Value::as_str) else {
-        return rpc_error(id, -32602, "Invalid params: name is required");
+        return rpc_error(id, INVALID_PARAMS, "Invalid params: name is required");
     };
     let Some(tool) = state.catalog.tool(name).cloned() else {
-        return rpc_error(id, -32602, &format!("Unknown tool: {name}"));
+        return rpc_error(id, INVALID_PARAMS, &format!("Unknown tool: {name}"));
     };
     let call = ToolCall {
         tool,

@@ -41,7 +41,7 @@ api_routes! {
     post "/api/openclaw/pair/sessions/{token}/exchange" => pairing::exchange, auth: false, "Exchange the verifier for the device credential (repeatable until finalize).";
     post "/api/openclaw/pair/sessions/{token}/finalize" => pairing::finalize, auth: false, "Confirm the credential is saved; the server keeps only its hash.";
     get "/api/agent/whoami" => whoami::whoami, auth: true, "Who this credential belongs to.";
-    post "/api/mcp" => mcp::mcp, auth: true, "Model Context Protocol (streamable HTTP, JSON-RPC 2.0).";
+    post "/api/mcp" => mcp::mcp, auth: true, "Model Context Protocol (streamable HTTP, JSON-RPC 2.0; errors of its transport are JSON-RPC errors).";
     post "/api/connect/start" => connect::start, auth: true, "Get a link where the person connects an app (or the existing connection).";
     get "/api/connect/sessions/{token}" => connect::status, auth: true, "A connect session's state and, once connected, the connection.";
     get "/api/catalog" => tools::catalog, auth: true, "Every integration of the catalog.";
@@ -73,6 +73,8 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(ErrorCode::MethodNotAllowed, "This endpoint does not accept that method.")
         })
         .layer(axum::middleware::map_response(envelope_plain_errors))
+        // One check of every body, on every route (`crate::body`).
+        .layer(axum::middleware::map_request(crate::body::guard))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::layer))
         .layer(axum::middleware::from_fn(request_id))
@@ -81,7 +83,9 @@ pub fn router(state: AppState) -> Router {
 
 /// Puts an error that is not JSON yet (axum's own rejections of a bad path or query
 /// string, such as `?waitMs=-2`) into the error envelope, so every error an agent gets is
-/// the JSON of CONTRACT.md.
+/// the JSON of CONTRACT.md. A plain-text 5xx is a fault of ours (a missing extension, a
+/// layer's failure): its text is logged as the cause and the agent gets the request id,
+/// never the text.
 async fn envelope_plain_errors(response: axum::response::Response) -> axum::response::Response {
     use axum::http::header::CONTENT_TYPE;
     use axum::response::IntoResponse;
@@ -96,11 +100,52 @@ async fn envelope_plain_errors(response: axum::response::Response) -> axum::resp
     }
     let bytes = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes);
-    let code = if status.is_server_error() { ErrorCode::InternalError } else { ErrorCode::InvalidRequest };
-    let message = if text.trim().is_empty() {
-        status.canonical_reason().unwrap_or("Bad request").to_string()
-    } else {
-        text.trim().to_string()
-    };
-    ApiError::new(code, message).with_status(status).into_response()
+    let text = text.trim();
+    if status.is_server_error() {
+        return ApiError::internal(format_args!("a plain-text {status} below the handlers: {text:?}"))
+            .with_status(status)
+            .into_response();
+    }
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("Bad request") } else { text };
+    ApiError::new(ErrorCode::InvalidRequest, message).with_status(status).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use serde_json::Value;
+
+    /// A layer or extractor that answers a plain-text 5xx (here: a missing extension's
+    /// kind of text) gets the internal-error envelope: the request id, retryable, and not
+    /// one word of the text.
+    #[tokio::test]
+    async fn a_plain_text_5xx_becomes_an_internal_error_with_the_request_id() {
+        let app: Router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "Missing request extension: pool at 10.1.2.3:5432 closed")
+                }),
+            )
+            .layer(axum::middleware::map_response(envelope_plain_errors));
+        let request = axum::http::Request::builder()
+            .uri("/boom")
+            .header("x-request-id", "req-plain-500")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = clawlink_common::telemetry::traced("api", "/boom", request, |r| {
+            use tower::ServiceExt;
+            async move { app.oneshot(r).await.unwrap() }
+        })
+        .await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], "internal_error", "{body}");
+        assert_eq!(body["error"]["retryable"], true, "{body}");
+        assert_eq!(body["error"]["requestId"], "req-plain-500", "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("req-plain-500"), "{body}");
+        assert!(!body.to_string().contains("10.1.2.3") && !body.to_string().contains("extension"), "{body}");
+    }
 }

@@ -54,10 +54,19 @@ async fn a_missing_unknown_or_revoked_credential_is_a_401() {
 
     let missing = api.get("", "/api/agent/whoami").await;
     assert!(missing.error(401, "missing_credential")["hint"].is_string(), "{}", missing.body);
-    api.get("not-a-credential", "/api/agent/whoami").await.error(401, "invalid_credential");
+    // Every 401 names how to authenticate (RFC 9110 §15.5.2; a Bearer challenge, RFC 6750).
+    assert_eq!(missing.headers["www-authenticate"], r#"Bearer realm="clawlink""#);
+    let malformed = api.get("not-a-credential", "/api/agent/whoami").await;
+    malformed.error(401, "invalid_credential");
+    assert_eq!(malformed.headers["www-authenticate"], r#"Bearer realm="clawlink", error="invalid_token""#);
     let unknown = clawlink_common::tokens::new_device_credential();
     api.get(unknown.expose(), "/api/agent/whoami").await.error(401, "invalid_credential");
-    api.get(&revoked.api_key, "/api/agent/whoami").await.error(401, "invalid_credential");
+    let answer = api.get(&revoked.api_key, "/api/agent/whoami").await;
+    answer.error(401, "invalid_credential");
+    assert_eq!(answer.headers["www-authenticate"], r#"Bearer realm="clawlink", error="invalid_token""#);
+    let mcp = api.post("", "/api/mcp", &json!({"jsonrpc": "2.0", "id": 1, "method": "ping"})).await;
+    mcp.error(401, "missing_credential");
+    assert_eq!(mcp.headers["www-authenticate"], r#"Bearer realm="clawlink""#, "the MCP endpoint's 401 too");
     // The credential is checked before the body is read: a bad body without one is a 401.
     api.post_raw("", ECHO, "application/json", "{not json").await.error(401, "missing_credential");
     api.post(&revoked.api_key, ECHO, &json!({"arguments": {"message": "x"}})).await.error(401, "invalid_credential");
@@ -101,6 +110,63 @@ async fn bad_bodies_are_refused_in_the_envelope_and_record_nothing() {
     api.post_raw(key, "/api/tools/sandbox_echo/preview", "application/json", big).await.error(413, "body_too_large");
 
     assert_eq!(api.recorded_and_queued().await, (0, 0), "no refused body left a row or a message");
+}
+
+/// serde fills a struct from a JSON array by position: `[arguments, connectionId,
+/// confirmed]` on execute was read as a confirmed call, and ran. Every body of the REST
+/// routes must be an object.
+#[tokio::test]
+async fn a_body_that_is_not_an_object_is_refused_and_runs_nothing() {
+    let api = TestApi::start().await;
+    let user = api.user("arrays@example.test").await;
+    api.sandbox_connection(user.id, "main").await;
+    let key = user.api_key.as_str();
+
+    let positional = json!([{"text": "written by position"}, null, true]);
+    let answer = api.post(key, CREATE_NOTE, &positional).await;
+    assert!(answer.error(400, "invalid_body")["error"]["message"].as_str().unwrap().contains("object"));
+    api.post(key, ECHO, &json!([{"message": "x"}])).await.error(400, "invalid_body");
+    api.post(key, "/api/tools/sandbox_echo/preview", &json!([{"message": "x"}])).await.error(400, "invalid_body");
+    api.post(key, "/api/connect/start", &json!(["sandbox", true])).await.error(400, "invalid_body");
+    api.post("", "/api/openclaw/pair/start", &json!(["laptop"])).await.error(400, "invalid_body");
+    for body in ["null", "true", "7", r#""text""#] {
+        api.post_raw(key, ECHO, "application/json", body).await.error(400, "invalid_body");
+    }
+    // Whitespace before the object is still an object.
+    let spaced = api.post_raw(key, CREATE_NOTE, "application/json", " \n{\"arguments\": {\"text\": \"x\"}}").await;
+    spaced.error(412, "confirmation_required");
+    assert_eq!(api.recorded_and_queued().await, (0, 0), "nothing was recorded or queued");
+}
+
+/// A value Postgres cannot store that got past the body checks (handed here straight to
+/// the api's insert batcher) fails its own call only, with a 400 the caller can act on;
+/// the other account's call in the same batch is recorded.
+#[tokio::test]
+async fn a_value_the_database_cannot_store_fails_only_its_own_call_with_a_400() {
+    use clawlink_common::db::executions::{Inserted, NewExecution};
+    let api = TestApi::start().await;
+    let (alice, bob) = (api.user("alice@example.test").await, api.user("bob@example.test").await);
+    api.sandbox_connection(alice.id, "main").await;
+    api.sandbox_connection(bob.id, "main").await;
+    let call = |user: &crate::harness::TestUser, message: &str| NewExecution {
+        id: clawlink_common::ids::ExecutionId::new(),
+        user: user.id,
+        device: Some(user.device),
+        connection: None,
+        integration: "sandbox".into(),
+        tool_name: "sandbox_echo".into(),
+        arguments: json!({"message": message}),
+        lane: clawlink_common::queue::Lane::Interactive,
+        idempotency_key: None,
+        request_hash: None,
+    };
+    // One thread: both are queued before the batcher runs, so they share a statement.
+    let (bad, good) =
+        tokio::join!(api.state.inserts.call(call(&alice, "a\u{0}b")), api.state.inserts.call(call(&bob, "fine")));
+    assert!(matches!(good, Ok(Inserted::New(_))), "Bob's call is recorded");
+    let err = clawlink_api::error::ApiError::from(bad.err().expect("Alice's call is refused"));
+    assert_eq!((err.status.as_u16(), err.code.as_str(), err.retryable), (400, "invalid_body", false), "{err:?}");
+    assert_eq!(api.recorded_and_queued().await.0, 1);
 }
 
 #[tokio::test]
@@ -199,6 +265,7 @@ async fn a_call_no_connection_answers_is_a_409_or_404_that_names_the_candidates(
     let call = json!({"arguments": {"message": "x"}, "connectionId": a.0});
     let answer = api.post(key, ECHO, &call).await;
     assert_eq!(answer.error(401, "needs_reauth")["connectionId"], a.0, "{}", answer.body);
+    assert_eq!(answer.headers["www-authenticate"], r#"Bearer realm="clawlink""#, "every 401 has its challenge");
 
     assert_eq!(api.recorded_and_queued().await, (0, 0), "no refused call left a row or a message");
 }

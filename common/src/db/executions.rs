@@ -10,6 +10,7 @@ use sqlx::PgConnection;
 use std::time::Duration;
 use time::OffsetDateTime;
 
+#[derive(Clone, Debug)]
 pub struct NewExecution {
     pub id: ExecutionId,
     pub user: UserId,

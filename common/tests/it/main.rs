@@ -1,7 +1,9 @@
 //! clawlink-common's integration tests, in one binary (one per crate keeps link time
 //! down): the real catalog linted (`catalog_lint`), searched as an agent would
-//! (`search_quality`) and rendered under arbitrary arguments (`render_props`).
+//! (`search_quality`) and rendered under arbitrary arguments (`render_props`), and group
+//! commit against a real Postgres (`batch`).
 
+mod batch;
 mod catalog_lint;
 mod render_props;
 mod search_quality;

@@ -198,11 +198,19 @@ fn shot(rng: &mut StdRng, tools: &[(String, Vec<String>)], key: &str) -> Shot {
     if rng.gen_bool(0.03) {
         headers.push(("content-encoding", "gzip".into()));
     }
+    if rng.gen_bool(0.05) {
+        let origin = ["https://evil.example", "null", "http://127.0.0.1:1", "not an origin"][rng.gen_range(0..4)];
+        headers.push(("origin", origin.into()));
+    }
+    if rng.gen_bool(0.05) {
+        let version = ["2025-11-25", "2024-11-05", "1900-01-01", ""][rng.gen_range(0..4)];
+        headers.push(("mcp-protocol-version", version.into()));
+    }
     let mut headers: Vec<(&'static str, Vec<u8>)> = headers.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
     // Header values that are not text: bytes past ASCII (obs-text), in any header read.
     if rng.gen_bool(0.03) {
-        let name =
-            ["x-clawlink-api-key", "authorization", "idempotency-key", "content-type", "prefer"][rng.gen_range(0..5)];
+        let name = ["x-clawlink-api-key", "authorization", "idempotency-key", "content-type", "prefer", "origin"]
+            [rng.gen_range(0..6)];
         let value: Vec<u8> = (0..rng.gen_range(1..40)).map(|_| rng.gen_range(0x80..=0xff)).collect();
         headers.retain(|(k, _)| *k != name || name == "authorization");
         headers.push((name, value));
@@ -234,6 +242,17 @@ fn fixed_shots(key: &str) -> Vec<Shot> {
             "/api/mcp",
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sandbox_echo","arguments":{"message":"\u0000"}}}"#,
         ),
+        json("/api/tools/sandbox_create_note/execute", r#"[{"text":"by position"},null,true]"#),
+        json(
+            "/api/mcp",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"18446744073709551615"}}"#,
+        ),
+        json(
+            "/api/mcp",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"18446744073709551600"}}"#,
+        ),
+        json("/api/mcp", r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":7}"#),
+        json("/api/mcp", r#"{"foo":1}"#),
         json("/api/openclaw/pair/sessions/%00/exchange", r#"{"verifier":"v"}"#),
         json("/api/openclaw/pair/sessions/%00/finalize", r#"{"verifier":"v"}"#),
         json("/api/openclaw/pair/sessions/%FF%FE/exchange", r#"{"verifier":"v"}"#),
@@ -350,10 +369,16 @@ async fn random_and_malformed_bodies_never_get_a_5xx() {
                 }
                 if status >= 400 {
                     let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    if body["ok"] != false
-                        || !body["error"]["code"].is_string()
-                        || !body["error"]["message"].is_string()
-                    {
+                    let envelope = body["ok"] == false
+                        && body["error"]["code"].is_string()
+                        && body["error"]["message"].is_string();
+                    // MCP's transport refuses a message with a JSON-RPC error (its 401 is
+                    // the envelope): either is a structured answer.
+                    let rpc = s.path == "/api/mcp"
+                        && body["jsonrpc"] == "2.0"
+                        && body["error"]["code"].is_i64()
+                        && body["error"]["message"].is_string();
+                    if !(envelope || rpc) {
                         return Some(format!("{}: {status} without the error envelope: {text}", what()));
                     }
                 }
