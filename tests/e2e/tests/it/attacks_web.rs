@@ -211,7 +211,6 @@ async fn every_answer_carries_the_security_headers() {
             break;
         }
     }
-    assert_eq!(pages.len(), 8, "the throttled page was reached");
     for (what, page) in &pages {
         let header = |name: &str| page.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         assert_eq!(header("content-security-policy"), "frame-ancestors 'none'", "{what} ({})", page.status);
@@ -219,6 +218,7 @@ async fn every_answer_carries_the_security_headers() {
         assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
         assert_eq!(header("referrer-policy"), "same-origin", "{what}");
     }
+    assert_eq!(pages.last().map(|(what, _)| *what), Some("throttled"), "the 429 page was among them");
     stack.finish().await;
 }
 
