@@ -29,6 +29,8 @@ pub struct ApiConfig {
     pub stuck_after: Duration,
     /// Arguments and result copies older than this many days are erased.
     pub retention_days: i64,
+    /// Pairing and connect sessions are deleted this long after they expired.
+    pub session_retention: Duration,
     /// Time between rounds of the token refresh sweep and of upkeep (sessions, reaper,
     /// retention purge).
     pub job_interval: Duration,
@@ -79,6 +81,9 @@ impl ApiConfig {
             device_burst: positive(env, "CLAWLINK_DEVICE_BURST", 200)?,
             stuck_after: Duration::from_secs(u64::from(positive(env, "CLAWLINK_STUCK_AFTER_SECS", 1800)?)),
             retention_days: i64::from(positive(env, "CLAWLINK_RETENTION_DAYS", 30)?),
+            session_retention: Duration::from_secs(
+                3600 * u64::from(positive(env, "CLAWLINK_EXPIRED_SESSION_RETENTION_HOURS", 24)?),
+            ),
             job_interval: Duration::from_millis(u64::from(positive(env, "CLAWLINK_JOB_INTERVAL_MS", 60_000)?)),
             outbox_relay_after: Duration::from_millis(u64::from(positive(
                 env,

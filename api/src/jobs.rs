@@ -9,7 +9,7 @@
 //!
 //! [`outbox_relay`] publishes the jobs of new executions that no broker confirmed in time
 //! (an api that died between its insert and its publish). [`queue_stats`] and [`upkeep`]
-//! (session expiry, stuck-execution reaper, retention purge) are the rest. Every job counts each run in `clawlink_job_runs_total{name,
+//! (session expiry and deletion, stuck-execution reaper, retention purge) are the rest. Every job counts each run in `clawlink_job_runs_total{name,
 //! outcome}` under one of the [`JOBS`] names. Usage needs no roll-up job: the statement
 //! that finishes an execution adds it to `usage_monthly`, so the monthly count is exact
 //! at all times.
@@ -267,7 +267,8 @@ pub async fn queue_stats(state: AppState, every: Duration, stop: CancellationTok
     }
 }
 
-/// Upkeep every `every`: expire sessions, reap stuck executions, purge old bodies. Each
+/// Upkeep every `every`: expire sessions (and delete those expired past their retention),
+/// reap stuck executions, purge old bodies. Each
 /// step runs in bounded batches (SKIP LOCKED), so every replica may run it.
 pub async fn upkeep(state: AppState, every: Duration, stop: CancellationToken) {
     use clawlink_common::db::maintenance;
@@ -284,7 +285,11 @@ pub async fn upkeep(state: AppState, every: Duration, stop: CancellationToken) {
             let result = async {
                 let mut conn = state.db.acquire().await?;
                 match step {
-                    0 => maintenance::expire_sessions(&mut conn, BATCH).await,
+                    0 => {
+                        let retention = state.config.session_retention.as_secs() as i64;
+                        let expired = maintenance::expire_sessions(&mut conn, BATCH).await?;
+                        Ok(expired + maintenance::delete_old_sessions(&mut conn, retention, BATCH).await?)
+                    }
                     1 => maintenance::reap_stuck(&mut conn, state.config.stuck_after.as_secs() as i64, BATCH).await,
                     _ => maintenance::purge_bodies(&mut conn, state.config.retention_days, BATCH).await,
                 }

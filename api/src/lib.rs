@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod body;
 pub mod call;
+pub mod client_addr;
 pub mod commands;
 pub mod config;
 pub mod error;
@@ -15,7 +16,7 @@ pub mod state;
 pub mod view;
 
 use crate::config::ApiConfig;
-use crate::state::{AppState, DeviceCache, Inner};
+use crate::state::{AppState, DeviceCache, Inner, TtlCache};
 use anyhow::Context;
 use clawlink_common::catalog::{self, Catalog};
 use clawlink_common::config::Env;
@@ -81,6 +82,7 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
         waiters,
         catalog,
         devices: DeviceCache::new(Duration::from_secs(1)),
+        pair_statuses: TtlCache::new(state::PAIR_STATUS_TTL),
         metrics: {
             let metrics = clawlink_common::metrics::Metrics::new();
             jobs::declare(&metrics);
@@ -112,7 +114,7 @@ pub async fn run(config: ApiConfig, listener: tokio::net::TcpListener, stop: Can
     tokio::spawn(jobs::upkeep(state.clone(), state.config.job_interval, stop.clone()));
     tokio::spawn(jobs::outbox_relay(state.clone(), jobs::RELAY_EVERY, stop.clone()));
     let app = router(state);
-    // Connect info gives handlers the client address (pairing caps guesses per address).
+    // Connect info gives handlers the peer address (`client_addr::ClientAddr`).
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(stop.cancelled_owned())
         .await?;

@@ -13,6 +13,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How long a pairing status answer is reused: under the poll interval (2 s), so an agent
+/// polling at the interval reads the database each time, and one polling faster sees
+/// news at most this late.
+pub const PAIR_STATUS_TTL: Duration = Duration::from_millis(1000);
+
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
@@ -25,6 +30,9 @@ pub struct Inner {
     pub waiters: Waiters,
     pub catalog: Arc<Catalog>,
     pub devices: DeviceCache,
+    /// Pairing sessions' status answers by token, kept for [`PAIR_STATUS_TTL`]: a poll
+    /// inside the poll interval is answered from here, not refused and not read again.
+    pub pair_statuses: TtlCache<String, serde_json::Value>,
     /// New executions, inserted in batches with those of concurrent calls.
     pub inserts: clawlink_common::batch::Batcher<executions::NewExecution, executions::Inserted>,
     /// Jobs the broker confirmed: their outbox rows are deleted in batches, not waited for.
@@ -55,28 +63,44 @@ impl AppState {
 /// Device lookups by credential hash, kept for one second: a hot agent costs one database
 /// read per second instead of one per call, and a revoked credential is refused within a
 /// second on every replica.
-pub struct DeviceCache {
+pub type DeviceCache = TtlCache<Vec<u8>, Option<DeviceAuth>>;
+
+/// Answers kept in this process for a short while (`ttl`); past 10,000 entries the
+/// expired ones are dropped on the next insert.
+pub struct TtlCache<K, V> {
     ttl: Duration,
-    entries: Mutex<HashMap<Vec<u8>, (Option<DeviceAuth>, Instant)>>,
+    entries: Mutex<HashMap<K, (V, Instant)>>,
 }
 
-impl DeviceCache {
+impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
     pub fn new(ttl: Duration) -> Self {
         Self { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
-    pub fn get(&self, hash: &[u8]) -> Option<Option<DeviceAuth>> {
-        let entries = self.entries.lock().expect("device cache lock");
-        entries.get(hash).filter(|(_, at)| at.elapsed() < self.ttl).map(|(d, _)| d.clone())
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        let entries = self.entries.lock().expect("cache lock");
+        entries.get(key).filter(|(_, at)| at.elapsed() < self.ttl).map(|(v, _)| v.clone())
     }
 
-    pub fn put(&self, hash: Vec<u8>, device: Option<DeviceAuth>) {
-        let mut entries = self.entries.lock().expect("device cache lock");
+    pub fn put(&self, key: K, value: V) {
+        let mut entries = self.entries.lock().expect("cache lock");
         if entries.len() > 10_000 {
             let ttl = self.ttl;
             entries.retain(|_, (_, at)| at.elapsed() < ttl);
         }
-        entries.insert(hash, (device, Instant::now()));
+        entries.insert(key, (value, Instant::now()));
+    }
+
+    pub fn forget<Q>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.entries.lock().expect("cache lock").remove(key);
     }
 }
 

@@ -115,7 +115,8 @@ impl InfraConfig {
 }
 
 /// What every binary reads the same way, once: how long results stay in Redis, the
-/// catalog and its per-deployment overrides, the OAuth clients and the credential keys.
+/// catalog and its per-deployment overrides, the OAuth clients, the credential keys and
+/// the trusted proxies.
 /// Each binary's config embeds it and reads its fields as its own (`Deref`).
 #[derive(Clone, Debug)]
 pub struct SharedConfig {
@@ -128,6 +129,9 @@ pub struct SharedConfig {
     /// Provider id → OAuth client, for connect flows and token refreshes.
     pub oauth_clients: BTreeMap<String, OAuthClient>,
     pub keyring: Keyring,
+    /// The proxies whose `X-Forwarded-For` / `Forwarded` are believed
+    /// (`CLAWLINK_TRUSTED_PROXIES`; see `client_addr`).
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
 }
 
 impl SharedConfig {
@@ -142,6 +146,7 @@ impl SharedConfig {
             providers: ProviderOverrides::from_env(env)?,
             oauth_clients: oauth_clients_from_env(env)?,
             keyring: keyring_from_env(env)?,
+            trusted_proxies: crate::client_addr::TrustedProxies::from_env(env)?,
         })
     }
 }

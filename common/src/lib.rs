@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod catalog;
+pub mod client_addr;
 pub mod codes;
 pub mod config;
 pub mod crypto;

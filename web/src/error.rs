@@ -34,11 +34,27 @@ pub struct WebError {
     pub status: StatusCode,
     pub heading: &'static str,
     pub message: String,
+    /// Seconds to send as `Retry-After` (a 429 or 503).
+    pub retry_after: Option<u64>,
 }
 
 impl WebError {
     pub fn new(status: StatusCode, heading: &'static str, message: impl Into<String>) -> Self {
-        Self { status, heading, message: message.into() }
+        Self { status, heading, message: message.into(), retry_after: None }
+    }
+
+    /// 429: `what` (a sentence) may be tried again after `wait`, which the page and
+    /// `Retry-After` both say.
+    pub fn too_many(what: &str, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let when = match secs {
+            ..=90 => format!("{secs} seconds"),
+            _ => format!("{} minutes", secs.div_ceil(60)),
+        };
+        let mut e =
+            Self::new(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", format!("{what} Try again in {when}."));
+        e.retry_after = Some(secs);
+        e
     }
 
     pub fn not_found() -> Self {
@@ -97,10 +113,14 @@ impl IntoResponse for WebError {
             is_error: true,
             link: Some(("/".into(), "Back to ClawLink".into())),
         };
-        match page.render() {
+        let mut response = match page.render() {
             Ok(html) => (self.status, Html(html)).into_response(),
             Err(_) => (self.status, self.heading).into_response(),
+        };
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }
+        response
     }
 }
 

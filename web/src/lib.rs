@@ -3,13 +3,15 @@
 //! (askama), one stylesheet, a little JavaScript on the admin view, a CSRF check on every
 //! form.
 
+pub mod client_addr;
 pub mod config;
 pub mod error;
-mod nul;
 pub mod ops;
 pub mod routes;
 pub mod session;
 pub mod state;
+mod text;
+pub mod throttle;
 
 pub use config::WebConfig;
 pub use state::AppState;
@@ -31,7 +33,9 @@ pub async fn run(config: WebConfig, listener: tokio::net::TcpListener, stop: Can
     })
     .await?;
     tracing::info!(addr = %listener.local_addr()?, "clawlink-web listening");
-    axum::serve(listener, router(AppState::new(config, db)?)).with_graceful_shutdown(stop.cancelled_owned()).await?;
+    // Connect info gives handlers the peer address (`client_addr::ClientAddr`).
+    let app = router(AppState::new(config, db)?).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await?;
     Ok(())
 }
 

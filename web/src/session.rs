@@ -114,13 +114,16 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// A redirect target from a form or query: only a path on this site (no `//host`,
-/// no scheme), so sign-in cannot be turned into an open redirect.
+/// A redirect target from a form or query, as the path (with query and fragment) of a
+/// URL on this site: `next` is resolved against this site's origin the way a browser
+/// resolves a `Location` (tabs and newlines dropped, `\` read as `/`, `//host`, a scheme),
+/// and anything that lands on another origin is `/`. What comes out is percent-encoded
+/// ASCII, so it is always a valid header value.
 pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']) => {
-            n.to_string()
-        }
+    static BASE: std::sync::LazyLock<url::Url> =
+        std::sync::LazyLock::new(|| url::Url::parse("http://this-site.invalid/").expect("a valid base URL"));
+    match next.and_then(|n| BASE.join(n).ok()) {
+        Some(url) if url.origin() == BASE.origin() => url[url::Position::BeforePath..].to_string(),
         _ => "/".into(),
     }
 }
@@ -273,11 +276,27 @@ mod tests {
     #[test]
     fn next_stays_on_this_site() {
         assert_eq!(safe_next(Some("/pair/abc")), "/pair/abc");
-        for evil in
-            ["//evil.example", "https://evil.example", "/\\evil.example", "javascript:alert(1)", "/a\r\nSet-Cookie: x"]
-        {
-            assert_eq!(safe_next(Some(evil)), "/", "{evil}");
+        assert_eq!(safe_next(Some("/executions?tool=a&status=failed#x")), "/executions?tool=a&status=failed#x");
+        for evil in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "javascript:alert(1)",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "\t//evil.example",
+            " //evil.example",
+            "//evil.example/pair/abc",
+        ] {
+            assert_eq!(safe_next(Some(evil)), "/", "{evil:?}");
         }
+        // Controls and non-ASCII stay on this site, encoded: a valid Location header.
+        assert_eq!(safe_next(Some("/a\u{1}b")), "/a%01b");
+        assert_eq!(safe_next(Some("/a\r\nSet-Cookie: x")), "/aSet-Cookie:%20x");
+        assert_eq!(safe_next(Some("/café")), "/caf%C3%A9");
+        // Same scheme, no host: a path on this site, as a browser reads it.
+        assert_eq!(safe_next(Some("http:evil.example")), "/evil.example");
         assert_eq!(safe_next(None), "/");
     }
 

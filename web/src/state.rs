@@ -1,5 +1,6 @@
 //! The web front's state: its configuration, the database pool, the catalog, the outbound
-//! clients and the admin view's broker and Redis connections, shared by every handler.
+//! clients, the admin view's broker and Redis connections, the sign-in throttles and the
+//! password pool, shared by every handler.
 
 use crate::config::WebConfig;
 use crate::ops;
@@ -22,6 +23,10 @@ pub struct Inner {
     pub metrics: clawlink_common::metrics::Metrics,
     /// RabbitMQ and Redis for the admin queue view, connected on first use.
     pub ops: ops::Ops,
+    /// Sign-in and sign-up attempt counters.
+    pub throttles: crate::throttle::Throttles,
+    /// Where password hashes run.
+    pub passwords: crate::throttle::PasswordPool,
 }
 
 impl std::ops::Deref for AppState {
@@ -41,6 +46,16 @@ impl AppState {
         let tokens = clawlink_common::oauth::TokenClient::new(providers.clone(), Duration::from_secs(15));
         let metrics = clawlink_common::metrics::Metrics::new();
         let ops = ops::Ops::new(&config);
-        Ok(Self(Arc::new(Inner { config, db, catalog: Arc::new(catalog), providers, tokens, metrics, ops })))
+        Ok(Self(Arc::new(Inner {
+            config,
+            db,
+            catalog: Arc::new(catalog),
+            providers,
+            tokens,
+            metrics,
+            ops,
+            throttles: Default::default(),
+            passwords: Default::default(),
+        })))
     }
 }

@@ -1,4 +1,5 @@
-//! Scheduled upkeep: expiring sessions, reaping stuck executions, purging old bodies.
+//! Scheduled upkeep: expiring sessions and deleting old ones, reaping stuck executions,
+//! purging old bodies.
 //! Every statement works on a bounded batch with `FOR UPDATE SKIP LOCKED`, so any number
 //! of api replicas can run the jobs at once without blocking or double work.
 
@@ -35,6 +36,36 @@ pub async fn expire_sessions(conn: &mut PgConnection, batch: i64) -> sqlx::Resul
     .await?
     .rows_affected();
     Ok(pairing + connect + web)
+}
+
+/// Deletes pairing and connect sessions that expired more than `retention_secs` ago,
+/// whatever became of them: pairing starts need no account, so their rows would otherwise
+/// pile up without bound. Until then an agent polling an old session reads `expired`
+/// rather than "not found". Returns how many rows went.
+pub async fn delete_old_sessions(conn: &mut PgConnection, retention_secs: i64, batch: i64) -> sqlx::Result<u64> {
+    let pairing = sqlx::query!(
+        "DELETE FROM pairing_sessions
+          WHERE id IN (SELECT id FROM pairing_sessions
+                        WHERE expires_at < now() - make_interval(secs => $1::bigint::double precision)
+                        LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        retention_secs,
+        batch
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let connect = sqlx::query!(
+        "DELETE FROM connect_sessions
+          WHERE id IN (SELECT id FROM connect_sessions
+                        WHERE expires_at < now() - make_interval(secs => $1::bigint::double precision)
+                        LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        retention_secs,
+        batch
+    )
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(pairing + connect)
 }
 
 /// Fails executions stuck in `running` for longer than `stuck_secs` — no worker will

@@ -7,11 +7,15 @@ pub struct Browser {
     pub base: String,
     http: reqwest::Client,
     pub cookies: BTreeMap<String, String>,
+    /// Sent as `X-Forwarded-For` on every request: a client behind a proxy (counted as
+    /// this address only where the web front trusts the proxy).
+    pub forwarded_for: Option<String>,
 }
 
 pub struct Page {
     pub status: u16,
     pub location: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
     pub body: String,
 }
 
@@ -29,7 +33,16 @@ impl Browser {
     pub fn new(base: &str) -> Self {
         crate::install_crypto();
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { base: base.to_string(), http, cookies: BTreeMap::new() }
+        Self { base: base.to_string(), http, cookies: BTreeMap::new(), forwarded_for: None }
+    }
+
+    /// A request with this browser's cookies and forwarding header.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("cookie", self.cookie_header());
+        if let Some(ip) = &self.forwarded_for {
+            req = req.header("x-forwarded-for", ip);
+        }
+        req
     }
 
     fn cookie_header(&self) -> String {
@@ -49,12 +62,12 @@ impl Browser {
         }
         let status = resp.status().as_u16();
         let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_string());
-        Page { status, location, body: resp.text().await.unwrap_or_default() }
+        let headers = resp.headers().clone();
+        Page { status, location, headers, body: resp.text().await.unwrap_or_default() }
     }
 
     pub async fn get(&mut self, path: &str) -> Page {
-        let resp =
-            self.http.get(format!("{}{path}", self.base)).header("cookie", self.cookie_header()).send().await.unwrap();
+        let resp = self.request(reqwest::Method::GET, path).send().await.unwrap();
         self.finish(resp).await
     }
 
@@ -65,12 +78,17 @@ impl Browser {
 
     /// Posts a form as a page of `origin` would (browsers send its `Origin` header).
     pub async fn post_from(&mut self, origin: &str, path: &str, form: &[(&str, &str)]) -> Page {
+        let resp = self.request(reqwest::Method::POST, path).header("origin", origin).form(form).send().await.unwrap();
+        self.finish(resp).await
+    }
+
+    /// Posts `body` as a form, bytes as they are (to send what `form` would encode away).
+    pub async fn post_raw(&mut self, path: &str, body: Vec<u8>) -> Page {
         let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("cookie", self.cookie_header())
-            .header("origin", origin)
-            .form(form)
+            .request(reqwest::Method::POST, path)
+            .header("origin", self.base.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
             .send()
             .await
             .unwrap();

@@ -1,13 +1,16 @@
-//! Sign-up, sign-in and sign-out. Passwords are hashed with argon2id.
+//! Sign-up, sign-in and sign-out. Passwords are hashed with argon2id, off the async
+//! threads (`throttle::PasswordPool`); wrong passwords and sign-ups are counted per
+//! account and per client address (`throttle::Throttles`), and past their limit the form
+//! answers a 429 page without hashing anything.
 
 use crate::AppState;
+use crate::client_addr::ClientAddr;
 use crate::error::{WebError, page};
 use crate::session::{CsrfForm, MaybeUser, NoFields, Visitor, anonymous_csrf, end_session, safe_next, start_session};
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use clawlink_common::crypto::{hash_password, verify_password};
 use clawlink_common::db::users;
 use serde::Deserialize;
 
@@ -103,6 +106,7 @@ fn signed_in_redirect(next: &str, cookie: axum::http::HeaderValue) -> Response {
 
 pub async fn sign_up(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     CsrfForm { fields, .. }: CsrfForm<AccountFields, Visitor>,
 ) -> Result<Response, WebError> {
@@ -120,7 +124,11 @@ pub async fn sign_up(
     if let Some(problem) = problem {
         return form(&state, &headers, true, next, Some((&fields, problem.into())), StatusCode::UNPROCESSABLE_ENTITY);
     }
-    let hash = hash_password(&fields.password).map_err(WebError::internal)?;
+    state.throttles.sign_up_address.take(&client.to_string()).map_err(|wait| {
+        tracing::warn!(%client, "sign-ups throttled");
+        WebError::too_many("Too many accounts were created from this address.", wait)
+    })?;
+    let hash = state.passwords.hash(fields.password.clone()).await.map_err(WebError::internal)?;
     let mut conn = state.db.acquire().await?;
     let Some(user) = users::create(&mut conn, &email, &hash, fields.display_name.trim()).await? else {
         let msg = "An account with this email exists already. Sign in instead.".to_string();
@@ -133,10 +141,15 @@ pub async fn sign_up(
 
 pub async fn sign_in(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     CsrfForm { fields, .. }: CsrfForm<AccountFields, Visitor>,
 ) -> Result<Response, WebError> {
     let next = safe_next(fields.next.as_deref());
+    let attempt = state.throttles.sign_in(&fields.email, client).map_err(|wait| {
+        tracing::warn!(%client, "sign-ins throttled");
+        WebError::too_many("Too many wrong passwords for this account or from this address.", wait)
+    })?;
     let mut conn = state.db.acquire().await?;
     let found = users::find_for_sign_in(&mut conn, fields.email.trim()).await?;
     drop(conn);
@@ -144,15 +157,13 @@ pub async fn sign_in(
     // which emails have accounts.
     const DUMMY: &str =
         "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$9RcEvb6Ub1TfE7yCUzCi6tyaAMCKvJ6J3EAvRmpAJIY";
-    let ok = match &found {
-        Some(user) => verify_password(&fields.password, &user.password_hash),
-        None => {
-            let _ = verify_password(&fields.password, DUMMY);
-            false
-        }
-    };
+    let hash = found.as_ref().map_or(DUMMY, |user| user.password_hash.as_str()).to_string();
+    let ok = state.passwords.verify(fields.password.clone(), hash).await.map_err(WebError::internal)?;
     match (ok, found) {
-        (true, Some(user)) => Ok(signed_in_redirect(&next, start_session(&state, user.id).await?)),
+        (true, Some(user)) => {
+            attempt.succeeded();
+            Ok(signed_in_redirect(&next, start_session(&state, user.id).await?))
+        }
         _ => {
             tracing::info!("failed sign-in");
             let msg = "That email and password do not match an account.".to_string();

@@ -92,6 +92,25 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     (status, axum::Json(serde_json::json!({"ok": db, "postgres": db}))).into_response()
 }
 
+/// On every answer, pages, errors and refusals from any layer alike: no other site may
+/// frame these pages (clickjacking the approve button; `frame-ancestors` for current
+/// browsers, `X-Frame-Options` for old ones), a file is never sniffed into another type,
+/// and a link followed to another site does not carry the page's address (pairing and
+/// connect URLs hold their session token).
+async fn security_headers(mut response: Response) -> Response {
+    use axum::http::HeaderValue;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(home))
@@ -124,8 +143,9 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/dead-letters/{id}/discard", post(admin::discard))
         .route("/metrics", get(metrics))
         .fallback(|| async { WebError::not_found() })
-        .layer(axum::middleware::from_fn(crate::nul::refuse_nul))
+        .layer(axum::middleware::from_fn(crate::text::refuse_unstorable))
         .layer(axum::middleware::from_fn_with_state(state.clone(), record))
         .layer(axum::middleware::from_fn(request_id))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }

@@ -36,18 +36,21 @@ async fn pairing_through_the_browser_then_using_the_credential() {
     let pair_url = started["pairUrl"].as_str().unwrap().to_string();
     assert_eq!(pair_url, format!("{}/pair/{token}", stack.web_url));
 
-    // Polling: the first answers, an immediate second is slow_down.
-    let (status, polled) = poll(&stack, &token).await;
-    assert_eq!(status, 200, "{polled}");
-    assert_eq!(polled["session"]["status"], "awaiting_browser");
-    let (status, fast) = poll(&stack, &token).await;
-    assert_eq!(status, 429, "{fast}");
-    assert_eq!(fast["error"]["code"], "slow_down");
+    // Polling: an immediate second poll is answered too (the plugin's status tool fails
+    // on any non-2xx, and a person may say "done" twice).
+    for _ in 0..2 {
+        let (status, polled) = poll(&stack, &token).await;
+        assert_eq!(status, 200, "{polled}");
+        assert_eq!(polled["session"]["status"], "awaiting_browser");
+    }
 
-    // Exchange before approval is refused.
+    // Exchange before approval is refused; an immediate second one is slow_down
+    // (RFC 8628's pacing lives on the exchange).
     let path = format!("/api/openclaw/pair/sessions/{token}/exchange");
     let (status, early) = post_json(&stack, &path, json!({"verifier": verifier})).await;
     assert_eq!(status, 409, "{early}");
+    let (status, fast) = post_json(&stack, &path, json!({"verifier": verifier})).await;
+    assert_eq!((status, fast["error"]["code"].as_str()), (429, Some("slow_down")), "{fast}");
 
     // 2. A signed-out person opening pairUrl is sent to sign in and brought back.
     let mut browser = Browser::new(&stack.web_url);
@@ -73,9 +76,9 @@ async fn pairing_through_the_browser_then_using_the_credential() {
     assert_eq!(approved.status, 200, "{}", approved.body);
     assert!(approved.body.contains("go back to your agent"), "{}", approved.body);
 
-    // 3. The agent polls (after the interval), exchanges — twice, getting the same
-    //    credential — and finalizes.
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // 3. The agent polls, exchanges — twice, getting the same credential — and
+    //    finalizes. A status answer may be up to a second old (the api's copy of it).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let (_, polled) = poll(&stack, &token).await;
     assert_eq!(polled["session"]["status"], "ready_for_device", "{polled}");
     assert_eq!(polled["session"]["approvedUserHint"], "p***@example.test");

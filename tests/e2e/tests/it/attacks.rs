@@ -966,8 +966,8 @@ async fn planted_secrets_never_leave_the_credential_store() {
 }
 
 /// Pairing abuse beyond `agent.rs`: a denied session never yields a credential, and
-/// guessing session tokens is capped per address (every token from there is refused for
-/// the window, the real one too) with a `Retry-After`.
+/// guessing session tokens is capped per address with a `Retry-After` — while the real
+/// token still answers from that address (behind an ingress every agent shares it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pairing_tokens_cannot_be_guessed_and_denials_stick() {
     let stack = Stack::start(Options { workers: 0, ..Default::default() }).await;
@@ -995,7 +995,7 @@ async fn pairing_tokens_cannot_be_guessed_and_denials_stick() {
     let devices: i64 = sqlx::query_scalar("SELECT count(*) FROM devices").fetch_one(&stack.db).await.unwrap();
     assert_eq!(devices, 0, "a denied pairing made a device");
 
-    // Guessing: unknown tokens are 404 until the address's cap, then 429 for everything.
+    // Guessing: unknown tokens are 404 until the address's cap, then 429.
     let (_, _, real) = post("/api/openclaw/pair/start".into(), json!({"deviceLabel": "Real"})).await;
     let real = real["sessionToken"].as_str().unwrap().to_string();
     let mut not_found = 0;
@@ -1014,9 +1014,9 @@ async fn pairing_tokens_cannot_be_guessed_and_denials_stick() {
     }
     assert!(not_found <= 31, "{not_found} guesses were answered before the cap");
     let retry_after: u64 = refused.expect("guessing was capped").parse().unwrap();
-    assert!(retry_after > 0);
+    assert!((1..=600).contains(&retry_after), "{retry_after}");
     let r = stack.http.get(format!("{}/api/openclaw/pair/sessions/{real}", stack.api_url)).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 429, "the capped address learns nothing, even about a real token");
+    assert_eq!(r.status().as_u16(), 200, "a real token is answered from the capped address");
     stack.finish().await;
 }
 

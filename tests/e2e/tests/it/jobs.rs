@@ -118,3 +118,77 @@ async fn every_scheduled_job_counts_its_runs_and_failures() {
     sqlx::query("ALTER TABLE pairing_sessions_gone RENAME TO pairing_sessions").execute(&stack.db).await.unwrap();
     stack.finish().await;
 }
+
+/// Pairing starts need no account: the upkeep deletes pairing (and connect) sessions that
+/// expired longer ago than `CLAWLINK_EXPIRED_SESSION_RETENTION_HOURS`, and keeps younger
+/// ones, which still read `expired`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_expired_past_their_retention_are_deleted() {
+    let stack = Stack::start(Options {
+        workers: 0,
+        env: vec![
+            ("CLAWLINK_JOB_INTERVAL_MS".into(), "300".into()),
+            ("CLAWLINK_EXPIRED_SESSION_RETENTION_HOURS".into(), "1".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let mut tokens = Vec::new();
+    for label in ["old", "recent", "open"] {
+        let resp = stack
+            .http
+            .post(format!("{}/api/openclaw/pair/start", stack.api_url))
+            .json(&json!({"deviceLabel": label}))
+            .send()
+            .await
+            .unwrap();
+        tokens.push(resp.json::<serde_json::Value>().await.unwrap()["sessionToken"].as_str().unwrap().to_string());
+    }
+    for (token, ago) in [(&tokens[0], "2 hours"), (&tokens[1], "30 minutes")] {
+        sqlx::query("UPDATE pairing_sessions SET expires_at = now() - $2::interval WHERE token = $1")
+            .bind(token)
+            .bind(ago)
+            .execute(&stack.db)
+            .await
+            .unwrap();
+    }
+    let user = stack.user("connect-upkeep@example.test").await;
+    for (token, expires) in
+        [("connect-old", "now() - interval '2 hours'"), ("connect-open", "now() + interval '5 minutes'")]
+    {
+        let insert = format!(
+            "INSERT INTO connect_sessions (token, user_id, integration, display_code, expires_at)
+             VALUES ('{token}', $1, 'sandbox', 'ABCD-EFGH', {expires})"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(insert)).bind(user.id.0).execute(&stack.db).await.unwrap();
+    }
+
+    let left = || async {
+        let pairing: Vec<String> =
+            sqlx::query_scalar("SELECT token FROM pairing_sessions ORDER BY id").fetch_all(&stack.db).await.unwrap();
+        let connect: Vec<String> =
+            sqlx::query_scalar("SELECT token FROM connect_sessions ORDER BY id").fetch_all(&stack.db).await.unwrap();
+        (pairing, connect)
+    };
+    let mut now = left().await;
+    for _ in 0..100 {
+        if now.0.len() == 2 && now.1.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        now = left().await;
+    }
+    assert_eq!(now, (tokens[1..].to_vec(), vec!["connect-open".to_string()]), "what the upkeep left");
+    let status = |token: String| {
+        let url = format!("{}/api/openclaw/pair/sessions/{token}", stack.api_url);
+        let http = stack.http.clone();
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    assert_eq!(status(tokens[0].clone()).await.0, 404, "a deleted session is unknown");
+    let (code, recent) = status(tokens[1].clone()).await;
+    assert_eq!((code, recent["session"]["status"].as_str()), (200, Some("expired")), "{recent}");
+    stack.finish().await;
+}

@@ -3,6 +3,7 @@
 
 mod agent;
 mod attacks;
+mod attacks_web;
 mod billing;
 mod browser_admin;
 mod browser_chromium;
