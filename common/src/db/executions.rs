@@ -387,6 +387,25 @@ pub async fn requeue(conn: &mut PgConnection, id: ExecutionId, attempts: i32, re
 /// Largest result copy kept in Postgres; the full result lives in Redis.
 pub const EXCERPT_LIMIT: usize = 16 * 1024;
 
+/// Text Postgres can store: a provider's answer may hold NUL, which `text` and `jsonb`
+/// refuse (the full answer still reaches the agent through Redis).
+fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') { text.replace('\0', "").into() } else { text.into() }
+}
+
+/// `value` with NUL removed from every string (keys included).
+fn without_nul(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(storable(s).into_owned()),
+        Value::Array(items) => Value::Array(items.iter().map(without_nul).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (storable(k).into_owned(), without_nul(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
 /// Records the final state. Only a non-final row changes, so a late duplicate cannot
 /// overwrite a result. Returns whether the row changed.
 pub async fn finish(conn: &mut PgConnection, outcome: &Outcome) -> sqlx::Result<bool> {
@@ -407,7 +426,7 @@ pub async fn finish_many(
     let mut provider_status = Vec::with_capacity(n);
     let mut request_ids = Vec::with_capacity(n);
     let mut codes = Vec::with_capacity(n);
-    let mut messages = Vec::with_capacity(n);
+    let mut messages: Vec<Option<std::borrow::Cow<'_, str>>> = Vec::with_capacity(n);
     let mut excerpts = Vec::with_capacity(n);
     let mut attempts = Vec::with_capacity(n);
     let mut billable = Vec::with_capacity(n);
@@ -419,13 +438,15 @@ pub async fn finish_many(
         provider_status.push(outcome.meta.provider_status.map(i32::from));
         request_ids.push(outcome.meta.provider_request_id.as_deref());
         codes.push(outcome.error.as_ref().map(|e| e.code.as_str()));
-        messages.push(outcome.error.as_ref().map(|e| e.message.as_str()));
+        messages.push(outcome.error.as_ref().map(|e| storable(&e.message)));
         excerpts.push(outcome.data.as_ref().map(|d| {
             let text = d.to_string();
-            if text.len() <= EXCERPT_LIMIT {
-                d.clone()
-            } else {
+            if text.len() > EXCERPT_LIMIT {
                 serde_json::json!({"truncated": true, "bytes": text.len()})
+            } else if text.contains("\\u0000") {
+                without_nul(d)
+            } else {
+                d.clone()
             }
         }));
         attempts.push(outcome.meta.attempts as i32);

@@ -325,3 +325,52 @@ async fn a_long_retry_wait_travels_through_a_delay_queue() {
     assert!(times[1] - times[0] >= 1900, "the delay queue held the retry for {} ms", times[1] - times[0]);
     stack.finish().await;
 }
+
+/// A provider's answer may hold NUL, which Postgres's `text` and `jsonb` refuse: the call
+/// still ends (its stored copy without the NUL) and the agent gets the answer as sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_answer_holding_nul_is_stored_and_returned() {
+    let stack = Stack::start(Options::default()).await;
+    let (user, _) = stack.sandbox_user("nul-answer@example.test").await;
+    let answer = |status: u16, body| Fault {
+        method: Some("GET".into()),
+        path: Some("/echo".into()),
+        kind: FaultKind::Status { status, retry_after: None, body: Some(body), headers: vec![] },
+        times: 1,
+    };
+    stack.emulator.add_fault(answer(200, json!({"message": "a\u{0}b", "k\u{0}ey": ["x\u{0}"]})));
+    let (status, body) =
+        stack.execute(&user.api_key, "sandbox_echo", json!({"arguments": {"message": "m"}}), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["message"], "a\u{0}b", "{body}");
+    let id = body["executionId"].as_str().unwrap();
+    // The poll reads the result from Redis; the row in Postgres must be final too.
+    assert_eq!(stored(&stack, id).await, ("succeeded".into(), Some(json!({"message": "ab", "key": ["x"]}))));
+
+    stack.emulator.add_fault(answer(422, json!({"message": "bad\u{0}value"})));
+    let (status, body) =
+        stack.execute(&user.api_key, "sandbox_echo", json!({"arguments": {"message": "m"}}), &[]).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "provider_error", "{body}");
+    let id = body["executionId"].as_str().expect("failed call has an id").to_owned();
+    assert_eq!(stored(&stack, &id).await.0, "failed");
+    stack.finish().await;
+}
+
+/// The stored status and result copy of an execution, once it is final (bounded wait).
+async fn stored(stack: &Stack, id: &str) -> (String, Option<serde_json::Value>) {
+    let started = std::time::Instant::now();
+    loop {
+        let row: (String, Option<serde_json::Value>) =
+            sqlx::query_as("SELECT status::text, result_excerpt FROM executions WHERE id::text = $1")
+                .bind(id)
+                .fetch_one(&stack.db)
+                .await
+                .expect("execution row");
+        if row.0 == "succeeded" || row.0 == "failed" {
+            return row;
+        }
+        assert!(started.elapsed().as_secs() < 20, "execution {id} is still {} in Postgres after 20 s", row.0);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
