@@ -14,7 +14,6 @@
 //! Knows headers (`http::HeaderMap`) but nothing about a server: each binary reads the
 //! peer from its own connection info and asks [`client_ip`].
 
-use crate::config::{ConfigError, Env};
 use http::HeaderMap;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -24,15 +23,14 @@ use std::net::{IpAddr, Ipv4Addr};
 pub struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
-    /// `CLAWLINK_TRUSTED_PROXIES`: comma-separated IPs or CIDRs; unset, none.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        const VAR: &str = "CLAWLINK_TRUSTED_PROXIES";
+    /// Comma-separated IPs or CIDRs (the value of `CLAWLINK_TRUSTED_PROXIES`, which
+    /// `config` reads); empty, none. The error says what was expected and what was found.
+    pub fn parse_list(list: &str) -> Result<Self, String> {
         let mut nets = Vec::new();
-        for part in env.string(VAR, "").split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let net = part.parse::<IpNet>().map(|n| n.trunc()).or_else(|_| part.parse::<IpAddr>().map(IpNet::from));
-            nets.push(net.map_err(|_| ConfigError {
-                var: VAR.into(),
-                reason: format!("expected comma-separated IP addresses or CIDRs (10.0.0.0/8, fd00::/8), got {part:?}"),
+            nets.push(net.map_err(|_| {
+                format!("expected comma-separated IP addresses or CIDRs (10.0.0.0/8, fd00::/8), got {part:?}")
             })?);
         }
         Ok(Self(nets))
@@ -109,7 +107,7 @@ mod tests {
     use http::HeaderValue;
 
     fn trusted(list: &str) -> TrustedProxies {
-        TrustedProxies::from_env(&Env::from_pairs([("CLAWLINK_TRUSTED_PROXIES", list)])).unwrap()
+        TrustedProxies::parse_list(list).unwrap()
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -175,9 +173,7 @@ mod tests {
         assert!(trusted("10.0.0.1/8").contains(ip("10.200.0.1")), "a host address with a prefix is its network");
         assert!(trusted("fd00::/8").contains(ip("fd12::1")));
         assert!(!trusted("fd00::/8").contains(ip("fe80::1")));
-        let err = TrustedProxies::from_env(&Env::from_pairs([("CLAWLINK_TRUSTED_PROXIES", "10.0.0.0/8, ingress")]))
-            .unwrap_err();
-        assert_eq!(err.var, "CLAWLINK_TRUSTED_PROXIES");
-        assert!(err.reason.contains("\"ingress\""), "{}", err.reason);
+        let err = TrustedProxies::parse_list("10.0.0.0/8, ingress").unwrap_err();
+        assert!(err.contains("\"ingress\""), "{err}");
     }
 }

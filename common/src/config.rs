@@ -134,6 +134,13 @@ pub struct SharedConfig {
     pub trusted_proxies: crate::client_addr::TrustedProxies,
 }
 
+/// `CLAWLINK_TRUSTED_PROXIES`: comma-separated IPs or CIDRs; unset, none.
+fn trusted_proxies_from_env(env: &Env) -> Result<crate::client_addr::TrustedProxies, ConfigError> {
+    const VAR: &str = "CLAWLINK_TRUSTED_PROXIES";
+    crate::client_addr::TrustedProxies::parse_list(&env.string(VAR, ""))
+        .map_err(|reason| ConfigError { var: VAR.into(), reason })
+}
+
 impl SharedConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
@@ -146,7 +153,7 @@ impl SharedConfig {
             providers: ProviderOverrides::from_env(env)?,
             oauth_clients: oauth_clients_from_env(env)?,
             keyring: keyring_from_env(env)?,
-            trusted_proxies: crate::client_addr::TrustedProxies::from_env(env)?,
+            trusted_proxies: trusted_proxies_from_env(env)?,
         })
     }
 }
@@ -300,5 +307,9 @@ mod tests {
         let env = Env::from_pairs([keys, ("CLAWLINK_RESULT_TTL_SECS", "a day")]);
         assert_eq!(SharedConfig::from_env(&env).unwrap_err().var, "CLAWLINK_RESULT_TTL_SECS");
         assert_eq!(SharedConfig::from_env(&Env::default()).unwrap_err().var, "CLAWLINK_CREDENTIAL_KEYS");
+        let env = Env::from_pairs([keys, ("CLAWLINK_TRUSTED_PROXIES", "10.0.0.0/8, ingress")]);
+        let err = SharedConfig::from_env(&env).unwrap_err();
+        assert_eq!(err.var, "CLAWLINK_TRUSTED_PROXIES");
+        assert!(err.reason.contains("\"ingress\""), "{}", err.reason);
     }
 }
