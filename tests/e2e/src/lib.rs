@@ -364,14 +364,14 @@ impl Stack {
         self.env.with_prefix("").map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
-    /// The broker this stack uses (a private one when `Options::env` names it).
+    /// The broker this stack uses (a private one when `Options::env` names it): one URL or
+    /// a comma-separated list (a cluster).
     pub fn amqp_url(&self) -> String {
         self.env.raw("CLAWLINK_AMQP_URL").map(str::to_string).unwrap_or_else(shared_amqp_url)
     }
 
     pub async fn amqp_channel(&self) -> lapin::Channel {
-        let conn =
-            lapin::Connection::connect(&self.amqp_url(), lapin::ConnectionProperties::default()).await.expect("amqp");
+        let conn = amqp_connect(&self.amqp_url()).await.expect("amqp");
         let channel = conn.create_channel().await.unwrap();
         // Keep the connection alive as long as the channel is used.
         std::mem::forget(conn);
@@ -576,7 +576,7 @@ fn queue_names(namespace: &str) -> Vec<String> {
 /// would hang the suite.
 async fn remove_queues(url: &str, namespace: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(30), async {
-        let Ok(conn) = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await else { return };
+        let Ok(conn) = amqp_connect(url).await else { return };
         if let Ok(channel) = conn.create_channel().await {
             for name in queue_names(namespace) {
                 let _ = channel.queue_delete(name.as_str().into(), Default::default()).await;
@@ -585,6 +585,13 @@ async fn remove_queues(url: &str, namespace: &str) {
         let _ = conn.close(200, "test done".into()).await;
     })
     .await;
+}
+
+/// A connection to the first broker of `url` (one URL or a comma-separated list) that
+/// answers.
+pub async fn amqp_connect(url: &str) -> anyhow::Result<lapin::Connection> {
+    let addresses = clawlink_common::queue::BrokerAddresses::parse(url).map_err(anyhow::Error::msg)?;
+    Ok(clawlink_common::queue::connect_any(&addresses, "clawlink-test").await?)
 }
 
 /// Drops a test database, closing the connections still open to it (bounded).
