@@ -1,5 +1,6 @@
-//! A private RabbitMQ node and a private Redis server, each in a temporary folder on ports
-//! of their own, for tests and the chaos runner that restart them.
+//! A private RabbitMQ node (or a three-node cluster of them) and a private Redis server,
+//! each in a temporary folder on ports of their own, for tests and the chaos runner that
+//! restart or kill them.
 //!
 //! The shared broker (5672) and Redis (6379) serve every other test on this machine and
 //! must never be restarted; these are started, restarted and stopped by whoever owns them,
@@ -44,13 +45,27 @@ pub struct PrivateRabbit {
     port: u16,
     dist_port: u16,
     child: Option<Child>,
+    /// The OS process id of the node's Erlang VM (what a SIGKILL is sent to).
+    vm_pid: Option<u32>,
 }
 
 impl PrivateRabbit {
     /// Starts a node. `consumer_timeout_ms` sets the broker's delivery acknowledgement
     /// timeout (and checks it every second rather than every minute).
     pub async fn start(consumer_timeout_ms: Option<u64>) -> anyhow::Result<PrivateRabbit> {
+        Self::start_node(consumer_timeout_ms, None).await
+    }
+
+    /// Starts a node whose Erlang cookie is `cookie` when given (nodes that are to form a
+    /// cluster share one).
+    async fn start_node(consumer_timeout_ms: Option<u64>, cookie: Option<&str>) -> anyhow::Result<PrivateRabbit> {
         let dir = temp_dir("clawlink-rabbit");
+        if let Some(cookie) = cookie {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.join(".erlang.cookie");
+            std::fs::write(&path, cookie)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400))?;
+        }
         let mut conf = String::from("loopback_users = none\n");
         if let Some(ms) = consumer_timeout_ms {
             conf.push_str(&format!("consumer_timeout = {ms}\n"));
@@ -63,7 +78,7 @@ impl PrivateRabbit {
         std::fs::write(dir.join("rabbitmq-env.conf"), "")?;
         let node =
             format!("clawlink-{}@localhost", dir.file_name().unwrap().to_string_lossy().rsplit('-').next().unwrap());
-        let mut rabbit = PrivateRabbit { dir, node, port: 0, dist_port: 0, child: None };
+        let mut rabbit = PrivateRabbit { dir, node, port: 0, dist_port: 0, child: None, vm_pid: None };
         let mut last = None;
         for _ in 0..3 {
             rabbit.port = free_port();
@@ -137,6 +152,7 @@ impl PrivateRabbit {
                 .status()
                 .await?;
             if status.success() {
+                self.vm_pid = self.ctl(&["eval", "os:getpid()."]).await?.trim().trim_matches('"').parse().ok();
                 return Ok(());
             }
             let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
@@ -162,6 +178,57 @@ impl PrivateRabbit {
                 let _ = child.wait().await;
             }
         }
+    }
+
+    /// Runs `rabbitmqctl -n <node> <args>` and returns its output; an error when it fails.
+    async fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.tool("rabbitmqctl", args).await
+    }
+
+    /// Runs one of RabbitMQ's command-line tools against this node.
+    async fn tool(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
+        let out = self
+            .command(program)
+            .args(["-n", &self.node])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .await?;
+        if !out.status.success() {
+            bail!(
+                "{program} {} on {}: {}{}",
+                args.join(" "),
+                self.node,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether the node is running (not killed or stopped by us).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILLs the node's Erlang VM: no goodbye to its cluster peers or its clients, the
+    /// way a machine that loses power goes. Its data stays on disk for `start_again`.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        let pid = self.vm_pid.take().context("the node's VM process id is unknown")?;
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status().await?;
+        if let Some(mut child) = self.child.take() {
+            // The start script exits once its VM is gone.
+            if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+        }
+        Ok(())
     }
 
     /// Stops the node the way an operator would (`rabbitmqctl stop`); messages on disk stay.
@@ -212,6 +279,66 @@ impl Drop for PrivateRabbit {
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A RabbitMQ cluster of our own: `n` private nodes sharing one Erlang cookie, joined
+/// with `rabbitmqctl join_cluster`. Quorum queues declared on it get a member on every
+/// node, so any one node can die and the others keep the queues (a majority remains).
+pub struct PrivateRabbitCluster {
+    pub nodes: Vec<PrivateRabbit>,
+}
+
+impl PrivateRabbitCluster {
+    pub async fn start(n: usize) -> anyhow::Result<PrivateRabbitCluster> {
+        let cookie = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+        let booted =
+            futures_util::future::join_all((0..n).map(|_| PrivateRabbit::start_node(None, Some(&cookie)))).await;
+        let mut nodes = Vec::new();
+        for node in booted {
+            nodes.push(node?);
+        }
+        let first = nodes[0].node().to_string();
+        for node in &nodes[1..] {
+            node.ctl(&["stop_app"]).await?;
+            node.ctl(&["join_cluster", &first]).await?;
+            node.ctl(&["start_app"]).await?;
+            node.ctl(&["await_startup", "--timeout", "60"]).await?;
+        }
+        let status = nodes[0].ctl(&["cluster_status", "--formatter", "json"]).await?;
+        let status: serde_json::Value = serde_json::from_str(&status).context("cluster_status output")?;
+        let running = status["running_nodes"].as_array().map_or(0, Vec::len);
+        if running != n {
+            bail!("the cluster has {running} running nodes, expected {n}: {status}");
+        }
+        Ok(PrivateRabbitCluster { nodes })
+    }
+
+    /// Every node's URL, comma-separated, in node order: a `CLAWLINK_AMQP_URL` list.
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(PrivateRabbit::url).collect::<Vec<_>>().join(",")
+    }
+
+    /// The position of the node that leads quorum queue `queue`, asked of a running node.
+    pub async fn leader_of(&self, queue: &str) -> anyhow::Result<usize> {
+        let asked = self.nodes.iter().find(|n| n.is_running()).context("no node is running")?;
+        let out = asked.ctl(&["list_queues", "name", "leader", "--formatter", "json"]).await?;
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).context("list_queues output")?;
+        let leader = rows
+            .iter()
+            .find(|r| r["name"] == queue)
+            .and_then(|r| r["leader"].as_str())
+            .with_context(|| format!("queue {queue} has no leader in {out}"))?;
+        self.nodes.iter().position(|n| n.node() == leader).with_context(|| format!("leader {leader} is not ours"))
+    }
+
+    /// The members of quorum queue `queue` (node names), asked of a running node.
+    pub async fn members_of(&self, queue: &str) -> anyhow::Result<Vec<String>> {
+        let asked = self.nodes.iter().find(|n| n.is_running()).context("no node is running")?;
+        let out = asked.ctl(&["list_queues", "name", "members", "--formatter", "json"]).await?;
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).context("list_queues output")?;
+        let members = rows.iter().find(|r| r["name"] == queue).with_context(|| format!("no queue {queue}"))?;
+        Ok(members["members"].as_array().into_iter().flatten().filter_map(|m| m.as_str().map(String::from)).collect())
     }
 }
 

@@ -3,8 +3,14 @@
 //! Every fault lands on a private server of the test's own (`chaos_infra`): the shared
 //! ones serve everyone else.
 
+use clawlink_common::queue::Lane;
+use clawlink_e2e::chaos_infra::PrivateRabbitCluster;
 use clawlink_e2e::{Options, Stack};
+use clawlink_emulator::{Fault, FaultKind};
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
 
 fn note(text: &str, is_async: bool) -> Value {
     json!({"arguments": {"text": text}, "confirmed": true, "async": is_async})
@@ -47,4 +53,237 @@ async fn a_broker_list_whose_first_address_refuses_connects_to_the_next() {
     assert!(logged.contains("broker address failed; trying the next"), "{logged}");
     assert!(!logged.contains("pw-of-the-dead-node"), "a broker password reached the log:\n{logged}");
     stack.finish().await;
+}
+
+/// Every note creation is at the provider for `ms`, so calls are in flight at any moment.
+fn slow_notes(ms: u64) -> Fault {
+    Fault { method: Some("POST".into()), path: Some("/notes".into()), kind: FaultKind::Delay { ms }, times: 100_000 }
+}
+
+/// Polls an execution until it is final (bounded) and returns its body.
+async fn final_state(stack: &Stack, key: &str, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) = stack.get(key, &format!("/api/executions/{id}?waitMs=5000")).await;
+        assert_eq!(status, 200, "{body}");
+        if body["status"] == "succeeded" || body["status"] == "failed" {
+            return body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "execution {id} is still {} after 60 s", body["status"]);
+    }
+}
+
+/// One caller's answer: when it was submitted (since the kill, negative before), status,
+/// body, how long it took.
+struct Answer {
+    submitted_ms: i64,
+    status: u16,
+    body: Value,
+    took: Duration,
+}
+
+/// `POST /api/tools/sandbox_create_note/execute` on the api at `api` → (status, body).
+async fn execute_at(stack: &Stack, api: &str, key: &str, body: Value) -> (u16, Value) {
+    let resp = stack
+        .http
+        .post(format!("{api}/api/tools/sandbox_create_note/execute"))
+        .header("x-clawlink-api-key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("execute request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Callers keep making calls (half sync, half async) to the api at `api` until `stop`;
+/// each answer is kept. A refused caller waits 200 ms before its next call.
+async fn load(
+    stack: &Stack,
+    api: &str,
+    key: &str,
+    callers: usize,
+    kill: &std::sync::Mutex<Option<Instant>>,
+    stop: &AtomicBool,
+) -> Vec<Answer> {
+    let lanes = (0..callers).map(|c| async move {
+        let mut answers = Vec::new();
+        let mut i = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            let killed = *kill.lock().unwrap();
+            let submitted_ms = killed.map_or(-1, |k| started.duration_since(k).as_millis() as i64);
+            let (status, body) = execute_at(stack, api, key, note(&format!("c{c}-{i}"), i % 2 == 1)).await;
+            answers.push(Answer { submitted_ms, status, body, took: started.elapsed() });
+            if status == 503 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            i += 1;
+        }
+        answers
+    });
+    futures_util::future::join_all(lanes).await.into_iter().flatten().collect()
+}
+
+/// Accepted ids and refused count of `answers`; panics on an answer that is neither
+/// accepted nor a retryable refusal.
+async fn sort_answers(stack: &Stack, answers: &[Answer]) -> (Vec<String>, usize) {
+    let (mut accepted, mut refused) = (Vec::new(), 0);
+    for a in answers {
+        let id = a.body["executionId"].as_str().unwrap_or_else(|| panic!("no execution id: {} {}", a.status, a.body));
+        match a.status {
+            200 => {
+                assert_eq!(a.body["ok"], true, "{}", a.body);
+                accepted.push(id.to_string());
+            }
+            202 => accepted.push(id.to_string()),
+            503 => {
+                assert_eq!(a.body["error"]["retryable"], true, "{}", a.body);
+                assert_eq!(stack.execution_status(id).await, "failed", "a refused call is not left to run");
+                refused += 1;
+            }
+            other => panic!("a caller got {other}: {}", a.body),
+        }
+    }
+    (accepted, refused)
+}
+
+/// The proof on a three-node cluster: the lanes are quorum queues with a member on every
+/// node; the api (in this process) and two worker processes are given the three
+/// addresses and all connect to the first node, which also leads the lanes (quorum
+/// queues are led by the node they were declared on). Under load, that node is
+/// SIGKILLed. The survivors elect new leaders, the api and the workers reconnect to them,
+/// every accepted call runs exactly once, every refused call is a retryable 503 and
+/// never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_node_that_leads_the_lanes_under_load_loses_nothing() {
+    let began = Instant::now();
+    let mut cluster = PrivateRabbitCluster::start(3).await.expect("a three-node rabbitmq cluster");
+    eprintln!("ha: cluster of 3 up in {:?}", began.elapsed());
+    let stack = Stack::start(Options {
+        workers: 0,
+        env: vec![
+            ("CLAWLINK_AMQP_URL".into(), cluster.urls()),
+            // Callers and pollers drive one device far past the budget that protects a
+            // deployment.
+            ("CLAWLINK_DEVICE_RATE_PER_SEC".into(), "1000000".into()),
+            ("CLAWLINK_DEVICE_BURST".into(), "1000000".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let api_log = std::env::temp_dir().join(format!("{}-ha-api.log", stack.namespace));
+    let (mut api, api_url) =
+        stack.spawn_api_process(&[("RUST_LOG", "info"), ("CLAWLINK_LOG_FORMAT", "json")], &api_log).await;
+    let lane = stack.topology().work_queue(Lane::Interactive);
+    let bulk = stack.topology().work_queue(Lane::Bulk);
+    for queue in [&lane, &bulk] {
+        let members = cluster.members_of(queue).await.unwrap();
+        assert_eq!(members.len(), 3, "{queue} is replicated on every node: {members:?}");
+    }
+    let logs: Vec<_> =
+        (1..=2).map(|i| std::env::temp_dir().join(format!("{}-ha-worker{i}.log", stack.namespace))).collect();
+    let mut workers: Vec<_> = logs
+        .iter()
+        .enumerate()
+        .map(|(i, log)| {
+            stack.spawn_worker_process(
+                &format!("ha{}", i + 1),
+                &[("RUST_LOG", "info"), ("CLAWLINK_LOG_FORMAT", "json")],
+                log,
+            )
+        })
+        .collect();
+    stack.wait_for_consumers(2).await;
+    let leader = cluster.leader_of(&lane).await.unwrap();
+    assert_eq!(cluster.leader_of(&bulk).await.unwrap(), leader, "both lanes are led by the node that declared them");
+    let (user, _) = stack.sandbox_user("cluster-kill@example.test").await;
+    stack.emulator.add_fault(slow_notes(300));
+
+    let kill = std::sync::Mutex::new(None);
+    let stop = AtomicBool::new(false);
+    let fault = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        *kill.lock().unwrap() = Some(Instant::now());
+        cluster.nodes[leader].kill().await.expect("SIGKILL the lane leader");
+        eprintln!("ha: node {} (lane leader) SIGKILLed", cluster.nodes[leader].node());
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        stop.store(true, Ordering::Relaxed);
+    };
+    let (answers, ()) = tokio::join!(load(&stack, &api_url, &user.api_key, 6, &kill, &stop), fault);
+
+    let (accepted, refused) = sort_answers(&stack, &answers).await;
+    let after: Vec<&Answer> = answers.iter().filter(|a| a.submitted_ms >= 0).collect();
+    let first_ok = after
+        .iter()
+        .filter(|a| a.status == 200 || a.status == 202)
+        .map(|a| a.submitted_ms as u64 + a.took.as_millis() as u64)
+        .min()
+        .expect("no call was accepted after the leader was killed: the api did not reconnect");
+    let slowest = answers.iter().map(|a| a.took).max().unwrap();
+    eprintln!(
+        "ha: {} calls, {} accepted, {refused} refused (retryable 503), {} submitted after the kill; \
+         first accepted answer {first_ok} ms after the kill; slowest answer {slowest:?}",
+        answers.len(),
+        accepted.len(),
+        after.len()
+    );
+    let mut refused_by_second = std::collections::BTreeMap::new();
+    let mut refusals = std::collections::BTreeSet::new();
+    for a in answers.iter().filter(|a| a.status == 503) {
+        *refused_by_second.entry(a.submitted_ms.div_euclid(1000)).or_insert(0) += 1;
+        refusals.insert(a.body["error"]["message"].as_str().unwrap_or_default().to_string());
+    }
+    eprintln!("ha: refused by second since the kill {refused_by_second:?}: {refusals:?}");
+    assert!(slowest < Duration::from_secs(30), "a caller waited {slowest:?}");
+
+    // The workers consume again, on the survivors, under a new leader.
+    stack.wait_for_consumers(2).await;
+    let new_leader = cluster.leader_of(&lane).await.unwrap();
+    assert_ne!(new_leader, leader, "a survivor leads the lane");
+    for id in &accepted {
+        let polled = final_state(&stack, &user.api_key, id).await;
+        assert_eq!(polled["status"], "succeeded", "{polled}");
+    }
+    stack.wait_for_rows_final().await;
+    let stats = stack.emulator.stats();
+    for id in &accepted {
+        assert_eq!(stats.performed(id), 1, "execution {id} was performed {} times", stats.performed(id));
+    }
+    assert_eq!(stats.count("POST", "/notes"), accepted.len(), "refused calls never reach the provider");
+
+    // The api and both workers replaced their connection with one to a survivor.
+    let survivors: Vec<String> =
+        (0..3).filter(|i| *i != leader).map(|i| format!("127.0.0.1:{}", cluster.nodes[i].port())).collect();
+    let mut processes: Vec<(&str, &mut tokio::process::Child, &std::path::Path)> =
+        vec![("api", &mut api, api_log.as_path())];
+    for (worker, log) in workers.iter_mut().zip(&logs) {
+        processes.push(("worker", worker, log.as_path()));
+    }
+    for (what, child, log) in processes {
+        let logged = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(child.try_wait().unwrap().is_none(), "the {what} is still running:\n{logged}");
+        let events: Vec<Value> = logged.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let replaced = events
+            .iter()
+            .find(|e| e["message"] == "broker connection replaced")
+            .unwrap_or_else(|| panic!("the {what} did not replace its broker connection:\n{logged}"));
+        let address = replaced["address"].as_str().unwrap_or_default();
+        assert!(
+            survivors.iter().any(|s| s == address),
+            "the {what} reconnected to {address}, not a survivor {survivors:?}"
+        );
+        eprintln!("ha: {what} reconnected to {address} after {} ms", replaced["after_ms"]);
+        let failed = events.iter().filter(|e| e["message"] == "publish failed").count();
+        if failed > 0 {
+            eprintln!(
+                "ha: {what}: {failed} publishes failed, e.g. {}",
+                events.iter().find(|e| e["message"] == "publish failed").unwrap()["error"]
+            );
+        }
+        child.kill().await.unwrap();
+        let _ = std::fs::remove_file(log);
+    }
+    stack.finish().await;
+    eprintln!("ha: whole test {:?}", began.elapsed());
 }
