@@ -560,6 +560,24 @@ impl Publisher {
     }
 
     async fn publish_confirmed(&self, queue: &str, payload: &[u8]) -> Result<(), PublishError> {
+        let (generation, result) = self.publish_attempt(queue, payload).await;
+        if !matches!(result, Err(PublishError::Nacked)) {
+            return result;
+        }
+        // A nack: the broker says it did not take the message. On a cluster, a channel whose
+        // queue client still points at a killed leader nacked every publish to that queue
+        // for as long as it lived (RabbitMQ 3.10, `ha::killing_the_node_that_leads_the_lanes…`);
+        // a new channel starts from the current leader. Sending again cannot do harm: were
+        // the first copy queued after all, its second delivery finds the execution leased
+        // or final.
+        tracing::warn!(queue, "the broker refused a publish (nack); sending it once more on a new channel");
+        let _ = self.inner.renew_in_background(generation, false).await;
+        self.publish_attempt(queue, payload).await.1
+    }
+
+    /// One publish on the current channel (reopened once when it was down before anything
+    /// was sent); returns the generation of the channel that was used.
+    async fn publish_attempt(&self, queue: &str, payload: &[u8]) -> (u64, Result<(), PublishError>) {
         let props = BasicProperties::default()
             .with_delivery_mode(2) // persistent: survives a broker restart
             .with_content_type(ShortString::from("application/json"));
@@ -577,7 +595,7 @@ impl Publisher {
                     Ok(confirm) => confirm,
                     Err(err) => {
                         let _ = self.inner.renew_in_background(generation, false);
-                        return Err(err.into());
+                        return (generation, Err(err.into()));
                     }
                 }
             }
@@ -588,16 +606,16 @@ impl Publisher {
             Ok(confirmation) => confirmation,
             Err(err) => {
                 let _ = self.inner.renew_in_background(generation, false);
-                return Err(err.into());
+                return (generation, Err(err.into()));
             }
         };
         if confirmation.is_nack() {
-            return Err(PublishError::Nacked);
+            return (generation, Err(PublishError::Nacked));
         }
         if confirmation.take_message().is_some() {
-            return Err(PublishError::Unroutable(queue.to_string()));
+            return (generation, Err(PublishError::Unroutable(queue.to_string())));
         }
-        Ok(())
+        (generation, Ok(()))
     }
 }
 
