@@ -1,6 +1,6 @@
-//! A private RabbitMQ node (or a three-node cluster of them) and a private Redis server,
-//! each in a temporary folder on ports of their own, for tests and the chaos runner that
-//! restart or kill them.
+//! A private RabbitMQ node (or a three-node cluster of them), a private Redis server and a
+//! private PostgreSQL server, each in a temporary folder on ports of their own, for tests
+//! and the chaos runner that restart or kill them.
 //!
 //! The shared broker (5672) and Redis (6379) serve every other test on this machine and
 //! must never be restarted; these are started, restarted and stopped by whoever owns them,
@@ -342,6 +342,60 @@ impl PrivateRabbitCluster {
     }
 }
 
+impl PrivateRabbitCluster {
+    /// SIGKILLs the node that leads quorum queue `queue`, leaves it down for `down`, then
+    /// starts it again (it rejoins the cluster from its data). Returns the node's name and
+    /// how long it was away.
+    pub async fn kill_leader_of(&mut self, queue: &str, down: Duration) -> anyhow::Result<(String, Duration)> {
+        let leader = self.leader_of(queue).await?;
+        let began = tokio::time::Instant::now();
+        self.nodes[leader].kill().await?;
+        tokio::time::sleep(down).await;
+        self.nodes[leader].start_again().await?;
+        Ok((self.nodes[leader].node().to_string(), began.elapsed()))
+    }
+}
+
+/// The chaos runner's broker: one private node, which its fault restarts, or a private
+/// three-node cluster, whose fault SIGKILLs the node leading the lanes and starts it
+/// again later.
+pub enum ChaosBroker {
+    Node(PrivateRabbit),
+    Cluster(PrivateRabbitCluster),
+}
+
+impl ChaosBroker {
+    pub async fn start(cluster: bool) -> anyhow::Result<ChaosBroker> {
+        Ok(if cluster {
+            ChaosBroker::Cluster(PrivateRabbitCluster::start(3).await.context("starting a private 3-node cluster")?)
+        } else {
+            ChaosBroker::Node(PrivateRabbit::start(None).await.context("starting a private RabbitMQ node")?)
+        })
+    }
+
+    /// `CLAWLINK_AMQP_URL`: the node's URL, or every node's, comma-separated.
+    pub fn url(&self) -> String {
+        match self {
+            ChaosBroker::Node(node) => node.url(),
+            ChaosBroker::Cluster(cluster) => cluster.urls(),
+        }
+    }
+
+    /// The broker fault: the node restarted (`rabbitmqctl stop`, then start), or the
+    /// cluster node leading `lane_queue` SIGKILLed and started again after 5 s. Returns
+    /// how long the node was away.
+    pub async fn fault(&mut self, lane_queue: &str) -> anyhow::Result<Duration> {
+        match self {
+            ChaosBroker::Node(node) => node.restart().await,
+            ChaosBroker::Cluster(cluster) => {
+                let (node, away) = cluster.kill_leader_of(lane_queue, Duration::from_secs(5)).await?;
+                tracing::info!(node, away_ms = away.as_millis() as u64, "lane leader killed and started again");
+                Ok(away)
+            }
+        }
+    }
+}
+
 /// A Redis server of our own without persistence: a restart loses every key, which is
 /// what a crashed cache node looks like.
 pub struct PrivateRedis {
@@ -403,6 +457,127 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
             let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// PostgreSQL's programs (Debian keeps them out of `PATH`).
+fn postgres_bin(name: &str) -> PathBuf {
+    let debian = Path::new("/usr/lib/postgresql/15/bin").join(name);
+    if debian.exists() { debian } else { PathBuf::from(name) }
+}
+
+/// A PostgreSQL server of our own: `initdb` in a temporary folder, its own port and socket
+/// folder, trust authentication on loopback, no fsync (a test server). Run as the
+/// `postgres` user when this process is root (PostgreSQL refuses to run as root).
+pub struct PrivatePostgres {
+    dir: PathBuf,
+    port: u16,
+    running: bool,
+}
+
+impl PrivatePostgres {
+    pub async fn start() -> anyhow::Result<PrivatePostgres> {
+        let dir = temp_dir("clawlink-pg");
+        let mut pg = PrivatePostgres { dir, port: free_port(), running: false };
+        if is_root() {
+            let status = Command::new("chown").arg("-R").arg("postgres:postgres").arg(&pg.dir).status().await?;
+            anyhow::ensure!(status.success(), "chown of {} to postgres failed", pg.dir.display());
+        }
+        let data = pg.dir.join("data");
+        let out = pg
+            .as_owner(&postgres_bin("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .await
+            .context("running initdb (is PostgreSQL installed?)")?;
+        if !out.status.success() {
+            bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        pg.pg_ctl(&["start"]).await?;
+        pg.running = true;
+        Ok(pg)
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`: the admin URL a test stack creates
+    /// its database with.
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn as_owner(&self, program: &Path) -> Command {
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        cmd.stdin(Stdio::null()).current_dir(&self.dir);
+        cmd
+    }
+
+    async fn pg_ctl(&self, args: &[&str]) -> anyhow::Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.display()
+        );
+        let out = self
+            .as_owner(&postgres_bin("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-o", &options, "-w", "-t", "60"])
+            .args(args)
+            .output()
+            .await?;
+        if !out.status.success() {
+            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            bail!(
+                "pg_ctl {}: {}{}\n{log}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// `pg_ctl restart -m <mode>` (`fast`: sessions are cut, a checkpoint is written;
+    /// `immediate`: no checkpoint, crash recovery at start). Returns how long it took.
+    pub async fn restart(&mut self, mode: &str) -> anyhow::Result<Duration> {
+        let began = tokio::time::Instant::now();
+        self.pg_ctl(&["restart", "-m", mode]).await?;
+        Ok(began.elapsed())
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if self.running {
+            let mut cmd = if is_root() {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(postgres_bin("pg_ctl"));
+                c
+            } else {
+                std::process::Command::new(postgres_bin("pg_ctl"))
+            };
+            let _ = cmd
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-m", "immediate", "-w", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -4,7 +4,7 @@
 //! ones serve everyone else.
 
 use clawlink_common::queue::Lane;
-use clawlink_e2e::chaos_infra::PrivateRabbitCluster;
+use clawlink_e2e::chaos_infra::{PrivatePostgres, PrivateRabbitCluster};
 use clawlink_e2e::{Options, Stack};
 use clawlink_emulator::{Fault, FaultKind};
 use serde_json::{Value, json};
@@ -79,11 +79,12 @@ struct Answer {
     submitted_ms: i64,
     status: u16,
     body: Value,
+    retry_after: Option<String>,
     took: Duration,
 }
 
 /// `POST /api/tools/sandbox_create_note/execute` on the api at `api` → (status, body).
-async fn execute_at(stack: &Stack, api: &str, key: &str, body: Value) -> (u16, Value) {
+async fn execute_at(stack: &Stack, api: &str, key: &str, body: Value) -> (u16, Value, Option<String>) {
     let resp = stack
         .http
         .post(format!("{api}/api/tools/sandbox_create_note/execute"))
@@ -93,7 +94,8 @@ async fn execute_at(stack: &Stack, api: &str, key: &str, body: Value) -> (u16, V
         .await
         .expect("execute request");
     let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(String::from);
+    (status, resp.json().await.unwrap_or(Value::Null), retry_after)
 }
 
 /// Callers keep making calls (half sync, half async) to the api at `api` until `stop`;
@@ -113,8 +115,8 @@ async fn load(
             let started = Instant::now();
             let killed = *kill.lock().unwrap();
             let submitted_ms = killed.map_or(-1, |k| started.duration_since(k).as_millis() as i64);
-            let (status, body) = execute_at(stack, api, key, note(&format!("c{c}-{i}"), i % 2 == 1)).await;
-            answers.push(Answer { submitted_ms, status, body, took: started.elapsed() });
+            let (status, body, retry_after) = execute_at(stack, api, key, note(&format!("c{c}-{i}"), i % 2 == 1)).await;
+            answers.push(Answer { submitted_ms, status, body, retry_after, took: started.elapsed() });
             if status == 503 {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -130,16 +132,22 @@ async fn load(
 async fn sort_answers(stack: &Stack, answers: &[Answer]) -> (Vec<String>, usize) {
     let (mut accepted, mut refused) = (Vec::new(), 0);
     for a in answers {
-        let id = a.body["executionId"].as_str().unwrap_or_else(|| panic!("no execution id: {} {}", a.status, a.body));
+        let id = a.body["executionId"].as_str();
+        let accepted_id = || id.unwrap_or_else(|| panic!("no execution id: {} {}", a.status, a.body)).to_string();
         match a.status {
             200 => {
                 assert_eq!(a.body["ok"], true, "{}", a.body);
-                accepted.push(id.to_string());
+                accepted.push(accepted_id());
             }
-            202 => accepted.push(id.to_string()),
+            202 => accepted.push(accepted_id()),
             503 => {
                 assert_eq!(a.body["error"]["retryable"], true, "{}", a.body);
-                assert_eq!(stack.execution_status(id).await, "failed", "a refused call is not left to run");
+                assert!(a.retry_after.is_some(), "a 503 says when to retry: {}", a.body);
+                // Refused before an execution existed (the database was away), or with
+                // one that was failed before any worker took it.
+                if let Some(id) = id {
+                    assert_eq!(stack.execution_status(id).await, "failed", "a refused call is not left to run");
+                }
                 refused += 1;
             }
             other => panic!("a caller got {other}: {}", a.body),
@@ -285,5 +293,118 @@ async fn killing_the_node_that_leads_the_lanes_under_load_loses_nothing() {
         let _ = std::fs::remove_file(log);
     }
     stack.finish().await;
+    eprintln!("ha: whole test {:?}", began.elapsed());
+}
+
+/// Postgres restarted (`pg_ctl restart -m fast`: every session cut, then a few seconds
+/// without a server) while six callers make calls through an api process and two worker
+/// processes. Each call is accepted and runs exactly once, or is refused with a retryable
+/// 503 (with `Retry-After`, without any database text) and never runs; never a 500. After
+/// the restart the api accepts calls again and both processes are still running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_under_load_loses_nothing() {
+    let began = Instant::now();
+    let mut pg = PrivatePostgres::start().await.expect("a private postgres");
+    let stack = Stack::start(Options {
+        workers: 0,
+        database_admin_url: Some(pg.admin_url()),
+        env: vec![
+            ("CLAWLINK_DEVICE_RATE_PER_SEC".into(), "1000000".into()),
+            ("CLAWLINK_DEVICE_BURST".into(), "1000000".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let json_logs = [("RUST_LOG", "info"), ("CLAWLINK_LOG_FORMAT", "json")];
+    let api_log = std::env::temp_dir().join(format!("{}-pg-api.log", stack.namespace));
+    let (mut api, api_url) = stack.spawn_api_process(&json_logs, &api_log).await;
+    let logs: Vec<_> =
+        (1..=2).map(|i| std::env::temp_dir().join(format!("{}-pg-worker{i}.log", stack.namespace))).collect();
+    let mut workers: Vec<_> = logs
+        .iter()
+        .enumerate()
+        .map(|(i, log)| stack.spawn_worker_process(&format!("pg{}", i + 1), &json_logs, log))
+        .collect();
+    stack.wait_for_consumers(2).await;
+    let (user, _) = stack.sandbox_user("pg-restart@example.test").await;
+    stack.emulator.add_fault(slow_notes(300));
+
+    let restart_at = std::sync::Mutex::new(None);
+    let stop = AtomicBool::new(false);
+    let fault = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        *restart_at.lock().unwrap() = Some(Instant::now());
+        let took = pg.restart("fast").await.expect("pg_ctl restart");
+        eprintln!("ha: postgres restarted (fast) in {took:?}");
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        stop.store(true, Ordering::Relaxed);
+        took
+    };
+    let (answers, away) = tokio::join!(load(&stack, &api_url, &user.api_key, 6, &restart_at, &stop), fault);
+
+    // The harness's own pool held sessions the restart ended: let it find and drop them.
+    for _ in 0..50 {
+        let checks = futures_util::future::join_all((0..8).map(|_| sqlx::query("SELECT 1").execute(&stack.db))).await;
+        if checks.iter().all(Result::is_ok) {
+            break;
+        }
+    }
+    for a in answers.iter().filter(|a| a.status == 503) {
+        let message = a.body["error"]["message"].as_str().unwrap_or_default().to_lowercase();
+        for internal in ["sqlx", "sqlstate", "terminating", "postgres", "connection refused", "pool"] {
+            assert!(!message.contains(internal), "a 503 shows an internal detail ({internal}): {}", a.body);
+        }
+    }
+    let (accepted, refused) = sort_answers(&stack, &answers).await;
+    let during = answers.iter().filter(|a| a.submitted_ms >= 0 && (a.submitted_ms as u128) < away.as_millis()).count();
+    let after_ok = answers
+        .iter()
+        .filter(|a| a.submitted_ms >= 0 && (a.status == 200 || a.status == 202))
+        .map(|a| a.submitted_ms as u128 + a.took.as_millis())
+        .filter(|end| *end > away.as_millis())
+        .count();
+    let slowest = answers.iter().map(|a| a.took).max().unwrap();
+    let mut refusals = std::collections::BTreeSet::new();
+    for a in answers.iter().filter(|a| a.status == 503) {
+        refusals.insert(a.body["error"]["message"].as_str().unwrap_or_default().to_string());
+    }
+    eprintln!(
+        "ha: {} calls, {} accepted, {refused} refused (retryable 503: {refusals:?}), {during} submitted while \
+         postgres restarted, {after_ok} accepted after; slowest answer {slowest:?}",
+        answers.len(),
+        accepted.len(),
+    );
+    assert!(after_ok > 0, "the api accepts calls again after the restart");
+    assert!(slowest < Duration::from_secs(30), "a caller waited {slowest:?}");
+
+    for id in &accepted {
+        let polled = final_state(&stack, &user.api_key, id).await;
+        assert_eq!(polled["status"], "succeeded", "{polled}");
+    }
+    stack.wait_for_rows_final().await;
+    let stats = stack.emulator.stats();
+    for id in &accepted {
+        assert_eq!(stats.performed(id), 1, "execution {id} was performed {} times", stats.performed(id));
+    }
+    assert_eq!(stats.count("POST", "/notes"), accepted.len(), "refused calls never reach the provider");
+
+    let mut processes: Vec<(&str, &mut tokio::process::Child, &std::path::Path)> =
+        vec![("api", &mut api, api_log.as_path())];
+    for (worker, log) in workers.iter_mut().zip(&logs) {
+        processes.push(("worker", worker, log.as_path()));
+    }
+    for (what, child, log) in processes {
+        let logged = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(child.try_wait().unwrap().is_none(), "the {what} is still running:\n{logged}");
+        let events: Vec<Value> = logged.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let away: Vec<&Value> = events.iter().filter(|e| e["message"] == "database unavailable").collect();
+        if let Some(e) = away.first() {
+            eprintln!("ha: {what}: {} database errors answered as unavailable, e.g. {}", away.len(), e["error"]);
+        }
+        child.kill().await.unwrap();
+        let _ = std::fs::remove_file(log);
+    }
+    stack.finish().await;
+    drop(pg);
     eprintln!("ha: whole test {:?}", began.elapsed());
 }
