@@ -402,13 +402,75 @@ pub struct PrivateRedis {
     dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// `--replicaof 127.0.0.1 <port>` when this server started as a replica.
+    replica_of: Option<u16>,
 }
 
 impl PrivateRedis {
     pub async fn start() -> anyhow::Result<PrivateRedis> {
-        let mut redis = PrivateRedis { dir: temp_dir("clawlink-redis"), port: free_port(), child: None };
+        let mut redis =
+            PrivateRedis { dir: temp_dir("clawlink-redis"), port: free_port(), child: None, replica_of: None };
         redis.boot().await?;
         Ok(redis)
+    }
+
+    /// A replica of `primary` (asynchronous replication, as Redis does it), once its link
+    /// to the primary is up and the first sync is done.
+    pub async fn start_replica_of(primary: &PrivateRedis) -> anyhow::Result<PrivateRedis> {
+        let mut redis = PrivateRedis {
+            dir: temp_dir("clawlink-redis"),
+            port: free_port(),
+            child: None,
+            replica_of: Some(primary.port),
+        };
+        redis.boot().await?;
+        for _ in 0..200 {
+            if redis.info_replication().await?.contains("master_link_status:up") {
+                return Ok(redis);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the replica on port {} did not sync with its primary", redis.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    async fn info_replication(&self) -> anyhow::Result<String> {
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        Ok(redis::cmd("INFO").arg("replication").query_async(&mut conn).await?)
+    }
+
+    /// SIGKILLs the server: gone, with whatever it had not replicated yet.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Makes this replica a primary (`REPLICAOF NO ONE`), as Sentinel or an operator does
+    /// when the primary is lost.
+    pub async fn promote(&mut self) -> anyhow::Result<()> {
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let _: String = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query_async(&mut conn).await?;
+        self.replica_of = None;
+        Ok(())
+    }
+
+    /// How many of `keys` this server holds.
+    pub async fn count_existing(&self, keys: &[String]) -> anyhow::Result<usize> {
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut n = 0;
+        for key in keys {
+            let exists: bool = redis::cmd("EXISTS").arg(key).query_async(&mut conn).await?;
+            n += usize::from(exists);
+        }
+        Ok(n)
     }
 
     pub fn url(&self) -> String {
@@ -416,8 +478,12 @@ impl PrivateRedis {
     }
 
     async fn boot(&mut self) -> anyhow::Result<()> {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        if let Some(primary) = self.replica_of {
+            cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
+        let child = cmd
             .arg("--dir")
             .arg(&self.dir)
             .stdin(Stdio::null())
@@ -459,6 +525,48 @@ impl Drop for PrivateRedis {
             let _ = child.start_kill();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A stable address in front of a server that changes: a loopback TCP forwarder whose
+/// target can be moved, which cuts the connections to the old target — what a Kubernetes
+/// Service whose selector a failover operator moves, a virtual IP, or a Sentinel-aware
+/// proxy does for clients that know one address.
+pub struct MovableAddress {
+    port: u16,
+    target: tokio::sync::watch::Sender<u16>,
+}
+
+impl MovableAddress {
+    pub async fn start(target: u16) -> anyhow::Result<MovableAddress> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let (tx, rx) = tokio::sync::watch::channel(target);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut moved = rx.clone();
+                let target = *moved.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        // Moved: both sockets are dropped, so the client sees its
+                        // connection end and reconnects (to the new target).
+                        _ = moved.changed() => {}
+                    }
+                });
+            }
+        });
+        Ok(MovableAddress { port, target: tx })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// New connections go to `target`; the open ones are cut.
+    pub fn point_at(&self, target: u16) {
+        let _ = self.target.send(target);
     }
 }
 

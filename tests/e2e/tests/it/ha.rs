@@ -4,7 +4,7 @@
 //! ones serve everyone else.
 
 use clawlink_common::queue::Lane;
-use clawlink_e2e::chaos_infra::{PrivatePostgres, PrivateRabbitCluster};
+use clawlink_e2e::chaos_infra::{MovableAddress, PrivatePostgres, PrivateRabbitCluster, PrivateRedis};
 use clawlink_e2e::{Options, Stack};
 use clawlink_emulator::{Fault, FaultKind};
 use serde_json::{Value, json};
@@ -407,4 +407,96 @@ async fn a_postgres_restart_under_load_loses_nothing() {
     stack.finish().await;
     drop(pg);
     eprintln!("ha: whole test {:?}", began.elapsed());
+}
+
+/// Redis with a replica: the api and a worker know one address (a `MovableAddress`, as a
+/// Kubernetes Service or a virtual IP is), which leads to the primary. Four calls finish;
+/// then 16 calls (8 sync, 8 async) are at the provider when the primary is SIGKILLed, the
+/// replica promoted (`REPLICAOF NO ONE`) and the address moved to it. The results stored
+/// before the loss were replicated and are still read; every caller in flight gets its
+/// result or a 202 whose poll gives it; each note is created once; a call after the
+/// failover runs. Leases and pacing budgets written in the last moments before the loss
+/// may be gone (asynchronous replication): RELIABILITY.md says what that costs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_primary_lost_and_its_replica_promoted_loses_no_result() {
+    let mut primary = PrivateRedis::start().await.expect("private redis primary");
+    let mut replica = PrivateRedis::start_replica_of(&primary).await.expect("private redis replica");
+    let address = MovableAddress::start(primary.port()).await.unwrap();
+    let stack = Stack::start(Options {
+        workers: 1,
+        env: vec![("CLAWLINK_REDIS_URL".into(), format!("redis://127.0.0.1:{}/", address.port()))],
+        ..Default::default()
+    })
+    .await;
+    let (user, _) = stack.sandbox_user("redis-failover@example.test").await;
+
+    let mut before = Vec::new();
+    for i in 0..4 {
+        let (status, body) =
+            stack.execute(&user.api_key, "sandbox_create_note", note(&format!("b{i}"), false), &[]).await;
+        assert_eq!(status, 200, "{body}");
+        before.push(body["executionId"].as_str().unwrap().to_string());
+    }
+    let result_keys: Vec<String> = before.iter().map(|id| format!("{}:result:{id}", stack.namespace)).collect();
+    // Replication is asynchronous: give it its moment before the primary goes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    stack.emulator.add_fault(slow_notes(1500));
+    let calls = futures_util::future::join_all((0..16).map(|i| {
+        let (stack, key) = (&stack, &user.api_key);
+        async move {
+            let started = Instant::now();
+            let (status, body) =
+                stack.execute(key, "sandbox_create_note", note(&format!("n{i}"), i % 2 == 1), &[]).await;
+            (i % 2 == 1, status, body, started.elapsed())
+        }
+    }));
+    let failover = async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let began = Instant::now();
+        primary.kill().await;
+        replica.promote().await.expect("REPLICAOF NO ONE");
+        address.point_at(replica.port());
+        began.elapsed()
+    };
+    let (answers, took) = tokio::join!(calls, failover);
+    eprintln!("ha: redis primary killed, replica promoted and the address moved in {took:?}");
+    let survived = replica.count_existing(&result_keys).await.unwrap();
+    eprintln!("ha: {survived} of {} results stored before the loss are on the promoted replica", result_keys.len());
+    assert_eq!(survived, result_keys.len(), "results replicated before the loss survive it");
+
+    let mut ids = Vec::new();
+    let mut deferred = 0;
+    for (is_async, status, body, took) in answers {
+        let id = body["executionId"].as_str().unwrap_or_else(|| panic!("no execution id: {status} {body}")).to_string();
+        if is_async {
+            assert_eq!(status, 202, "{body}");
+        } else {
+            assert!(status == 200 || status == 202, "sync caller got {status}: {body}");
+            if status == 200 {
+                assert_eq!(body["ok"], true, "{body}");
+            } else {
+                deferred += 1;
+            }
+            assert!(took < Duration::from_secs(20), "a sync caller waited {took:?}");
+        }
+        let polled = final_state(&stack, &user.api_key, &id).await;
+        assert_eq!(polled["status"], "succeeded", "{polled}");
+        ids.push(id);
+    }
+    eprintln!("ha: {} of 8 sync callers got a 202 and then the result by polling", deferred);
+    for id in &before {
+        let polled = final_state(&stack, &user.api_key, id).await;
+        assert_eq!(polled["status"], "succeeded", "{polled}");
+        assert!(polled["data"].is_object(), "the stored result is still read: {polled}");
+    }
+    let (status, body) = stack.execute(&user.api_key, "sandbox_create_note", note("after", false), &[]).await;
+    assert_eq!(status, 200, "a call after the failover: {body}");
+    stack.wait_for_rows_final().await;
+    let stats = stack.emulator.stats();
+    for id in &ids {
+        assert_eq!(stats.performed(id), 1, "execution {id} was performed {} times", stats.performed(id));
+    }
+    assert_eq!(stats.count("POST", "/notes"), 4 + 16 + 1);
+    stack.finish().await;
 }
