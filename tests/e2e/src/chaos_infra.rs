@@ -360,7 +360,7 @@ impl PrivateRabbitCluster {
 /// three-node cluster, whose fault SIGKILLs the node leading the lanes and starts it
 /// again later.
 pub enum ChaosBroker {
-    Node(PrivateRabbit),
+    Node(Box<PrivateRabbit>),
     Cluster(PrivateRabbitCluster),
 }
 
@@ -369,7 +369,7 @@ impl ChaosBroker {
         Ok(if cluster {
             ChaosBroker::Cluster(PrivateRabbitCluster::start(3).await.context("starting a private 3-node cluster")?)
         } else {
-            ChaosBroker::Node(PrivateRabbit::start(None).await.context("starting a private RabbitMQ node")?)
+            ChaosBroker::Node(Box::new(PrivateRabbit::start(None).await.context("starting a private RabbitMQ node")?))
         })
     }
 
