@@ -105,9 +105,21 @@ impl From<clawlink_common::batch::BatchError> for ApiError {
     }
 }
 
+/// SQLSTATE classes that say the server, not the request, is the trouble: 08 connection
+/// exception, 53 insufficient resources (too many connections), 57 operator intervention
+/// (57P01 a restart or fast shutdown ending the session, 57P03 "the database system is
+/// starting up"). Seen on a Postgres restart under load (`ha::a_postgres_restart…`).
+fn server_is_away(err: &sqlx::Error) -> bool {
+    err.as_database_error().and_then(|e| e.code()).is_some_and(|c| ["08", "53", "57"].iter().any(|k| c.starts_with(k)))
+}
+
 fn database_error(err: &sqlx::Error) -> ApiError {
     match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            tracing::warn!(error = %err, "database unavailable");
+            ApiError::unavailable("The database is unavailable; try again shortly.")
+        }
+        _ if server_is_away(err) => {
             tracing::warn!(error = %err, "database unavailable");
             ApiError::unavailable("The database is unavailable; try again shortly.")
         }

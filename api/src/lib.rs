@@ -20,7 +20,7 @@ use crate::state::{AppState, DeviceCache, Inner, TtlCache};
 use anyhow::Context;
 use clawlink_common::catalog::{self, Catalog};
 use clawlink_common::config::Env;
-use clawlink_common::queue::{Link, Publisher, Topology};
+use clawlink_common::queue::Publisher;
 use clawlink_common::results::Waiters;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,9 +46,7 @@ pub async fn build_state(config: ApiConfig, stop: CancellationToken) -> anyhow::
         Duration::from_secs(60),
     )
     .await?;
-    let topology = Topology::new(&config.infra.namespace);
-    topology.declare_on(&infra.amqp).await.context("declaring queues")?;
-    let link = Link::new(infra.amqp, config.infra.amqp_url.expose(), &config.instance_id, topology);
+    let link = infra.amqp.clone();
     let publisher = Publisher::new(link.clone()).await.context("opening the publisher")?;
 
     let waiters = Waiters::default();

@@ -82,7 +82,11 @@ impl Env {
 pub struct InfraConfig {
     pub database_url: SecretString,
     pub database_max_connections: u32,
+    /// `CLAWLINK_AMQP_URL` as given: one URL, or a comma-separated list (the nodes of a
+    /// cluster). Connect through `amqp_addresses`.
     pub amqp_url: SecretString,
+    /// The same, parsed: the addresses a broker connection tries in turn.
+    pub amqp_addresses: crate::queue::BrokerAddresses,
     pub redis_url: SecretString,
     /// Prefix of every queue name and Redis key, so several deployments (or test runs)
     /// share one broker and one Redis without seeing each other.
@@ -98,6 +102,11 @@ impl InfraConfig {
                 reason: format!("expected letters, digits, '-' or '_', got {namespace:?}"),
             });
         }
+        let amqp_url = env.string("CLAWLINK_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
+        let amqp_addresses = crate::queue::BrokerAddresses::parse(&amqp_url).map_err(|reason| ConfigError {
+            var: "CLAWLINK_AMQP_URL".into(),
+            reason: format!("expected an amqp:// URL or a comma-separated list of them: {reason}"),
+        })?;
         Ok(Self {
             database_url: env
                 .url(
@@ -107,7 +116,8 @@ impl InfraConfig {
                 )?
                 .into(),
             database_max_connections: env.parse("CLAWLINK_DATABASE_MAX_CONNECTIONS", 16, "a positive whole number")?,
-            amqp_url: env.url("CLAWLINK_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f", &["amqp", "amqps"])?.into(),
+            amqp_url: amqp_url.into(),
+            amqp_addresses,
             redis_url: env.url("CLAWLINK_REDIS_URL", "redis://127.0.0.1:6379/", &["redis", "rediss"])?.into(),
             namespace,
         })
@@ -270,6 +280,24 @@ mod tests {
         assert_eq!(InfraConfig::from_env(&env).unwrap_err().var, "CLAWLINK_DATABASE_MAX_CONNECTIONS");
         let env = Env::from_pairs([("CLAWLINK_NAMESPACE", "a b")]);
         assert_eq!(InfraConfig::from_env(&env).unwrap_err().var, "CLAWLINK_NAMESPACE");
+    }
+
+    #[test]
+    fn the_broker_is_one_url_or_a_list() {
+        let one = InfraConfig::from_env(&Env::default()).unwrap();
+        assert_eq!(one.amqp_addresses.len(), 1);
+        assert_eq!(one.amqp_addresses.shown(0), "127.0.0.1:5672");
+        let env = Env::from_pairs([(
+            "CLAWLINK_AMQP_URL",
+            "amqp://u:pw@r0:5672/%2f,amqp://u:pw@r1:5672/%2f,amqp://u:pw@r2:5672/%2f",
+        )]);
+        let three = InfraConfig::from_env(&env).unwrap();
+        assert_eq!(three.amqp_addresses.len(), 3);
+        assert_eq!(three.amqp_addresses.shown(2), "r2:5672");
+        let env = Env::from_pairs([("CLAWLINK_AMQP_URL", "amqp://u:pw@r0:5672/%2f,redis://u:pw@r1")]);
+        let err = InfraConfig::from_env(&env).unwrap_err();
+        assert_eq!(err.var, "CLAWLINK_AMQP_URL");
+        assert!(err.reason.contains("address 2") && !err.reason.contains("pw"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! storage or HTTP.
 
 use crate::ids::ExecutionId;
+use crate::secret::SecretString;
 use lapin::options::{BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -176,16 +177,148 @@ pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> 
     Connection::connect(url, props).await
 }
 
-/// How long opening a connection (and declaring the topology on it) may take before the
-/// attempt is abandoned and made again.
+/// One address of the broker list: its URL (which may hold a password) and what logs
+/// and errors show of it (`host:port`, never the user or password).
+#[derive(Clone)]
+struct BrokerAddress {
+    url: SecretString,
+    shown: String,
+}
+
+/// The brokers a process may connect to: `CLAWLINK_AMQP_URL` holds one URL, or several
+/// separated by commas (the nodes of a cluster). Connections try them in turn, starting
+/// with the one that last worked (`Link`). `Debug` shows `host:port` only.
+#[derive(Clone)]
+pub struct BrokerAddresses {
+    list: Vec<BrokerAddress>,
+}
+
+impl BrokerAddresses {
+    /// Parses one URL or a comma-separated list. Each must be `amqp://` or `amqps://` with
+    /// a host; an error names the entry by position and host, never its password.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut list = Vec::new();
+        for (i, entry) in raw.split(',').map(str::trim).enumerate() {
+            let position = i + 1;
+            if entry.is_empty() {
+                return Err(format!("address {position} of the list is empty"));
+            }
+            let url = url::Url::parse(entry).map_err(|e| format!("address {position} is not a URL ({e})"))?;
+            if !matches!(url.scheme(), "amqp" | "amqps") {
+                return Err(format!("address {position}: expected a URL with scheme amqp or amqps"));
+            }
+            let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+                return Err(format!("address {position}: the URL has no host"));
+            };
+            let port = url.port().unwrap_or(if url.scheme() == "amqps" { 5671 } else { 5672 });
+            list.push(BrokerAddress {
+                url: SecretString::new(entry.trim_end_matches('/')),
+                shown: format!("{host}:{port}"),
+            });
+        }
+        Ok(Self { list })
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// What logs show of address `i`: `host:port`.
+    pub fn shown(&self, i: usize) -> &str {
+        &self.list[i % self.list.len()].shown
+    }
+
+    /// The URL of address `i`, to connect with. Never log it.
+    pub fn url(&self, i: usize) -> &str {
+        self.list[i % self.list.len()].url.expose()
+    }
+
+    /// Every address once, starting with `first` and going round the list.
+    pub fn order(&self, first: usize) -> impl Iterator<Item = usize> + '_ {
+        let n = self.list.len();
+        (0..n).map(move |k| (first + k) % n)
+    }
+}
+
+impl std::fmt::Debug for BrokerAddresses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.list.iter().map(|a| &a.shown)).finish()
+    }
+}
+
+/// No address of the list gave a connection (with the topology declared on it).
+#[derive(Debug, thiserror::Error)]
+#[error("no broker address answered: {0}")]
+pub struct NoBroker(String);
+
+/// How long opening a connection to one address (and declaring the topology on it) may
+/// take before that address is given up for this round and the next one is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Tries each address once, from `first` on; returns the first connection that opened
+/// with the topology declared on it, and its address's position.
+async fn open_any(
+    addresses: &BrokerAddresses,
+    first: usize,
+    name: &str,
+    topology: &Topology,
+) -> Result<(usize, Connection), NoBroker> {
+    let mut errors = Vec::new();
+    for i in addresses.order(first) {
+        let attempt = async {
+            let connection = connect(addresses.url(i), name).await?;
+            topology.declare_on(&connection).await?;
+            Ok::<_, lapin::Error>(connection)
+        };
+        let error = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(Ok(connection)) => return Ok((i, connection)),
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => format!("no answer within {CONNECT_TIMEOUT:?}"),
+        };
+        if addresses.len() > 1 {
+            tracing::warn!(
+                dependency = "rabbitmq",
+                address = addresses.shown(i),
+                error,
+                "broker address failed; trying the next"
+            );
+        }
+        errors.push(format!("{}: {error}", addresses.shown(i)));
+    }
+    Err(NoBroker(errors.join("; ")))
+}
+
+/// Opens one connection to the first address of the list that answers, without declaring
+/// anything (the web front's admin view reads queues that others declare).
+pub async fn connect_any(addresses: &BrokerAddresses, name: &str) -> Result<Connection, NoBroker> {
+    let mut errors = Vec::new();
+    for i in addresses.order(0) {
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect(addresses.url(i), name)).await {
+            Ok(Ok(connection)) => return Ok(connection),
+            Ok(Err(err)) => errors.push(format!("{}: {err}", addresses.shown(i))),
+            Err(_) => errors.push(format!("{}: no answer within {CONNECT_TIMEOUT:?}", addresses.shown(i))),
+        }
+    }
+    Err(NoBroker(errors.join("; ")))
+}
 
 /// The process's link to the broker: the current connection and its generation. Whoever
 /// finds the connection unusable calls `renew` with the generation it used; the first
 /// caller drops that connection (without waiting on it) and opens a new one, the others
 /// get the new one. Channels are their users' business.
+///
+/// With several addresses (a cluster), a renewal tries them in turn, starting with the
+/// one that last worked and moving on when one refuses or does not answer within
+/// `CONNECT_TIMEOUT`; after a whole round without a connection it backs off and goes
+/// round again.
 pub struct Link {
-    url: String,
+    addresses: BrokerAddresses,
+    /// The position of the address that last gave a connection.
+    last_good: std::sync::atomic::AtomicUsize,
     name: String,
     topology: Topology,
     current: std::sync::RwLock<(u64, Arc<Connection>)>,
@@ -193,15 +326,31 @@ pub struct Link {
 }
 
 impl Link {
-    /// Wraps an open connection on which `topology` is declared.
-    pub fn new(connection: Connection, url: &str, name: &str, topology: Topology) -> Arc<Self> {
+    /// Wraps an open connection to address `address` of `addresses`, on which
+    /// `topology` is declared.
+    pub fn new(
+        connection: Connection,
+        addresses: BrokerAddresses,
+        address: usize,
+        name: &str,
+        topology: Topology,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            url: url.to_string(),
+            addresses,
+            last_good: std::sync::atomic::AtomicUsize::new(address),
             name: name.to_string(),
             topology,
             current: std::sync::RwLock::new((0, Arc::new(connection))),
             renewing: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Connects to the first address that answers (in list order) and declares
+    /// `topology` there.
+    pub async fn open(addresses: &BrokerAddresses, name: &str, topology: Topology) -> Result<Arc<Self>, NoBroker> {
+        let (address, connection) = open_any(addresses, 0, name, &topology).await?;
+        tracing::info!(address = addresses.shown(address), "connected to the broker");
+        Ok(Self::new(connection, addresses.clone(), address, name, topology))
     }
 
     pub fn topology(&self) -> &Topology {
@@ -218,16 +367,21 @@ impl Link {
         self.current().1.status().connected()
     }
 
+    /// `host:port` of the address the current connection goes to.
+    pub fn address(&self) -> &str {
+        self.addresses.shown(self.last_good.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Replaces connection `generation` by a fresh one (topology declared), retrying with
-    /// backoff until the broker answers; returns the new connection. When `generation` was
-    /// replaced already, returns the current one at once.
+    /// backoff until a broker of the list answers; returns the new connection. When
+    /// `generation` was replaced already, returns the current one at once.
     pub async fn renew(&self, generation: u64, reason: &str) -> (u64, Arc<Connection>) {
         let _renewing = self.renewing.lock().await;
         let (current, old) = self.current();
         if current != generation {
             return (current, old);
         }
-        tracing::warn!(generation, reason, "replacing the broker connection");
+        tracing::warn!(generation, reason, address = self.address(), "replacing the broker connection");
         // Close the old connection in the background: a stuck one may never answer.
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(2), old.close(200, "replaced".into())).await;
@@ -235,32 +389,30 @@ impl Link {
         let started = tokio::time::Instant::now();
         let mut delay = Duration::from_millis(100);
         loop {
-            let attempt = async {
-                let connection = connect(&self.url, &self.name).await?;
-                self.topology.declare_on(&connection).await?;
-                Ok::<_, lapin::Error>(connection)
-            };
-            let error = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-                Ok(Ok(connection)) => {
+            let first = self.last_good.load(std::sync::atomic::Ordering::Relaxed);
+            match open_any(&self.addresses, first, &self.name, &self.topology).await {
+                Ok((address, connection)) => {
                     let connection = Arc::new(connection);
                     let next = generation + 1;
+                    self.last_good.store(address, std::sync::atomic::Ordering::Relaxed);
                     *self.current.write().unwrap_or_else(|e| e.into_inner()) = (next, connection.clone());
                     tracing::info!(
                         generation = next,
+                        address = self.addresses.shown(address),
                         after_ms = started.elapsed().as_millis() as u64,
                         "broker connection replaced"
                     );
                     return (next, connection);
                 }
-                Ok(Err(err)) => err.to_string(),
-                Err(_) => format!("no answer within {CONNECT_TIMEOUT:?}"),
-            };
-            tracing::warn!(
-                dependency = "rabbitmq",
-                error,
-                retry_in_ms = delay.as_millis() as u64,
-                "waiting for the broker to open a new connection"
-            );
+                Err(err) => {
+                    tracing::warn!(
+                        dependency = "rabbitmq",
+                        error = %err,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "waiting for the broker to open a new connection"
+                    );
+                }
+            }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
@@ -408,6 +560,24 @@ impl Publisher {
     }
 
     async fn publish_confirmed(&self, queue: &str, payload: &[u8]) -> Result<(), PublishError> {
+        let (generation, result) = self.publish_attempt(queue, payload).await;
+        if !matches!(result, Err(PublishError::Nacked)) {
+            return result;
+        }
+        // A nack: the broker says it did not take the message. On a cluster, a channel whose
+        // queue client still points at a killed leader nacked every publish to that queue
+        // for as long as it lived (RabbitMQ 3.10, `ha::killing_the_node_that_leads_the_lanes…`);
+        // a new channel starts from the current leader. Sending again cannot do harm: were
+        // the first copy queued after all, its second delivery finds the execution leased
+        // or final.
+        tracing::warn!(queue, "the broker refused a publish (nack); sending it once more on a new channel");
+        let _ = self.inner.renew_in_background(generation, false).await;
+        self.publish_attempt(queue, payload).await.1
+    }
+
+    /// One publish on the current channel (reopened once when it was down before anything
+    /// was sent); returns the generation of the channel that was used.
+    async fn publish_attempt(&self, queue: &str, payload: &[u8]) -> (u64, Result<(), PublishError>) {
         let props = BasicProperties::default()
             .with_delivery_mode(2) // persistent: survives a broker restart
             .with_content_type(ShortString::from("application/json"));
@@ -425,7 +595,7 @@ impl Publisher {
                     Ok(confirm) => confirm,
                     Err(err) => {
                         let _ = self.inner.renew_in_background(generation, false);
-                        return Err(err.into());
+                        return (generation, Err(err.into()));
                     }
                 }
             }
@@ -436,16 +606,16 @@ impl Publisher {
             Ok(confirmation) => confirmation,
             Err(err) => {
                 let _ = self.inner.renew_in_background(generation, false);
-                return Err(err.into());
+                return (generation, Err(err.into()));
             }
         };
         if confirmation.is_nack() {
-            return Err(PublishError::Nacked);
+            return (generation, Err(PublishError::Nacked));
         }
         if confirmation.take_message().is_some() {
-            return Err(PublishError::Unroutable(queue.to_string()));
+            return (generation, Err(PublishError::Unroutable(queue.to_string())));
         }
-        Ok(())
+        (generation, Ok(()))
     }
 }
 
@@ -491,6 +661,51 @@ mod tests {
             r#"{"type":"execute.v1","executionId":"0192f0c0-0000-7000-8000-000000000001","replyTo":"api-1"}"#
         );
         assert_eq!(serde_json::from_str::<Job>(&text).unwrap(), job);
+    }
+
+    #[test]
+    fn one_broker_url_or_a_list_of_them() {
+        let one = BrokerAddresses::parse("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
+        assert_eq!((one.len(), one.shown(0)), (1, "127.0.0.1:5672"));
+        assert_eq!(one.url(0), "amqp://guest:guest@127.0.0.1:5672/%2f");
+        let three = BrokerAddresses::parse(
+            "amqp://u:s3cret@rabbit-0:5672/%2f, amqp://u:s3cret@rabbit-1/%2f ,amqps://u:s3cret@rabbit-2.example",
+        )
+        .unwrap();
+        assert_eq!(three.len(), 3);
+        assert_eq!(
+            [three.shown(0), three.shown(1), three.shown(2)],
+            ["rabbit-0:5672", "rabbit-1:5672", "rabbit-2.example:5671"]
+        );
+        assert_eq!(three.url(1), "amqp://u:s3cret@rabbit-1/%2f");
+        // What logs show of the list never holds the password.
+        let shown = format!("{three:?}");
+        assert!(!shown.contains("s3cret") && shown.contains("rabbit-2.example:5671"), "{shown}");
+    }
+
+    #[test]
+    fn a_bad_broker_address_is_named_without_its_password() {
+        for (raw, says) in [
+            ("amqp://u:s3cret@a:5672,", "address 2 of the list is empty"),
+            ("amqp://u:s3cret@a:5672,http://u:s3cret@b", "address 2: expected a URL with scheme amqp"),
+            ("u:s3cret@a", "address 1: expected a URL with scheme amqp"),
+            ("amqp://u:s3cret@/%2f", "address 1 is not a URL (empty host)"),
+            ("amqp://u:s3cret@a,amqp://u:s3cret@b:99999", "address 2 is not a URL"),
+        ] {
+            let err = BrokerAddresses::parse(raw).unwrap_err();
+            assert!(err.contains(says), "{raw}: {err}");
+            assert!(!err.contains("s3cret"), "{raw}: {err}");
+        }
+    }
+
+    #[test]
+    fn addresses_are_tried_from_the_last_good_one_round_the_list() {
+        let list = BrokerAddresses::parse("amqp://a,amqp://b,amqp://c").unwrap();
+        assert_eq!(list.order(0).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(list.order(1).collect::<Vec<_>>(), [1, 2, 0]);
+        assert_eq!(list.order(2).collect::<Vec<_>>(), [2, 0, 1]);
+        let one = BrokerAddresses::parse("amqp://a").unwrap();
+        assert_eq!(one.order(0).collect::<Vec<_>>(), [0]);
     }
 
     #[test]

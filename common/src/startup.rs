@@ -29,7 +29,9 @@ pub async fn wait_for<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>
 /// The connections every binary opens.
 pub struct Infra {
     pub db: sqlx::PgPool,
-    pub amqp: lapin::Connection,
+    /// The broker link, connected to the first address of the list that answered, with
+    /// the topology declared.
+    pub amqp: std::sync::Arc<crate::queue::Link>,
     pub redis: crate::results::ResultStore,
 }
 
@@ -42,7 +44,10 @@ pub async fn connect_infra(
     let db =
         wait_for("postgres", budget, || crate::db::connect(cfg.database_url.expose(), cfg.database_max_connections))
             .await?;
-    let amqp = wait_for("rabbitmq", budget, || crate::queue::connect(cfg.amqp_url.expose(), name)).await?;
+    let amqp = wait_for("rabbitmq", budget, || {
+        crate::queue::Link::open(&cfg.amqp_addresses, name, crate::queue::Topology::new(&cfg.namespace))
+    })
+    .await?;
     let redis = wait_for("redis", budget, || {
         crate::results::ResultStore::connect(cfg.redis_url.expose(), &cfg.namespace, result_ttl)
     })

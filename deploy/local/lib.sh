@@ -544,7 +544,8 @@ cl_start_rabbitmq() {
 }
 
 ensure_rabbitmq() {
-    local url=$CLAWLINK_AMQP_URL host port
+    # A list (the nodes of a cluster): the local run checks the first.
+    local url=${CLAWLINK_AMQP_URL%%,*} host port
     cl_parse_url "$url" 5672
     host=$CL_HOST
     port=$CL_PORT

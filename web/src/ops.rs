@@ -31,6 +31,8 @@ pub enum OpsError {
     #[error("rabbitmq: {0}")]
     Broker(#[from] lapin::Error),
     #[error("rabbitmq: {0}")]
+    NoBroker(#[from] clawlink_common::queue::NoBroker),
+    #[error("rabbitmq: {0}")]
     Publish(#[from] clawlink_common::queue::PublishError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
@@ -39,7 +41,7 @@ pub enum OpsError {
 }
 
 pub struct Ops {
-    amqp_url: clawlink_common::secret::SecretString,
+    amqp_addresses: clawlink_common::queue::BrokerAddresses,
     redis_url: clawlink_common::secret::SecretString,
     pub topology: Topology,
     namespace: String,
@@ -213,7 +215,7 @@ impl Drop for Taken {
 impl Ops {
     pub fn new(config: &crate::WebConfig) -> Self {
         Self {
-            amqp_url: config.infra.amqp_url.clone(),
+            amqp_addresses: config.infra.amqp_addresses.clone(),
             redis_url: config.infra.redis_url.clone(),
             topology: Topology::new(&config.infra.namespace),
             namespace: config.infra.namespace.clone(),
@@ -228,7 +230,7 @@ impl Ops {
         if let Some(c) = slot.as_ref().filter(|c| c.status().connected()) {
             return Ok(c.clone());
         }
-        let connect = clawlink_common::queue::connect(self.amqp_url.expose(), "clawlink-web-admin");
+        let connect = clawlink_common::queue::connect_any(&self.amqp_addresses, "clawlink-web-admin");
         let c = Arc::new(
             tokio::time::timeout(Duration::from_secs(5), connect)
                 .await

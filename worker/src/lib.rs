@@ -15,7 +15,7 @@ use clawlink_common::catalog::{self, Catalog};
 use clawlink_common::config::Env;
 use clawlink_common::pacing::Pacer;
 use clawlink_common::provider::ProviderClient;
-use clawlink_common::queue::{Lane, Link, Publisher, Topology};
+use clawlink_common::queue::{Lane, Publisher};
 use clawlink_common::refresh::Refresher;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,9 +34,7 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
         Duration::from_secs(60),
     )
     .await?;
-    let topology = Topology::new(&config.infra.namespace);
-    topology.declare_on(&infra.amqp).await.context("declaring queues")?;
-    let link = Link::new(infra.amqp, config.infra.amqp_url.expose(), &config.worker_id, topology);
+    let link = infra.amqp.clone();
     let publisher = Publisher::new(link.clone()).await.context("opening the publisher")?;
     let pacer = Pacer::new(infra.redis.connection(), &config.infra.namespace, catalog.providers());
     let refresher = Refresher::new(

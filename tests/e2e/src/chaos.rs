@@ -21,7 +21,7 @@
 //!   the provider performed the call (or just before: `IN_FLIGHT_MS`, a request already
 //!   sent), and before it performed it again; every other duplicate is a defect.
 
-use crate::chaos_infra::{PrivateRabbit, PrivateRedis};
+use crate::chaos_infra::{ChaosBroker, PrivateRedis};
 use crate::{Options, SANDBOX_TOKEN, Stack};
 use anyhow::Context;
 use clawlink_common::ids::ConnectionId;
@@ -66,6 +66,10 @@ pub struct ChaosOptions {
     pub async_percent: u32,
     pub restart_rabbitmq: bool,
     pub restart_redis: bool,
+    /// Run the broker as a private three-node cluster (every lane a quorum queue with a
+    /// member on each node); the broker fault then SIGKILLs the node leading the lanes and
+    /// starts it again 5 s later, instead of restarting the single node.
+    pub cluster: bool,
     /// How long, after the last call, executions may take to become final.
     pub settle: Duration,
     pub seed: u64,
@@ -85,6 +89,7 @@ impl Default for ChaosOptions {
             async_percent: 50,
             restart_rabbitmq: true,
             restart_redis: true,
+            cluster: false,
             settle: Duration::from_secs(60),
             seed: rand::random(),
             log_dir: None,
@@ -158,6 +163,8 @@ pub struct Report {
     pub calls_during_faults: usize,
     pub kills: usize,
     pub rabbit_away_ms: Option<u64>,
+    /// The broker was the three-node cluster (its fault: the lane leader killed).
+    pub cluster: bool,
     pub redis_away_ms: Option<u64>,
     /// Worker processes that ended without being killed (e.g. a broker restart).
     pub worker_exits: usize,
@@ -208,7 +215,11 @@ impl Report {
         );
         let away = |ms: Option<u64>| ms.map_or("no".to_string(), |ms| format!("away {:.1} s", ms as f64 / 1000.0));
         row("faults: workers SIGKILLed", self.kills.to_string());
-        row("faults: RabbitMQ restarted", away(self.rabbit_away_ms));
+        if self.cluster {
+            row("faults: RabbitMQ lane leader SIGKILLed (3-node cluster)", away(self.rabbit_away_ms));
+        } else {
+            row("faults: RabbitMQ restarted", away(self.rabbit_away_ms));
+        }
         row("faults: Redis restarted (every key lost)", away(self.redis_away_ms));
         row("worker processes that exited on their own", self.worker_exits.to_string());
         row("wall time", format!("{:.1} s", self.elapsed.as_secs_f64()));
@@ -236,7 +247,7 @@ impl Clock {
 /// reconciliation. Everything it started is stopped before it returns (or on drop).
 pub async fn run(options: ChaosOptions) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let mut rabbit = PrivateRabbit::start(None).await.context("starting a private RabbitMQ node")?;
+    let mut rabbit = ChaosBroker::start(options.cluster).await?;
     let mut redis = PrivateRedis::start().await.context("starting a private Redis")?;
     tracing::info!(amqp = %rabbit.url(), redis = %redis.url(), "private broker and redis up");
     let stack = Stack::start(Options {
@@ -268,7 +279,7 @@ struct Target {
 async fn drive(
     options: &ChaosOptions,
     stack: &Stack,
-    rabbit: &mut PrivateRabbit,
+    rabbit: &mut ChaosBroker,
     redis: &mut PrivateRedis,
     started: Instant,
 ) -> anyhow::Result<Report> {
@@ -394,8 +405,13 @@ async fn drive(
                     }
                     "rabbit" => {
                         let from_ms = clock.ms();
-                        eprintln!("chaos: restarting RabbitMQ");
-                        rabbit.restart().await.context("restarting the private RabbitMQ")?;
+                        let lane = stack.topology().work_queue(clawlink_common::queue::Lane::Interactive);
+                        if options.cluster {
+                            eprintln!("chaos: SIGKILLing the RabbitMQ node that leads the lanes");
+                        } else {
+                            eprintln!("chaos: restarting RabbitMQ");
+                        }
+                        rabbit.fault(&lane).await.context("the broker fault")?;
                         events.push(FaultEvent::Rabbit { from_ms, to_ms: clock.ms() });
                     }
                     "redis" => {
@@ -531,7 +547,8 @@ fn reconcile(
     emulator_offset: i64,
     started: Instant,
 ) -> Report {
-    let mut report = Report { submitted: calls.len(), seed: options.seed, ..Default::default() };
+    let mut report =
+        Report { submitted: calls.len(), seed: options.seed, cluster: options.cluster, ..Default::default() };
     let rows: HashMap<String, (&str, Option<&str>)> =
         rows.iter().map(|(id, status, code)| (id.to_string(), (status.as_str(), code.as_deref()))).collect();
 

@@ -23,6 +23,8 @@ options:
   --kills N            worker SIGKILLs at random moments (default calls/1000, 3 to 20)
   --async-percent P    share of async calls (default 50)
   --no-rabbitmq        do not restart RabbitMQ
+  --cluster            run RabbitMQ as a private 3-node cluster; instead of restarting the
+                       node, SIGKILL the one leading the lanes (and start it again 5 s later)
   --no-redis           do not restart Redis
   --settle-secs N      how long executions may take to become final after the last call (default 60)
   --seed N             the random seed (printed with the table)
@@ -49,6 +51,7 @@ fn parse(args: &[String]) -> Result<Option<ChaosOptions>, String> {
             "--async-percent" => o.async_percent = number(value()?)?.min(100) as u32,
             "--no-rabbitmq" => o.restart_rabbitmq = false,
             "--no-redis" => o.restart_redis = false,
+            "--cluster" => o.cluster = true,
             "--settle-secs" => o.settle = Duration::from_secs(number(value()?)?),
             "--seed" => o.seed = number(value()?)?,
             "--log-dir" => o.log_dir = Some(value()?.into()),

@@ -78,6 +78,10 @@ pub struct Options {
     /// `clawlink_test_*` database when it starts (left behind by interrupted runs), so a
     /// long run that must survive someone else's test run uses another prefix.
     pub db_prefix: &'static str,
+    /// The Postgres server to create the test database on, as an admin URL (default:
+    /// `CLAWLINK_TEST_DATABASE_URL`, the shared server); a private one for tests that
+    /// restart it.
+    pub database_admin_url: Option<String>,
 }
 
 impl Default for Options {
@@ -89,6 +93,7 @@ impl Default for Options {
             extra_catalog: Vec::new(),
             oauth: true,
             db_prefix: "clawlink_test",
+            database_admin_url: None,
         }
     }
 }
@@ -96,6 +101,8 @@ impl Default for Options {
 pub struct Stack {
     pub db: PgPool,
     pub db_name: String,
+    /// The admin URL of the Postgres server the database is on.
+    admin_url: String,
     pub namespace: String,
     pub env: Env,
     pub api_url: String,
@@ -133,15 +140,15 @@ impl Stack {
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         assert!(options.db_prefix.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "db_prefix: a-z and _ only");
         let db_name = format!("{}_{suffix}", options.db_prefix);
-        let admin =
-            sqlx::PgPool::connect(&admin_url()).await.expect("connect to postgres (CLAWLINK_TEST_DATABASE_URL)");
+        let admin_url = options.database_admin_url.clone().unwrap_or_else(admin_url);
+        let admin = sqlx::PgPool::connect(&admin_url).await.expect("connect to postgres (CLAWLINK_TEST_DATABASE_URL)");
         // The name is ours: a fixed prefix and hex digits.
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
             .execute(&admin)
             .await
             .expect("create test database");
         admin.close().await;
-        let db_url = with_database(&admin_url(), &db_name);
+        let db_url = with_database(&admin_url, &db_name);
         let db = clawlink_common::db::connect(&db_url, 8).await.expect("connect test database");
         clawlink_common::MIGRATOR.run(&db).await.expect("migrations");
 
@@ -249,6 +256,7 @@ impl Stack {
         let mut stack = Stack {
             db,
             db_name,
+            admin_url,
             namespace,
             env,
             api_url,
@@ -364,14 +372,14 @@ impl Stack {
         self.env.with_prefix("").map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
-    /// The broker this stack uses (a private one when `Options::env` names it).
+    /// The broker this stack uses (a private one when `Options::env` names it): one URL or
+    /// a comma-separated list (a cluster).
     pub fn amqp_url(&self) -> String {
         self.env.raw("CLAWLINK_AMQP_URL").map(str::to_string).unwrap_or_else(shared_amqp_url)
     }
 
     pub async fn amqp_channel(&self) -> lapin::Channel {
-        let conn =
-            lapin::Connection::connect(&self.amqp_url(), lapin::ConnectionProperties::default()).await.expect("amqp");
+        let conn = amqp_connect(&self.amqp_url()).await.expect("amqp");
         let channel = conn.create_channel().await.unwrap();
         // Keep the connection alive as long as the channel is used.
         std::mem::forget(conn);
@@ -555,7 +563,7 @@ impl Stack {
         // that never ends (seen once: the suite hung here) must not hang the run. The
         // forced drop below closes whatever is left.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.db.close()).await;
-        drop_database(&self.db_name).await;
+        drop_database(&self.admin_url, &self.db_name).await;
     }
 }
 
@@ -576,7 +584,7 @@ fn queue_names(namespace: &str) -> Vec<String> {
 /// would hang the suite.
 async fn remove_queues(url: &str, namespace: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(30), async {
-        let Ok(conn) = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await else { return };
+        let Ok(conn) = amqp_connect(url).await else { return };
         if let Ok(channel) = conn.create_channel().await {
             for name in queue_names(namespace) {
                 let _ = channel.queue_delete(name.as_str().into(), Default::default()).await;
@@ -587,10 +595,17 @@ async fn remove_queues(url: &str, namespace: &str) {
     .await;
 }
 
+/// A connection to the first broker of `url` (one URL or a comma-separated list) that
+/// answers.
+pub async fn amqp_connect(url: &str) -> anyhow::Result<lapin::Connection> {
+    let addresses = clawlink_common::queue::BrokerAddresses::parse(url).map_err(anyhow::Error::msg)?;
+    Ok(clawlink_common::queue::connect_any(&addresses, "clawlink-test").await?)
+}
+
 /// Drops a test database, closing the connections still open to it (bounded).
-async fn drop_database(name: &str) {
+async fn drop_database(admin_url: &str, name: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(30), async {
-        if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
+        if let Ok(admin) = sqlx::PgPool::connect(admin_url).await {
             let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
                 .execute(&admin)
                 .await;
@@ -614,11 +629,12 @@ impl Drop for Stack {
         let namespace = self.namespace.clone();
         let amqp_url = self.amqp_url();
         let db_name = self.db_name.clone();
+        let admin_url = self.admin_url.clone();
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async {
                 remove_queues(&amqp_url, &namespace).await;
-                drop_database(&db_name).await;
+                drop_database(&admin_url, &db_name).await;
             });
         })
         .join();

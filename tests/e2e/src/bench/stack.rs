@@ -200,8 +200,10 @@ impl Backlog {
         let conn = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
             .await
             .context("connecting to RabbitMQ to publish the backlog")?;
+        let addresses =
+            clawlink_common::queue::BrokerAddresses::parse(amqp_url).map_err(|e| anyhow::anyhow!("--amqp-url: {e}"))?;
         let link =
-            clawlink_common::queue::Link::new(conn, amqp_url, "clawlink-bench backlog", Topology::new(namespace));
+            clawlink_common::queue::Link::new(conn, addresses, 0, "clawlink-bench backlog", Topology::new(namespace));
         let publisher = Publisher::new(link.clone()).await.context("opening a confirming channel")?;
         let results: Vec<_> = futures_util::stream::iter(self.ids.iter().copied())
             .map(|id| {

@@ -14,6 +14,7 @@ mod dashboard;
 mod execute;
 mod faults;
 mod fuzz_bodies;
+mod ha;
 mod jobs;
 mod lifecycle;
 mod mcp;
