@@ -498,11 +498,14 @@ pub async fn finish_many(
 /// Fails an execution whose job the broker may not have taken (the publish was refused or
 /// its confirm was lost), unless a worker took it already: then a late delivery of the
 /// message finds it final and does nothing. Returns whether the row was failed here —
-/// only then may the caller be told the call was not started.
+/// only then may the caller be told the call was not started. Its Idempotency-Key is
+/// released: the caller is told to try again, and a retry with the same key is a new call
+/// (it would otherwise get this refusal back, for good).
 pub async fn fail_unqueued(conn: &mut PgConnection, id: ExecutionId, message: &str) -> sqlx::Result<bool> {
     let failed = sqlx::query_scalar!(
         r#"WITH failed AS (
-               UPDATE executions SET status = 'failed', finished_at = now(), error_code = $3, error_message = $2
+               UPDATE executions SET status = 'failed', finished_at = now(), error_code = $3, error_message = $2,
+                                     idempotency_key = NULL
                 WHERE id = $1 AND status = 'queued' AND attempts = 0
             RETURNING id),
            unqueued AS (DELETE FROM execution_outbox WHERE execution_id IN (SELECT id FROM failed))

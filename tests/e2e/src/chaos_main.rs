@@ -1,8 +1,9 @@
-//! `clawlink-chaos`: drives tool calls through a whole stack while it kills workers and
-//! restarts RabbitMQ and Redis, then prints one table of what every caller was told and
-//! what the provider did (see `clawlink_e2e::chaos`). Run it through `deploy/local/chaos`.
-//! It exits non-zero when anything accepted was lost, performed twice outside the
-//! documented window, or left its caller without an answer.
+//! `clawlink-chaos`: drives tool calls through a whole stack while it kills workers and an
+//! api, restarts RabbitMQ and Redis, loses publisher confirms and provider answers, then
+//! prints one table of what every caller was told and what the provider did (see
+//! `clawlink_e2e::chaos`). Run it through `deploy/local/chaos`. It exits non-zero when
+//! anything accepted was lost or stranded, a refused call was performed, something was
+//! performed twice outside the documented classes, or a caller was left without an answer.
 
 use clawlink_e2e::chaos::{ChaosOptions, run};
 use std::process::ExitCode;
@@ -12,8 +13,10 @@ const USAGE: &str = "\
 usage: clawlink-chaos [options]
 
 Starts its own RabbitMQ node and Redis server (never the shared ones), a fresh database,
-the api, worker processes and the provider emulator; makes the calls while it SIGKILLs
-workers, restarts RabbitMQ once and Redis once; prints one markdown table on stdout.
+two api replicas, worker processes and the provider emulator; makes the calls while it
+SIGKILLs workers (at random and while calls are at a slow provider), SIGKILLs an api
+between its inserts and their publishes, loses publisher confirms and board answers,
+restarts RabbitMQ once and Redis once; prints one markdown table on stdout.
 
 options:
   --calls N            tool calls (default 300)
@@ -26,6 +29,16 @@ options:
   --cluster            run RabbitMQ as a private 3-node cluster; instead of restarting the
                        node, SIGKILL the one leading the lanes (and start it again 5 s later)
   --no-redis           do not restart Redis
+  --lost-confirms N    publisher confirms lost, at random moments (default calls/1000, 3 to 20)
+  --api-kills N        api SIGKILLs between insert and publish (default calls/4000, 2 to 5;
+                       0: one api, in-process)
+  --slow-percent P     share of calls on a slow provider account, 1-3 s each (default 5)
+  --mid-call-kills N   worker SIGKILLs while calls are at the slow provider (default
+                       calls/2000, 2 to 10)
+  --board-percent P    share of calls posting to the board, a provider without
+                       idempotency keys (default 10)
+  --lost-board-answers N  board answers cut off after the post; every other one with a
+                       failing verification read (default calls/1000, 4 to 20)
   --settle-secs N      how long executions may take to become final after the last call (default 60)
   --seed N             the random seed (printed with the table)
   --log-dir DIR        keep the workers' logs there
@@ -34,7 +47,8 @@ options:
 
 fn parse(args: &[String]) -> Result<Option<ChaosOptions>, String> {
     let mut o = ChaosOptions::default();
-    let mut kills = None;
+    let (mut kills, mut lost_confirms, mut api_kills, mut mid_call_kills, mut lost_board_answers) =
+        (None, None, None, None, None);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
@@ -52,6 +66,12 @@ fn parse(args: &[String]) -> Result<Option<ChaosOptions>, String> {
             "--no-rabbitmq" => o.restart_rabbitmq = false,
             "--no-redis" => o.restart_redis = false,
             "--cluster" => o.cluster = true,
+            "--lost-confirms" => lost_confirms = Some(number(value()?)? as usize),
+            "--api-kills" => api_kills = Some(number(value()?)? as usize),
+            "--slow-percent" => o.slow_percent = number(value()?)?.min(100) as u32,
+            "--mid-call-kills" => mid_call_kills = Some(number(value()?)? as usize),
+            "--board-percent" => o.board_percent = number(value()?)?.min(100) as u32,
+            "--lost-board-answers" => lost_board_answers = Some(number(value()?)? as usize),
             "--settle-secs" => o.settle = Duration::from_secs(number(value()?)?),
             "--seed" => o.seed = number(value()?)?,
             "--log-dir" => o.log_dir = Some(value()?.into()),
@@ -59,6 +79,10 @@ fn parse(args: &[String]) -> Result<Option<ChaosOptions>, String> {
         }
     }
     o.kills = kills.unwrap_or((o.calls / 1000).clamp(3, 20));
+    o.lost_confirms = lost_confirms.unwrap_or((o.calls / 1000).clamp(3, 20));
+    o.api_kills = api_kills.unwrap_or((o.calls / 4000).clamp(2, 5));
+    o.mid_call_kills = mid_call_kills.unwrap_or((o.calls / 2000).clamp(2, 10));
+    o.lost_board_answers = lost_board_answers.unwrap_or((o.calls / 1000).clamp(4, 20));
     Ok(Some(o))
 }
 
@@ -83,8 +107,19 @@ fn main() -> ExitCode {
         }
     };
     eprintln!(
-        "clawlink-chaos: {} calls, concurrency {}, {} workers, {} kills, seed {}",
-        options.calls, options.concurrency, options.workers, options.kills, options.seed
+        "clawlink-chaos: {} calls, concurrency {}, {} workers, {} kills (+{} mid-call), {} api kills, \
+         {} lost confirms, {} lost board answers, {}% slow, {}% board, seed {}",
+        options.calls,
+        options.concurrency,
+        options.workers,
+        options.kills,
+        options.mid_call_kills,
+        options.api_kills,
+        options.lost_confirms,
+        options.lost_board_answers,
+        options.slow_percent,
+        options.board_percent,
+        options.seed
     );
     let report = runtime.block_on(async {
         tokio::select! {

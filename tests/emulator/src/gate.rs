@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
@@ -108,21 +109,28 @@ impl Gate {
         self
     }
 
-    /// Whether every scheme finds an accepted secret, and the OAuth account it belongs to.
-    fn admit(&self, request: &Request, world: &mut World) -> Option<Option<String>> {
-        let World { tokens, oauth, .. } = world;
+    /// Whether every scheme finds an accepted secret: then the OAuth account it belongs to,
+    /// and how long the request takes when a secret is a slow account's (see
+    /// [`Emulator::add_slow_token`](crate::Emulator::add_slow_token)).
+    fn admit(&self, request: &Request, world: &mut World) -> Option<(Option<String>, Option<Slow>)> {
+        let World { tokens, oauth, slow_tokens, draws, .. } = world;
         let mut account = None;
+        let mut slow = None;
         for scheme in &self.schemes {
             let secret = scheme.secret(request)?;
             match oauth.check(self.provider.as_deref(), &secret) {
-                Verdict::NotIssued if tokens.contains(secret.as_ref()) => {}
+                Verdict::NotIssued if tokens.contains(secret.as_ref()) => {
+                    if let Some(&(shortest, longest)) = slow_tokens.get(secret.as_ref()) {
+                        slow = Some(Slow::draw(draws, shortest, longest));
+                    }
+                }
                 Verdict::NotIssued | Verdict::Refused => return None,
                 Verdict::Account(login) => {
                     account.get_or_insert(login);
                 }
             }
         }
-        Some(account)
+        Some((account, slow))
     }
 
     /// Bearer auth refused with the shared `{"error":{"message":"invalid token"}}`.
@@ -138,19 +146,29 @@ pub(crate) async fn check(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let (fault, account) = {
+    let (fault, account, slow) = {
         let mut world = state.world();
-        let Some(account) = gate.admit(&request, &mut world) else {
+        let Some((account, slow)) = gate.admit(&request, &mut world) else {
             drop(world);
             return (gate.refuse)();
         };
-        (take_fault(&mut world.faults, request.method().as_str(), full_path(&request)), account)
+        (take_fault(&mut world.faults, request.method().as_str(), full_path(&request)), account, slow)
     };
     if let Some(login) = &account {
         request.extensions_mut().insert(Account(login.clone()));
     }
 
-    let mut response = inject(fault, request, next).await;
+    let mut response = match (fault, slow) {
+        // A slow account acts somewhere inside its time: part of it before the handler runs
+        // (the write happens then), the rest before the answer goes out.
+        (None, Some(slow)) => {
+            tokio::time::sleep(slow.before).await;
+            let response = next.run(request).await;
+            tokio::time::sleep(slow.after).await;
+            response
+        }
+        (fault, _) => inject(fault, request, next).await,
+    };
     response.extensions_mut().insert(Authorized);
     if let Some(login) = account {
         response.extensions_mut().insert(Account(login));
@@ -184,6 +202,31 @@ async fn inject(fault: Option<FaultKind>, request: Request, next: Next) -> Respo
         }
         None => next.run(request).await,
     }
+}
+
+/// How long one request of a slow account takes, before and after its handler runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slow {
+    before: Duration,
+    after: Duration,
+}
+
+impl Slow {
+    /// A total time uniform in `[shortest, longest]` ms, split at a uniform point.
+    fn draw(state: &mut u64, shortest: u64, longest: u64) -> Slow {
+        let total = shortest + splitmix64(state) % (longest - shortest + 1);
+        let before = splitmix64(state) % (total + 1);
+        Slow { before: Duration::from_millis(before), after: Duration::from_millis(total - before) }
+    }
+}
+
+/// SplitMix64 (<https://prng.di.unimi.it/splitmix64.c>): plenty for spreading test delays.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -250,6 +293,18 @@ mod tests {
         assert_eq!(unwrap_format("Bot ", &p, &s), None);
         let (p, s) = split_format("{key}");
         assert_eq!(unwrap_format("abc", &p, &s), Some("abc"));
+    }
+
+    #[test]
+    fn slow_draws_stay_in_range_and_split_the_time() {
+        let mut state = 7;
+        for _ in 0..1000 {
+            let slow = Slow::draw(&mut state, 1000, 3000);
+            let total = (slow.before + slow.after).as_millis();
+            assert!((1000..=3000).contains(&total), "{slow:?}");
+        }
+        let fixed = Slow::draw(&mut state, 500, 500);
+        assert_eq!((fixed.before + fixed.after).as_millis(), 500);
     }
 
     #[test]

@@ -221,6 +221,20 @@ impl Emulator {
         self.state.add_token(token);
     }
 
+    /// Accept another bearer token as a slow provider account: each request it signs takes
+    /// between `shortest` and `longest` (uniformly drawn), and its write happens at a
+    /// random point inside that time. Faults still apply first (a faulted request is not
+    /// also slow).
+    pub fn add_slow_token(&self, token: &str, shortest: Duration, longest: Duration) {
+        self.state.add_slow_token(token, shortest.as_millis() as u64, longest.as_millis() as u64);
+    }
+
+    /// Requests with this method and path that arrived within the last `within` and have
+    /// not been answered yet (a slow account's call at the provider, say).
+    pub fn in_flight(&self, method: &str, path: &str, within: Duration) -> usize {
+        self.state.in_flight(method, path, within.as_millis() as u64)
+    }
+
     /// Queue a fault behind those already added.
     ///
     /// # Panics

@@ -6,7 +6,7 @@
 //! the emulator with thousands of requests per second. Providers keep their data in a
 //! field of [`World`]; they must not know about each other.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -38,6 +38,10 @@ pub struct RequestRecord {
     /// Status the emulator answered with. `0` means no complete response: the request is
     /// still in flight, or a [`FaultKind::Drop`](crate::FaultKind::Drop) cut it off.
     pub status: u16,
+    /// Milliseconds since the emulator started, taken when the answer was ready (after any
+    /// delay); `None` while the request is still in flight.
+    #[serde(default)]
+    pub done_ms: Option<u64>,
     /// Whether the request passed the provider's auth check. Requests to unknown routes
     /// are never checked, so they show `false`.
     pub authorized: bool,
@@ -116,13 +120,22 @@ impl RequestLog {
         self.first_seq + self.records.len() as u64 - 1
     }
 
-    fn complete(&mut self, seq: u64, status: u16, authorized: bool, served: Option<Served>, account: Option<String>) {
+    fn complete(
+        &mut self,
+        seq: u64,
+        status: u16,
+        done_ms: u64,
+        authorized: bool,
+        served: Option<Served>,
+        account: Option<String>,
+    ) {
         // A record evicted or cleared by a reset meanwhile is simply gone.
         let Some(index) = seq.checked_sub(self.first_seq) else {
             return;
         };
         if let Some(record) = self.records.get_mut(index as usize) {
             record.status = status;
+            record.done_ms = Some(done_ms);
             record.authorized = authorized;
             record.account = account;
             if let Some(served) = served {
@@ -153,6 +166,10 @@ pub(crate) struct World {
     pub sandbox: SandboxData,
     pub oauth: OauthData,
     pub payments: crate::payments::PaymentsData,
+    /// Slow provider accounts: token -> (shortest, longest) time a request it signs takes.
+    pub slow_tokens: HashMap<String, (u64, u64)>,
+    /// Draws for the slow accounts' timings (a small PRNG: the emulator has no `rand`).
+    pub draws: u64,
 }
 
 impl World {
@@ -211,7 +228,29 @@ impl AppState {
         served: Option<Served>,
         account: Option<String>,
     ) {
-        self.world().log.complete(seq, status, authorized, served, account);
+        let done_ms = self.elapsed_ms();
+        self.world().log.complete(seq, status, done_ms, authorized, served, account);
+    }
+
+    pub(crate) fn add_slow_token(&self, token: &str, shortest_ms: u64, longest_ms: u64) {
+        let mut world = self.world();
+        world.tokens.insert(token.to_owned());
+        world.slow_tokens.insert(token.to_owned(), (shortest_ms.min(longest_ms), longest_ms.max(shortest_ms)));
+    }
+
+    /// Requests with this method and path that arrived in the last `within_ms` and have no
+    /// answer yet.
+    pub(crate) fn in_flight(&self, method: &str, path: &str, within_ms: u64) -> usize {
+        let since = self.elapsed_ms().saturating_sub(within_ms);
+        let world = self.world();
+        world
+            .log
+            .records
+            .iter()
+            .rev()
+            .take_while(|r| r.at_ms >= since)
+            .filter(|r| r.done_ms.is_none() && r.path == path && r.method.eq_ignore_ascii_case(method))
+            .count()
     }
 
     pub(crate) fn add_token(&self, token: &str) {
@@ -280,6 +319,7 @@ mod tests {
             at_ms: 0,
             idempotency_key: None,
             status: 0,
+            done_ms: None,
             authorized: false,
             tool: None,
             account: None,
@@ -291,17 +331,17 @@ mod tests {
         let mut log = RequestLog::default();
         let a = log.push(record("/a"));
         let b = log.push(record("/b"));
-        log.complete(b, 200, true, None, None);
-        log.complete(a, 503, true, None, None);
+        log.complete(b, 200, 1, true, None, None);
+        log.complete(a, 503, 1, true, None, None);
         let statuses: Vec<_> = log.records.iter().map(|r| (&*r.path, r.status)).collect();
         assert_eq!(statuses, [("/a", 503), ("/b", 200)]);
 
         log.clear();
         let c = log.push(record("/c"));
         // A request that was in flight across the reset must not touch the new record.
-        log.complete(a, 418, true, None, None);
+        log.complete(a, 418, 1, true, None, None);
         assert_eq!(log.records[0].status, 0);
-        log.complete(c, 201, true, None, None);
+        log.complete(c, 201, 1, true, None, None);
         assert_eq!(log.records[0].status, 201);
     }
 }

@@ -92,6 +92,49 @@ async fn a_lost_confirm_before_any_worker_took_the_job_fails_it_and_it_never_run
     stack.finish().await;
 }
 
+/// A call refused as "not started" (503, retryable) is retried, as told, with the same
+/// Idempotency-Key. Before, the retry got the refused execution back — a 503 that is no
+/// longer retryable, for good, so a careful agent could never get the call done. Now the
+/// refusal releases the key: the retry is a new call, which runs once; the refused one
+/// never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_refused_as_not_started_runs_when_retried_with_the_same_key() {
+    let direct = std::env::var("CLAWLINK_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let cutter = ConfirmCutter::start(&direct, Duration::from_millis(200)).await;
+    let mut stack = Stack::start(Options {
+        workers: 0,
+        env: vec![("CLAWLINK_AMQP_URL".into(), cutter.url.clone())],
+        ..Default::default()
+    })
+    .await;
+    let (user, _) = stack.sandbox_user("refused-retry@example.test").await;
+    let call = json!({"arguments": {"text": "retried as told"}, "confirmed": true});
+    let key = [("idempotency-key", "refused-then-retried")];
+    cutter.arm();
+    let (status, refused) = stack.execute(&user.api_key, "sandbox_create_note", call.clone(), &key).await;
+    assert_eq!(cutter.cuts(), 1);
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["error"]["retryable"], true, "{refused}");
+    let refused_id = refused["executionId"].as_str().unwrap().to_string();
+
+    stack.start_worker().await;
+    let (status, body) = stack.execute(&user.api_key, "sandbox_create_note", call.clone(), &key).await;
+    assert_eq!(status, 200, "the retry with the same key runs the call: {body}");
+    assert_eq!(body["ok"], true, "{body}");
+    let id = body["executionId"].as_str().unwrap().to_string();
+    assert_ne!(id, refused_id, "the retry is a new execution");
+    // The key now names the new execution.
+    let (status, again) = stack.execute(&user.api_key, "sandbox_create_note", call, &key).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["executionId"], json!(id), "{again}");
+    let stats = stack.emulator.stats();
+    assert_eq!(stats.performed(&id), 1);
+    assert_eq!(stats.performed(&refused_id), 0, "a refused call never runs");
+    assert_eq!(stats.count("POST", "/notes"), 1);
+    assert_eq!(stack.execution_status(&refused_id).await, "failed");
+    stack.finish().await;
+}
+
 /// An api inserts the row and dies before publishing (played here by inserting the row as
 /// the api's insert does and publishing nothing). Before, the row stayed `queued` forever
 /// and an agent retrying with the same Idempotency-Key waited on it forever. Now the relay

@@ -249,6 +249,45 @@ async fn delay_fault_delays_then_performs() {
     emulator.shutdown().await;
 }
 
+/// A slow account's request takes its time, is in flight meanwhile, performs its write
+/// once, and its record says when it was answered; the same request with the ordinary
+/// token is fast.
+#[tokio::test]
+async fn a_slow_account_takes_its_time_and_writes_once() {
+    let emulator = start().await;
+    let client = client();
+    emulator.add_slow_token("slow-token", Duration::from_millis(300), Duration::from_millis(400));
+    let post = |token: &'static str, key: &'static str| {
+        client
+            .post(format!("{}/notes", emulator.url()))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&json!({"text": "slow"}))
+            .send()
+    };
+
+    let started = Instant::now();
+    let slow = tokio::spawn(post("slow-token", "exec-slow"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(emulator.in_flight("POST", "/notes", Duration::from_secs(5)), 1, "the slow call is at the provider");
+    let created = slow.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(300), "took {took:?}");
+    assert_eq!(emulator.in_flight("POST", "/notes", Duration::from_secs(5)), 0);
+
+    let started = Instant::now();
+    assert_eq!(post(TOKEN, "exec-fast").await.unwrap_or_else(|e| panic!("{e}")).status(), StatusCode::CREATED);
+    assert!(started.elapsed() < Duration::from_millis(300), "the ordinary token is not slow");
+
+    let stats = emulator.stats();
+    assert_eq!(stats.performed("exec-slow"), 1);
+    let record = &stats.requests[0];
+    let answered = record.done_ms.unwrap_or_else(|| panic!("answered: {record:?}"));
+    assert!(answered - record.at_ms >= 300, "{record:?}");
+    emulator.shutdown().await;
+}
+
 #[tokio::test]
 async fn control_plane_over_http() {
     let emulator = start().await;
