@@ -432,6 +432,13 @@ impl Catalog {
         self.tools.values()
     }
 
+    /// The tools whose names sort after `name`, in name order (a page that starts after
+    /// the last tool of the one before; `name` need not be a tool any more).
+    pub fn tools_after(&self, name: &str) -> impl Iterator<Item = &Arc<ToolEntry>> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.tools.range::<str, _>((Excluded(name), Unbounded)).map(|(_, t)| t)
+    }
+
     /// The names closest to `name`, best first, for a `tool_not_found` answer.
     pub fn closest_names(&self, name: &str, limit: usize) -> Vec<String> {
         let mut scored =

@@ -300,7 +300,8 @@ impl SearchIndex {
             index.postings.insert(word, list);
         }
         for (word, related) in CONCEPTS {
-            let related: Vec<String> = related.iter().map(|r| if r.contains('_') { r.to_string() } else { stem(r) }).collect();
+            let related: Vec<String> =
+                related.iter().map(|r| if r.contains('_') { r.to_string() } else { stem(r) }).collect();
             index.concepts.entry(stem(word)).or_default().extend(related);
         }
         index
@@ -372,8 +373,11 @@ impl SearchIndex {
             .chain(self.concepts.get(&query_words[0]).into_iter().flatten())
             .map(String::as_str)
             .collect();
-        let implied: HashSet<&str> =
-            query_words[1..].iter().flat_map(|w| self.concepts.get(w).into_iter().flatten()).map(String::as_str).collect();
+        let implied: HashSet<&str> = query_words[1..]
+            .iter()
+            .flat_map(|w| self.concepts.get(w).into_iter().flatten())
+            .map(String::as_str)
+            .collect();
         let named: HashSet<&str> =
             query_words.iter().filter_map(|w| self.integration_words.get(w)).flatten().map(String::as_str).collect();
         let lowered = query.to_lowercase();
