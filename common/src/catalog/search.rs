@@ -89,6 +89,7 @@ const CONCEPTS: &[(&str, &[&str])] = &[
     ("reply", &["thread", "comment", "send"]),
     ("comment", &["reply"]),
     ("find", &["search", "list", "get"]),
+    ("search", &["list", "find", "query"]),
     ("look", &["search", "get"]),
     ("lookup", &["search", "get"]),
     ("show", &["list", "get"]),
