@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod jobs;
+pub mod listing;
 pub mod routes;
 pub mod state;
 pub mod view;

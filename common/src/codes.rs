@@ -141,6 +141,10 @@ error_codes! {
     InvalidIdempotencyKey = "invalid_idempotency_key", Validation, BAD_REQUEST;
     MissingQuery = "missing_query", Validation, BAD_REQUEST;
     InvalidLimit = "invalid_limit", Validation, BAD_REQUEST;
+    /// A list's `cursor` that this server did not hand out.
+    InvalidCursor = "invalid_cursor", Validation, BAD_REQUEST;
+    /// A list's filter that cannot be read (`connected=maybe`, `integration=a,,b`).
+    InvalidFilter = "invalid_filter", Validation, BAD_REQUEST;
     InvalidDeviceLabel = "invalid_device_label", Validation, BAD_REQUEST;
     InvalidVerifier = "invalid_verifier", Validation, BAD_REQUEST;
     TooManyAttempts = "too_many_attempts", RateLimit, TOO_MANY_REQUESTS;

@@ -1,7 +1,7 @@
 //! `POST /api/mcp`: the Model Context Protocol over its streamable HTTP transport
 //! (JSON-RPC 2.0; https://modelcontextprotocol.io/specification/2025-11-25/basic/transports,
-//! and the revisions before it back to 2024-11-05). `initialize`, `tools/list` (paginated)
-//! and `tools/call` run over the same catalog, connection resolution, queue and worker as
+//! and the revisions before it back to 2024-11-05). `initialize`, `tools/list` (paginated,
+//! scoped by the URL's `?connected=true&integration=…`) and `tools/call` run over the same catalog, connection resolution, queue and worker as
 //! `/api/tools/{name}/execute`, authenticated by the same device credential. The server is
 //! stateless: it answers each POST with one JSON response and issues no session id.
 //!
@@ -19,10 +19,12 @@
 use crate::auth::AuthenticatedDevice;
 use crate::call::{CallResult, ToolCall, call_tool};
 use crate::error::ApiError;
+use crate::listing::{self, ToolFilter};
+use crate::routes::tools::connected_integrations;
 use crate::state::AppState;
 use crate::view;
 use axum::Json;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -41,6 +43,7 @@ const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
+const INTERNAL_ERROR: i64 = -32603;
 
 fn rpc_error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
@@ -196,6 +199,7 @@ pub async fn mcp(
     State(state): State<AppState>,
     _: Transport,
     AuthenticatedDevice(device): AuthenticatedDevice,
+    RawQuery(url_query): RawQuery,
     message: Message,
 ) -> Response {
     let Message::Request { id, method, params } = message else {
@@ -219,26 +223,62 @@ pub async fn mcp(
             )
         }
         "ping" => rpc_result(id, json!({})),
-        "tools/list" => tools_list(&state, id, &params),
+        "tools/list" => tools_list(&state, &device, url_query.as_deref(), id, &params).await,
         "tools/call" => tools_call(&state, &device, id, &params).await,
         _ => rpc_error(id, METHOD_NOT_FOUND, &format!("Method not found: {method}")),
     };
     Json(answer).into_response()
 }
 
-fn tools_list(state: &AppState, id: Value, params: &Value) -> Value {
-    let all: Vec<_> = state.catalog.tools().collect();
-    // A cursor is a position this server handed out: a number below the tool count.
-    let start = match params.get("cursor") {
-        None | Some(Value::Null) => 0,
-        Some(cursor) => match cursor.as_str().and_then(|c| c.parse::<usize>().ok()) {
-            Some(n) if n < all.len() => n,
+/// A JSON-RPC "invalid params" error carrying our code and message (`data.code`).
+fn invalid_params(id: Value, err: &ApiError) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": INVALID_PARAMS,
+        "message": format!("Invalid params: {}", err.message), "data": {"code": err.code}}})
+}
+
+/// `tools/list`, scoped by the MCP URL's query (`/api/mcp?connected=true&integration=a,b`,
+/// so an MCP client's configuration chooses what its agent sees) and paged by the
+/// opaque cursor of `listing.rs`. `tools/call` is not scoped: a tool named outside the
+/// list still runs, as through `/api/tools/{name}/execute`.
+async fn tools_list(
+    state: &AppState,
+    device: &clawlink_common::db::devices::DeviceAuth,
+    url_query: Option<&str>,
+    id: Value,
+    params: &Value,
+) -> Value {
+    let (mut integration, mut connected) = (None, None);
+    for (key, value) in url::form_urlencoded::parse(url_query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "integration" => integration = Some(value.into_owned()),
+            "connected" => connected = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let filter = match ToolFilter::parse(&state.catalog, integration.as_deref(), connected.as_deref()) {
+        Ok(filter) => filter,
+        Err(err) => return invalid_params(id, &err),
+    };
+    // A cursor is one this server handed out (`listing::encode_cursor`).
+    let after = match params.get("cursor") {
+        None | Some(Value::Null) => None,
+        Some(cursor) => match cursor.as_str().map(listing::decode_cursor) {
+            Some(Ok(name)) => Some(name),
             _ => return rpc_error(id, INVALID_PARAMS, "Invalid params: unknown cursor"),
         },
     };
-    let page: Vec<Value> = all[start..]
+    let scope = if filter.connected {
+        match connected_integrations(state, device.user_id).await {
+            Ok(apps) => filter.scope(&apps),
+            Err(err) => return rpc_error(id, INTERNAL_ERROR, &err.message),
+        }
+    } else {
+        filter.scope(&Default::default())
+    };
+    let page = listing::page(&state.catalog, scope.as_ref(), after.as_deref(), Some(PAGE_SIZE));
+    let tools: Vec<Value> = page
+        .tools
         .iter()
-        .take(PAGE_SIZE)
         .map(|t| {
             json!({
                 "name": t.name,
@@ -254,10 +294,9 @@ fn tools_list(state: &AppState, id: Value, params: &Value) -> Value {
             })
         })
         .collect();
-    let mut result = json!({"tools": page});
-    let next = start + page.len();
-    if next < all.len() {
-        result["nextCursor"] = json!(next.to_string());
+    let mut result = json!({"tools": tools});
+    if let Some(next) = page.next_cursor {
+        result["nextCursor"] = json!(next);
     }
     rpc_result(id, result)
 }

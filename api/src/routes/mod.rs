@@ -46,8 +46,8 @@ api_routes! {
     get "/api/connect/sessions/{token}" => connect::status, auth: true, "A connect session's state and, once connected, the connection.";
     get "/api/catalog" => tools::catalog, auth: true, "Every integration of the catalog.";
     get "/api/integrations" => tools::integrations, auth: true, "The caller's connections.";
-    get "/api/tools" => tools::list, auth: true, "Tools, optionally of one integration.";
-    get "/api/tools/search" => tools::search_tools, auth: true, "Tools ranked for a natural-language query.";
+    get "/api/tools" => tools::list, auth: true, "Every tool, or one page (limit, cursor; nextCursor) filtered by integration (one or a comma list) and connected=true.";
+    get "/api/tools/search" => tools::search_tools, auth: true, "Tools ranked for a natural-language query (integration, connected=true, limit up to 25).";
     get "/api/tools/{name}" => tools::describe, auth: true, "One tool with its guidance and the caller's connections.";
     post "/api/tools/{name}/preview" => tools::preview, auth: true, "Validate a call and show what it would do, without doing it.";
     post "/api/tools/{name}/execute" => execute::execute, auth: true, "Execute a tool call (sync, or async with \"async\": true).";

@@ -4,16 +4,18 @@
 use crate::auth::AuthenticatedDevice;
 use crate::call::{self, find_tool};
 use crate::error::{ApiError, ApiJson};
+use crate::listing::{self, ToolFilter};
 use crate::routes::execute::empty_object;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use clawlink_common::catalog::{ToolEntry, search};
+use clawlink_common::catalog::ToolEntry;
+use clawlink_common::catalog::search::{self, Scope};
 use clawlink_common::codes::ErrorCode;
 use clawlink_common::db::connections::{self, Connection};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The caller's usable connections, grouped by integration.
 async fn connections_by_integration(
@@ -54,35 +56,69 @@ fn descriptor(tool: &ToolEntry, connections: Option<&Vec<Connection>>) -> Value 
 
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
+    /// One integration or a comma list.
     #[serde(default)]
     pub integration: Option<String>,
+    /// `true`: only integrations the caller has connected.
+    #[serde(default)]
+    pub connected: Option<String>,
+    /// At most this many tools (1–500); every tool when absent, as the plugin expects.
+    #[serde(default)]
+    pub limit: Option<String>,
+    /// `nextCursor` of the page before.
+    #[serde(default)]
+    pub cursor: Option<String>,
 }
 
-fn check_integration(state: &AppState, integration: Option<&str>) -> Result<(), ApiError> {
-    match integration {
-        Some(id) if state.catalog.provider(id).is_none() => {
-            Err(ApiError::new(ErrorCode::IntegrationNotFound, format!("There is no integration named {id:?}."))
-                .hint("GET /api/catalog lists every integration."))
-        }
-        _ => Ok(()),
+/// The most tools one page of `GET /api/tools` may hold when a limit is asked for.
+const MAX_LIST_LIMIT: usize = 500;
+
+fn parse_limit(raw: Option<&str>, max: usize) -> Result<Option<usize>, ApiError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(ApiError::new(ErrorCode::InvalidLimit, format!("limit must be a whole number from 1 to {max}."))),
+        },
     }
 }
 
+fn connected_apps(connections: &BTreeMap<String, Vec<Connection>>) -> BTreeSet<String> {
+    connections.iter().filter(|(_, c)| !c.is_empty()).map(|(i, _)| i.clone()).collect()
+}
+
+/// The integrations the caller has a usable connection to (MCP's `connected=true`).
+pub(crate) async fn connected_integrations(
+    state: &AppState,
+    user: clawlink_common::ids::UserId,
+) -> Result<BTreeSet<String>, ApiError> {
+    Ok(connected_apps(&connections_by_integration(state, user).await?))
+}
+
+/// `GET /api/tools`: every tool without parameters (CONTRACT.md); with `integration`,
+/// `connected`, `limit` and `cursor`, one filtered page (`listing.rs`).
 pub async fn list(
     State(state): State<AppState>,
     AuthenticatedDevice(device): AuthenticatedDevice,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let integration = query.integration.as_deref().filter(|s| !s.is_empty());
-    check_integration(&state, integration)?;
+    let filter = ToolFilter::parse(&state.catalog, query.integration.as_deref(), query.connected.as_deref())?;
+    let limit = parse_limit(query.limit.as_deref(), MAX_LIST_LIMIT)?;
+    let after = match query.cursor.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        Some(cursor) => Some(listing::decode_cursor(cursor)?),
+        None => None,
+    };
     let connections = connections_by_integration(&state, device.user_id).await?;
-    let tools: Vec<Value> = state
-        .catalog
-        .tools()
-        .filter(|t| integration.is_none_or(|i| t.provider.id == i))
-        .map(|t| descriptor(t, connections.get(&t.provider.id)))
-        .collect();
-    Ok(Json(json!({"tools": tools, "count": tools.len(), "integration": integration})))
+    let scope = filter.scope(&connected_apps(&connections));
+    let page = listing::page(&state.catalog, scope.as_ref(), after.as_deref(), limit);
+    let tools: Vec<Value> = page.tools.iter().map(|t| descriptor(t, connections.get(&t.provider.id))).collect();
+    Ok(Json(json!({
+        "tools": tools,
+        "count": tools.len(),
+        "integration": filter.echo(),
+        "total": page.total,
+        "nextCursor": page.next_cursor,
+    })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +127,8 @@ pub struct SearchQuery {
     pub query: Option<String>,
     #[serde(default)]
     pub integration: Option<String>,
+    #[serde(default)]
+    pub connected: Option<String>,
     #[serde(default)]
     pub limit: Option<String>,
 }
@@ -105,27 +143,20 @@ pub async fn search_tools(
         return Err(ApiError::new(ErrorCode::MissingQuery, "Give a query: /api/tools/search?query=send+an+email")
             .hint("Describe what you want to do in a few words."));
     }
-    let limit = match query.limit.as_deref() {
-        None | Some("") => 10,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=25).contains(&n) => n,
-            _ => {
-                return Err(ApiError::new(ErrorCode::InvalidLimit, "limit must be a whole number from 1 to 25."));
-            }
-        },
-    };
-    let integration = query.integration.as_deref().filter(|s| !s.is_empty());
-    check_integration(&state, integration)?;
+    let limit = parse_limit(query.limit.as_deref(), 25)?.unwrap_or(10);
+    let filter = ToolFilter::parse(&state.catalog, query.integration.as_deref(), query.connected.as_deref())?;
     let connections = connections_by_integration(&state, device.user_id).await?;
-    let tools: Vec<Value> = search::search(&state.catalog, text, integration, limit)
-        .into_iter()
-        .map(|(t, score)| {
-            let mut d = descriptor(t, connections.get(&t.provider.id));
-            d["score"] = json!((score * 1000.0).round() / 1000.0);
-            d
-        })
-        .collect();
-    Ok(Json(json!({"tools": tools, "count": tools.len(), "query": text, "integration": integration})))
+    let scope = filter.scope(&connected_apps(&connections));
+    let tools: Vec<Value> =
+        search::search_scoped(&state.catalog, text, Scope { integrations: scope.as_ref(), prefer: None }, limit)
+            .into_iter()
+            .map(|(t, score)| {
+                let mut d = descriptor(t, connections.get(&t.provider.id));
+                d["score"] = json!((score * 1000.0).round() / 1000.0);
+                d
+            })
+            .collect();
+    Ok(Json(json!({"tools": tools, "count": tools.len(), "query": text, "integration": filter.echo()})))
 }
 
 pub async fn describe(

@@ -9,3 +9,4 @@ mod harness;
 mod mcp;
 mod pairing;
 mod router;
+mod tools;

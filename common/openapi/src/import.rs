@@ -227,6 +227,7 @@ pub fn import(doc: &Document, options: &ImportOptions) -> Result<Import, ImportE
         id: id.to_string(),
         name: if name.is_empty() { id.to_string() } else { truncate(&plain_text(&name), 80) },
         categories,
+        aliases: Vec::new(),
         base_url,
         auth: credentials.auth.clone(),
         identity: None,

@@ -282,6 +282,9 @@ pub struct Provider {
     pub name: String,
     #[serde(default)]
     pub categories: Vec<String>,
+    /// Other names people call this app by ("gcal"), for search.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     pub base_url: String,
     pub auth: Auth,
     #[serde(default)]
@@ -319,8 +322,6 @@ pub struct ToolEntry {
     /// safe for reads, for a provider with an idempotency key and for PUT/DELETE, else
     /// never.
     pub retry: RetryClass,
-    /// The tool's weighted search words, built on first search.
-    pub(crate) search_words: std::sync::OnceLock<std::collections::HashMap<String, f64>>,
 }
 
 /// The whole catalog, loaded once and shared read-only.
@@ -328,6 +329,10 @@ pub struct ToolEntry {
 pub struct Catalog {
     providers: BTreeMap<String, Arc<Provider>>,
     tools: BTreeMap<String, Arc<ToolEntry>>,
+    /// The tools in name order: hit `n` of [`Catalog::search`] is `ordered[n]`.
+    pub(crate) ordered: Vec<Arc<ToolEntry>>,
+    /// The search index, built once here at load.
+    pub(crate) search: search::SearchIndex,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -401,12 +406,13 @@ impl Catalog {
                     validator,
                     requires_confirmation,
                     retry: default_retry(&provider, tool),
-                    search_words: Default::default(),
                 };
                 catalog.tools.insert(name, Arc::new(entry));
             }
             catalog.providers.insert(provider.id.clone(), provider);
         }
+        catalog.ordered = catalog.tools.values().cloned().collect();
+        catalog.search = search::SearchIndex::build(catalog.ordered.iter().map(|t| search::SearchDoc::of(t)));
         Ok(catalog)
     }
 
@@ -424,6 +430,13 @@ impl Catalog {
 
     pub fn tools(&self) -> impl Iterator<Item = &Arc<ToolEntry>> {
         self.tools.values()
+    }
+
+    /// The tools whose names sort after `name`, in name order (a page that starts after
+    /// the last tool of the one before; `name` need not be a tool any more).
+    pub fn tools_after(&self, name: &str) -> impl Iterator<Item = &Arc<ToolEntry>> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.tools.range::<str, _>((Excluded(name), Unbounded)).map(|(_, t)| t)
     }
 
     /// The names closest to `name`, best first, for a `tool_not_found` answer.

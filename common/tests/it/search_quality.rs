@@ -1,60 +1,95 @@
 //! Natural requests an agent passes on from its person must find the intended tool in
-//! the top three.
+//! the top three — among the catalog's own tools, and among them plus thousands of tools
+//! the importer made from big published specs (the distractors of a large catalog).
+//!
+//! The requests are `tests/data/search_eval.tsv` (the search bench reads the same file).
+//! The distractors are `tests/data/search_distractors.jsonl`: the name, title and
+//! description the OpenAPI importer wrote for every operation of ten big specs of apps
+//! that overlap ours (GitLab and Bitbucket with GitHub and Jira, Asana with Todoist and
+//! Linear, Microsoft Graph's mail, calendar, files and Teams with Gmail, Calendar, Drive
+//! and Slack, Zoom meetings, SendGrid and Mailchimp mail, Twilio and Telegram messages,
+//! Box files); remade with `search_bench --dump` (see the file's README).
 
 use crate::catalog;
-use clawlink_common::catalog::search::search;
+use clawlink_common::catalog::search::{Scope, SearchDoc, SearchIndex, search};
+use std::collections::BTreeSet;
 
-const CASES: &[(&str, &str)] = &[
-    ("send a slack message", "slack_post_message"),
-    ("post in a slack channel", "slack_post_message"),
-    ("open a github issue", "github_create_issue"),
-    ("file a bug on github", "github_create_issue"),
-    ("close a github issue", "github_close_issue"),
-    ("merge a pull request", "github_merge_pull_request"),
-    ("what's on my calendar tomorrow", "google_calendar_list_events"),
-    ("schedule a meeting", "google_calendar_create_event"),
-    ("cancel a calendar event", "google_calendar_delete_event"),
-    ("when am I free this week", "google_calendar_find_free_busy"),
-    ("search my email", "gmail_list_messages"),
-    ("send an email", "gmail_send_email"),
-    ("email ana about lunch", "gmail_send_email"),
-    ("draft an email", "gmail_create_draft"),
-    ("create a linear issue", "linear_create_issue"),
-    ("what am I working on in linear", "linear_list_my_issues"),
-    ("read an email", "gmail_get_message"),
-    ("move an email to the trash", "gmail_trash_message"),
-    ("find a file in google drive", "google_drive_list_files"),
-    ("share a drive file with a colleague", "google_drive_share_file"),
-    ("create a folder in drive", "google_drive_create_folder"),
-    ("add a todo", "todoist_create_task"),
-    ("mark a task as done", "todoist_close_task"),
-    ("what are my tasks", "todoist_list_tasks"),
-    ("create a jira ticket", "jira_create_issue"),
-    ("search jira issues with jql", "jira_search_issues"),
-    ("create a notion page", "notion_create_page"),
-    ("search notion", "notion_search"),
-    ("add a contact to hubspot", "hubspot_create_record"),
-    ("create a trello card", "trello_create_card"),
-    ("send a message in discord", "discord_send_message"),
-    ("refund a stripe payment", "stripe_create_refund"),
-    ("list stripe customers", "stripe_list_customers"),
-    ("add records to airtable", "airtable_create_records"),
-    ("react with an emoji in slack", "slack_add_reaction"),
-    ("echo a test message", "sandbox_echo"),
-];
+const CASES: &str = include_str!("../data/search_eval.tsv");
+const DISTRACTORS: &str = include_str!("../data/search_distractors.jsonl");
+
+/// The share of requests that must find an acceptable tool in the top three. Without
+/// distractors every request must: the catalog and the requests are ours, a miss is a bug.
+/// With 4,000+ imported tools some requests are honestly ambiguous ("schedule a meeting"
+/// is also Zoom's and Outlook's), so the bar is 95 %: at most one miss in twenty.
+const ALONE: f64 = 1.0;
+const WITH_DISTRACTORS: f64 = 0.95;
+
+fn cases() -> Vec<(&'static str, Vec<&'static str>)> {
+    CASES
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (query, expected) = l.split_once('\t').unwrap_or_else(|| panic!("no tab in {l:?}"));
+            (query, expected.split('|').collect())
+        })
+        .collect()
+}
+
+fn distractors() -> Vec<SearchDoc> {
+    DISTRACTORS.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
+/// The top-3 hit rate of the cases over `index`, and the misses.
+fn evaluate(index: &SearchIndex) -> (f64, Vec<String>) {
+    let cases = cases();
+    let mut misses = Vec::new();
+    for (query, expected) in &cases {
+        let top: Vec<&str> = index.search(query, Scope::default(), 3).into_iter().map(|(n, _)| index.name(n)).collect();
+        if !top.iter().any(|n| expected.contains(n)) {
+            misses.push(format!("{query:?}: wanted {}, got {top:?}", expected.join(" or ")));
+        }
+    }
+    (1.0 - misses.len() as f64 / cases.len() as f64, misses)
+}
+
+#[test]
+fn the_eval_set_is_broad_and_names_real_tools() {
+    let catalog = catalog();
+    let cases = cases();
+    assert!(cases.len() >= 40, "{} requests", cases.len());
+    let mut providers = BTreeSet::new();
+    for (query, expected) in &cases {
+        for name in expected {
+            let tool = catalog.tool(name).unwrap_or_else(|| panic!("{query:?}: {name} is not in the catalog"));
+            providers.insert(tool.provider.id.clone());
+        }
+    }
+    assert!(providers.len() >= 10, "{providers:?}");
+    let distractors = distractors();
+    let apps: BTreeSet<&str> = distractors.iter().map(|d| d.integration.as_str()).collect();
+    assert!(distractors.len() >= 2_000 && apps.len() >= 8, "{} distractors of {apps:?}", distractors.len());
+    assert!(distractors.iter().all(|d| catalog.provider(&d.integration).is_none()), "a distractor shadows a provider");
+}
 
 #[test]
 fn natural_queries_find_the_intended_tool_in_the_top_three() {
     let catalog = catalog();
-    let mut misses = Vec::new();
-    for (query, expected) in CASES {
-        assert!(catalog.tool(expected).is_some(), "{expected} is not in the catalog");
-        let top: Vec<String> = search(catalog, query, None, 3).into_iter().map(|(t, _)| t.name.clone()).collect();
-        if !top.iter().any(|n| n == expected) {
-            misses.push(format!("{query:?}: wanted {expected}, got {top:?}"));
-        }
+    let index = SearchIndex::build(catalog.tools().map(|t| SearchDoc::of(t)));
+    let (rate, misses) = evaluate(&index);
+    println!("top-3 hit rate, catalog alone ({} tools): {:.1} %", index.len(), rate * 100.0);
+    assert!(rate >= ALONE, "hit rate {:.1} %; misses:\n{}", rate * 100.0, misses.join("\n"));
+}
+
+#[test]
+fn natural_queries_stay_in_the_top_three_among_thousands_of_imported_tools() {
+    let catalog = catalog();
+    let index = SearchIndex::build(catalog.tools().map(|t| SearchDoc::of(t)).chain(distractors()));
+    let (rate, misses) = evaluate(&index);
+    println!("top-3 hit rate, catalog + distractors ({} tools): {:.1} %", index.len(), rate * 100.0);
+    for miss in &misses {
+        println!("  miss {miss}");
     }
-    assert!(misses.is_empty(), "{} of {} queries missed:\n{}", misses.len(), CASES.len(), misses.join("\n"));
+    assert!(rate >= WITH_DISTRACTORS, "hit rate {:.1} %; misses:\n{}", rate * 100.0, misses.join("\n"));
 }
 
 #[test]
@@ -64,4 +99,16 @@ fn the_integration_filter_and_limit_hold() {
     assert!(!found.is_empty() && found.iter().all(|(t, _)| t.provider.id == "github"));
     assert!(search(catalog, "create", None, 5).len() <= 5);
     assert!(search(catalog, "the a of", None, 5).is_empty(), "stop words alone match nothing");
+}
+
+#[test]
+fn a_preferred_integration_wins_an_even_match() {
+    // "post a message" is as much Discord's as Slack's; the person's connected app decides.
+    let catalog = catalog();
+    let index = SearchIndex::build(catalog.tools().map(|t| SearchDoc::of(t)));
+    for app in ["slack", "discord"] {
+        let prefer = BTreeSet::from([app.to_string()]);
+        let hits = index.search("post a message in a channel", Scope { integrations: None, prefer: Some(&prefer) }, 1);
+        assert!(index.name(hits[0].0).starts_with(app), "{app}: {}", index.name(hits[0].0));
+    }
 }

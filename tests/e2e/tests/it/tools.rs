@@ -112,3 +112,43 @@ async fn preview_validates_like_execute_and_changes_nothing() {
     assert!(stack.emulator.stats().requests.is_empty(), "a preview calls no provider");
     stack.finish().await;
 }
+
+/// Pages and filters over a real port, as an agent with a big catalog uses them: a walk
+/// with `limit` gives the same tools as the whole list, `connected=true` only the
+/// connected app's, on REST and on MCP `tools/list`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_and_connected_scope_over_a_real_port() {
+    let stack = Stack::start(Options { workers: 0, ..Default::default() }).await;
+    let (user, _conn) = stack.sandbox_user("pages@example.test").await;
+    let key = &user.api_key;
+    let names = |body: &serde_json::Value| -> Vec<String> {
+        body["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect()
+    };
+
+    let (status, all) = stack.get(key, "/api/tools").await;
+    assert_eq!(status, 200);
+    let mut walked = Vec::new();
+    let mut path = "/api/tools?limit=20".to_string();
+    loop {
+        let (status, page) = stack.get(key, &path).await;
+        assert_eq!(status, 200, "{page}");
+        walked.extend(names(&page));
+        match page["nextCursor"].as_str() {
+            Some(next) => path = format!("/api/tools?limit=20&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(walked, names(&all), "every tool once, in the order of the whole list");
+
+    let (status, connected) = stack.get(key, "/api/tools?connected=true").await;
+    assert_eq!(status, 200);
+    assert!(!names(&connected).is_empty() && names(&connected).iter().all(|n| n.starts_with("sandbox_")));
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
+    let (status, answer) = stack.post_json(key, "/api/mcp?connected=true", list).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(names(&answer["result"]), names(&connected), "{answer}");
+
+    let (status, body) = stack.get(key, "/api/tools?limit=5&cursor=not-ours").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_cursor")), "{body}");
+    stack.finish().await;
+}
