@@ -334,11 +334,7 @@ pub async fn outbox_relay(state: AppState, every: Duration, stop: CancellationTo
         }
         // Calls awaiting a person past their approval time become final here, so an
         // agent polling one reads `approval_expired` within a round of the deadline.
-        let expired = async {
-            let mut conn = state.db.acquire().await?;
-            clawlink_common::db::approvals::expire_due(&mut conn, BATCH).await
-        }
-        .await;
+        let expired = expire_approvals(&state, BATCH).await;
         state.metrics.job("expire_approvals", expired.is_ok());
         match expired {
             Ok(0) => {}
@@ -346,6 +342,22 @@ pub async fn outbox_relay(state: AppState, every: Duration, stop: CancellationTo
             Err(err) => tracing::warn!(job = "expire_approvals", error = %err, "approval expiry failed"),
         }
     }
+}
+
+/// Fails the calls no person approved in time, and wakes whoever polls them (the row is
+/// final either way; the wake-up only saves a poll its next look). How many expired.
+pub async fn expire_approvals(state: &AppState, limit: i64) -> anyhow::Result<usize> {
+    use clawlink_common::db::{approvals, executions};
+    let mut conn = state.db.acquire().await?;
+    let expired = approvals::expire_due(&mut conn, limit).await?;
+    for id in &expired {
+        if let Some(outcome) = executions::get_final(&mut conn, *id).await?.and_then(|row| row.outcome())
+            && let Err(err) = state.results.publish(&outcome, None).await
+        {
+            tracing::warn!(execution_id = %id, error = %err, "expired; the result could not be stored in redis");
+        }
+    }
+    Ok(expired.len())
 }
 
 /// One round of [`outbox_relay`]: how many jobs it published.

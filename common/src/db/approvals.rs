@@ -100,21 +100,21 @@ pub async fn deny(conn: &mut PgConnection, user: UserId, id: ExecutionId) -> sql
 
 /// Fails up to `batch` calls whose approval time ran out (`approval_expired`, with the
 /// reason), and forgets the nonces of expired tokens. Safe on any number of replicas
-/// (SKIP LOCKED). Returns the calls expired.
-pub async fn expire_due(conn: &mut PgConnection, batch: i64) -> sqlx::Result<u64> {
-    let expired = sqlx::query!(
-        "UPDATE executions
-            SET status = 'failed', finished_at = now(), error_code = $2,
-                error_message = 'No one approved this call before its approval time ran out; it was not run.'
-          WHERE id IN (SELECT id FROM executions
-                        WHERE approval_expires_at <= now() AND finished_at IS NULL AND status = 'awaiting_approval'
-                        LIMIT $1 FOR UPDATE SKIP LOCKED)",
+/// (SKIP LOCKED). Returns the calls expired, for their waiters to be woken.
+pub async fn expire_due(conn: &mut PgConnection, batch: i64) -> sqlx::Result<Vec<ExecutionId>> {
+    let expired = sqlx::query_scalar!(
+        r#"UPDATE executions
+              SET status = 'failed', finished_at = now(), error_code = $2,
+                  error_message = 'No one approved this call before its approval time ran out; it was not run.'
+            WHERE id IN (SELECT id FROM executions
+                          WHERE approval_expires_at <= now() AND finished_at IS NULL AND status = 'awaiting_approval'
+                          LIMIT $1 FOR UPDATE SKIP LOCKED)
+        RETURNING id AS "id: ExecutionId""#,
         batch,
         ErrorCode::ApprovalExpired.as_str()
     )
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    .fetch_all(&mut *conn)
+    .await?;
     sqlx::query!(
         "DELETE FROM approval_nonces WHERE nonce IN (SELECT nonce FROM approval_nonces WHERE expires_at < now()
                                                       LIMIT $1 FOR UPDATE SKIP LOCKED)",

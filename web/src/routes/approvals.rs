@@ -121,6 +121,9 @@ async fn decide(
     };
     if changed {
         tracing::info!(user_id = %user.user_id, execution_id = %id, approved = approve, "approval decided");
+        if !approve {
+            wake_waiters(state, &mut conn, id).await;
+        }
         return Ok(Redirect::to(if approve { "/approvals?done=approved" } else { "/approvals?done=denied" })
             .into_response());
     }
@@ -128,6 +131,26 @@ async fn decide(
         return Err(WebError::not_found());
     }
     Ok(Redirect::to("/approvals?done=gone").into_response())
+}
+
+/// A denied call is final: its outcome goes to the result store, waking the agent's long
+/// poll at once, as a worker's result would. Best effort: the poll also reads the row.
+async fn wake_waiters(state: &AppState, conn: &mut sqlx::PgConnection, id: ExecutionId) {
+    let outcome = match executions::get_final(conn, id).await {
+        Ok(row) => row.and_then(|row| row.outcome()),
+        Err(err) => {
+            tracing::warn!(execution_id = %id, error = %err, "denied; could not read the row back");
+            None
+        }
+    };
+    let Some(outcome) = outcome else { return };
+    let published = match state.ops.result_store().await {
+        Ok(store) => store.publish(&outcome, None).await.map_err(crate::ops::OpsError::from),
+        Err(err) => Err(err),
+    };
+    if let Err(err) = published {
+        tracing::warn!(execution_id = %id, error = %err, "denied; the result could not be stored in redis");
+    }
 }
 
 pub async fn approve(

@@ -269,9 +269,17 @@ async fn a_person_approves_or_denies_each_waiting_call_and_unapproved_calls_expi
         stack.execute(key, "sandbox_create_note", json!({"arguments": {"text": "deny me"}}), &[]).await;
     assert_eq!(status, 202, "{accepted}");
     let denied = accepted["executionId"].as_str().unwrap().to_string();
-    let done = person.post(&format!("/approvals/{denied}/deny"), &[("csrf", &csrf)]).await;
-    assert_eq!(done.location.as_deref(), Some("/approvals?done=denied"));
-    let polled = outcome(&stack, key, &denied).await;
+    // The agent is already long-polling when the person clicks: the click wakes it at
+    // once (its own re-reads of the row would be 1.5 s late here).
+    let poll = outcome(&stack, key, &denied);
+    let click = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let done = person.post(&format!("/approvals/{denied}/deny"), &[("csrf", &csrf)]).await;
+        assert_eq!(done.location.as_deref(), Some("/approvals?done=denied"));
+        std::time::Instant::now()
+    };
+    let (polled, clicked) = tokio::join!(poll, click);
+    assert!(clicked.elapsed() < Duration::from_millis(1000), "the poll answered {:?} after the click", clicked.elapsed());
     assert_eq!(polled["status"], "failed", "{polled}");
     assert_eq!(polled["error"]["code"], "approval_denied", "{polled}");
     assert!(polled["error"]["message"].as_str().unwrap().contains("denied"), "{polled}");
