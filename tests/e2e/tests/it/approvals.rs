@@ -382,3 +382,43 @@ async fn mcp_destructive_tools_follow_the_policy() {
     assert_eq!(stack.emulator.stats().count("DELETE", "/notes/note_9"), 0);
     stack.finish().await;
 }
+
+/// What each policy costs an agent, measured rather than argued: sequential sync calls of
+/// a write tool under `agent_confirmation` (the default: one execute, the policy read with
+/// the credential), `allow`, and `approval_token` (a preview, then the execute that checks
+/// the token and records its nonce). Prints p50/p95; run with
+/// `deploy/local/test -p clawlink-e2e -- approvals::cost --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn cost_of_each_policy() {
+    const CALLS: usize = 200;
+    let stack = Stack::start(Options::default()).await;
+    let mut report = Vec::new();
+    for policy in ["agent_confirmation", "allow", "approval_token"] {
+        let (user, _) = stack.sandbox_user(&format!("{policy}@example.test")).await;
+        set_account_policy(&stack, &user, policy).await;
+        let mut took = Vec::with_capacity(CALLS);
+        for i in 0..CALLS + 20 {
+            let arguments = json!({"text": format!("{policy} {i}")});
+            let started = std::time::Instant::now();
+            let mut body = json!({"arguments": arguments, "confirmed": true});
+            if policy == "approval_token" {
+                let answer = preview(&stack, &user.api_key, "sandbox_create_note", json!({"arguments": arguments})).await;
+                body["approvalToken"] = answer["data"]["approvalToken"].clone();
+            }
+            let (status, done) = stack.execute(&user.api_key, "sandbox_create_note", body, &[]).await;
+            assert_eq!(status, 200, "{done}");
+            // The first calls warm pools and caches.
+            if i >= 20 {
+                took.push(started.elapsed());
+            }
+        }
+        took.sort();
+        let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)].as_secs_f64() * 1000.0;
+        report.push(format!("{policy:>18}: p50 {:.2} ms, p95 {:.2} ms over {CALLS} calls", at(0.5), at(0.95)));
+    }
+    for line in report {
+        println!("{line}");
+    }
+    stack.finish().await;
+}
