@@ -61,6 +61,8 @@ async fn the_default_policy_is_the_agents_confirmation_as_before_and_a_preview_a
     let (user, connection) = stack.sandbox_user("plugin@example.test").await;
     let key = &user.api_key;
 
+    let (_, me) = stack.get(key, "/api/agent/whoami").await;
+    assert_eq!(me["device"]["approvalPolicy"], "agent_confirmation", "{me}");
     // The plugin's path, unchanged: unconfirmed is 412, confirmed runs.
     let (status, refused) =
         stack.execute(key, "sandbox_create_note", json!({"arguments": {"text": "milk"}}), &[]).await;
@@ -296,6 +298,18 @@ async fn a_person_approves_or_denies_each_waiting_call_and_unapproved_calls_expi
     let late = person.post(&format!("/approvals/{forgotten}/approve"), &[("csrf", &csrf)]).await;
     assert_eq!(late.location.as_deref(), Some("/approvals?done=gone"));
     assert!(person.get("/approvals").await.body.contains("No call is waiting"), "the inbox is empty again");
+    // What the agent sends is shown as text, never as markup.
+    let (status, accepted) = stack
+        .execute(key, "sandbox_create_note", json!({"arguments": {"text": "<img src=x onerror=alert(1)>"}}), &[])
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let hostile = accepted["executionId"].as_str().unwrap().to_string();
+    let inbox = person.get("/approvals").await;
+    assert!(inbox.body.contains("&#60;img src=x onerror=alert(1)&#62;"), "{}", inbox.body);
+    assert!(!inbox.body.contains("<img src=x"), "{}", inbox.body);
+    let detail = person.get(&format!("/executions/{hostile}")).await;
+    assert!(detail.body.contains(r#"<a href="/approvals">approve or deny it</a>"#), "{}", detail.body);
+    person.post(&format!("/approvals/{hostile}/deny"), &[("csrf", &csrf)]).await;
     stack.wait_for_rows_final().await;
     assert_eq!(notes_created(&stack), 1, "neither the denied nor the expired call ran");
     let billed: Option<i64> =
