@@ -126,6 +126,9 @@ pub async fn preview(
     Ok(Preview { tool, connection, summary, approval })
 }
 
+/// How much longer than its token a used nonce is remembered (see `redeem_token`).
+const NONCE_MARGIN: time::Duration = time::Duration::minutes(10);
+
 /// The agent-facing error for an approval token that does not approve the call.
 fn token_refused(tool: &ToolEntry, err: &TokenError) -> ApiError {
     let again = format!(
@@ -160,9 +163,12 @@ async fn redeem_token(
     let claims = approval::verify(&state.keyring, token, now.unix_timestamp()).map_err(|e| token_refused(tool, &e))?;
     let connection = connection_id.map(ConnectionId).unwrap_or(claims.connection);
     claims.check(&tool.name, arguments, connection, device.device_id).map_err(|e| token_refused(tool, &e))?;
-    let expires = time::OffsetDateTime::from_unix_timestamp(claims.expires_at).unwrap_or(now);
+    // The nonce is kept past the token's expiry by a margin: the expiry is checked on this
+    // replica's clock and the nonce forgotten on the database's, and a replica whose clock
+    // runs behind must not accept a token whose nonce is gone.
+    let keep_until = time::OffsetDateTime::from_unix_timestamp(claims.expires_at).unwrap_or(now) + NONCE_MARGIN;
     let mut conn = state.db.acquire().await?;
-    if !approvals::use_nonce(&mut conn, &claims.nonce_bytes(), device.device_id, expires).await? {
+    if !approvals::use_nonce(&mut conn, &claims.nonce_bytes(), device.device_id, keep_until).await? {
         // A retry of the same call with its Idempotency-Key is that call, not a replay: the
         // insert answers with the first execution (and refuses a different body).
         let retry = match idempotency_key {
@@ -313,7 +319,9 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
             // A replay: the first execution answers, whatever state it is in.
             clawlink_common::telemetry::record_execution_id(existing.id);
             let ctx = CallContext { tool: tool.clone(), connection_id: existing.connection_id };
-            let wait = if is_async { Duration::ZERO } else { state.config.sync_wait };
+            // A call awaiting a person is answered at once, as when it was first made.
+            let waits_for_person = existing.status == ExecutionStatus::AwaitingApproval;
+            let wait = if is_async || waits_for_person { Duration::ZERO } else { state.config.sync_wait };
             return Ok(match await_outcome(state, existing.id, wait).await? {
                 Some(outcome) => CallResult::Finished(ctx, outcome),
                 None => CallResult::Accepted {

@@ -215,7 +215,9 @@ async fn outcome(stack: &Stack, key: &str, id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_approves_or_denies_each_waiting_call_and_unapproved_calls_expire() {
-    let env = vec![("CLAWLINK_APPROVAL_WAIT_SECS".to_string(), "3".to_string())];
+    // Long enough for the steps before each decision on a busy machine, short enough to
+    // watch a call expire.
+    let env = vec![("CLAWLINK_APPROVAL_WAIT_SECS".to_string(), "8".to_string())];
     let stack = Stack::start(Options { env, ..Default::default() }).await;
     let (user, _) = stack.sandbox_user("careful@example.test").await;
     stack.user("stranger@example.test").await;
@@ -230,6 +232,13 @@ async fn a_person_approves_or_denies_each_waiting_call_and_unapproved_calls_expi
     assert_eq!(accepted["status"], "awaiting_approval", "{accepted}");
     assert_eq!(accepted["approvalUrl"], format!("{}/approvals", stack.web_url));
     let approved = accepted["executionId"].as_str().unwrap().to_string();
+    // The same call again under one Idempotency-Key is the one waiting call.
+    let keyed = json!({"arguments": {"text": "keyed"}});
+    let (_, first) = stack.execute(key, "sandbox_create_note", keyed.clone(), &[("idempotency-key", "p-1")]).await;
+    let (status, again) = stack.execute(key, "sandbox_create_note", keyed, &[("idempotency-key", "p-1")]).await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!((again["executionId"].clone(), again["status"].clone()), (first["executionId"].clone(), json!("awaiting_approval")));
+    let keyed_id = first["executionId"].as_str().unwrap().to_string();
     let (_, polled) = stack.get(key, &format!("/api/executions/{approved}")).await;
     assert_eq!(polled["status"], "awaiting_approval", "{polled}");
     assert!(polled["approvalExpiresAt"].is_string(), "{polled}");
@@ -266,6 +275,8 @@ async fn a_person_approves_or_denies_each_waiting_call_and_unapproved_calls_expi
     let again = person.post(&format!("/approvals/{approved}/deny"), &[("csrf", &csrf)]).await;
     assert_eq!(again.location.as_deref(), Some("/approvals?done=gone"));
 
+    person.post(&format!("/approvals/{keyed_id}/deny"), &[("csrf", &csrf)]).await;
+
     // Denied: final, with the reason the agent reads; never run.
     let (status, accepted) =
         stack.execute(key, "sandbox_create_note", json!({"arguments": {"text": "deny me"}}), &[]).await;
@@ -292,7 +303,7 @@ async fn a_person_approves_or_denies_each_waiting_call_and_unapproved_calls_expi
     assert_eq!(status, 202, "{accepted}");
     assert_eq!(accepted["status"], "awaiting_approval");
     let forgotten = accepted["executionId"].as_str().unwrap().to_string();
-    let polled = outcome(&stack, key, &forgotten).await;
+    let (_, polled) = stack.get(key, &format!("/api/executions/{forgotten}?waitMs=20000")).await;
     assert_eq!(polled["status"], "failed", "{polled}");
     assert_eq!(polled["error"]["code"], "approval_expired", "{polled}");
     let late = person.post(&format!("/approvals/{forgotten}/approve"), &[("csrf", &csrf)]).await;
