@@ -8,10 +8,12 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use clawlink_common::approval::{self, ApprovalClaims, ApprovalPolicy, TokenError};
 use clawlink_common::catalog::{ToolEntry, render_preview, render_request, validate_arguments};
 use clawlink_common::codes::ErrorCode;
 use clawlink_common::db::connections::Connection;
 use clawlink_common::db::devices::DeviceAuth;
+use clawlink_common::db::approvals;
 use clawlink_common::db::executions::{self, Inserted, NewExecution, Unresolved};
 use clawlink_common::ids::{ConnectionId, ExecutionId, UserId};
 use clawlink_common::queue::{Job, Lane};
@@ -29,6 +31,8 @@ pub struct ToolCall {
     pub arguments: Value,
     pub connection_id: Option<i64>,
     pub confirmed: bool,
+    /// The `approvalToken` of a preview of this call, when the agent sends one.
+    pub approval_token: Option<String>,
     pub is_async: bool,
     pub idempotency_key: Option<String>,
 }
@@ -43,7 +47,7 @@ pub struct CallContext {
 pub enum CallResult {
     /// The call finished (succeeded or failed) within the wait.
     Finished(CallContext, Outcome),
-    /// Still queued or running: poll the execution.
+    /// Still queued or running, or awaiting a person's approval: poll the execution.
     Accepted { id: ExecutionId, status: ExecutionStatus },
 }
 
@@ -89,17 +93,21 @@ pub struct Preview {
     pub tool: Arc<ToolEntry>,
     pub connection: Connection,
     pub summary: String,
+    /// For a tool that needs confirmation: the token that approves exactly this call (this
+    /// tool, these arguments, this connection, this device), and until when.
+    pub approval: Option<(String, time::OffsetDateTime)>,
 }
 
 /// The same checks as [`call_tool`] makes before recording anything (tool, arguments,
 /// connection, allowance), and nothing else: no row, no message, no provider call.
 pub async fn preview(
     state: &AppState,
-    user: UserId,
+    device: &DeviceAuth,
     name: &str,
     arguments: &Value,
     connection_id: Option<i64>,
 ) -> Result<Preview, ApiError> {
+    let user = device.user_id;
     let tool = find_tool(state, name)?;
     check_arguments(&tool, arguments)?;
     let connection = resolve_connection(state, user, &tool, connection_id).await?;
@@ -109,7 +117,73 @@ pub async fn preview(
         return Err(over_quota(state, standing.calls_this_month, standing.plan.monthly_calls));
     }
     let summary = render_preview(&tool.tool.preview, arguments);
-    Ok(Preview { tool, connection, summary })
+    let approval = tool.requires_confirmation.then(|| {
+        let expires = time::OffsetDateTime::now_utc() + state.config.approval_token_ttl;
+        let claims =
+            ApprovalClaims::new(&tool.name, arguments, connection.id, device.device_id, expires.unix_timestamp());
+        (approval::sign(&state.keyring, &claims), expires)
+    });
+    Ok(Preview { tool, connection, summary, approval })
+}
+
+/// How much longer than its token a used nonce is remembered (see `redeem_token`).
+const NONCE_MARGIN: time::Duration = time::Duration::minutes(10);
+
+/// The agent-facing error for an approval token that does not approve the call.
+fn token_refused(tool: &ToolEntry, err: &TokenError) -> ApiError {
+    let again = format!(
+        "Preview the call again (POST /api/tools/{}/preview with the arguments you mean to run), show it to the person, and send that approvalToken.",
+        tool.name
+    );
+    match err {
+        TokenError::Expired => ApiError::new(ErrorCode::ApprovalExpired, "The approval token has expired.").hint(again),
+        TokenError::Invalid => ApiError::new(ErrorCode::ApprovalInvalid, "The approval token is not valid.").hint(again),
+        TokenError::Mismatch(what) => ApiError::new(
+            ErrorCode::ApprovalInvalid,
+            format!("The approval token was issued for a different {what}; nothing was run."),
+        )
+        .details([json!(what.to_string())])
+        .hint(again),
+    }
+}
+
+/// Checks a presented approval token against the call and uses it up: returns the
+/// connection it binds, which the call then runs on. A connection the agent names must be
+/// that one.
+async fn redeem_token(
+    state: &AppState,
+    device: &DeviceAuth,
+    tool: &ToolEntry,
+    arguments: &Value,
+    connection_id: Option<i64>,
+    token: &str,
+    idempotency_key: Option<&str>,
+) -> Result<ConnectionId, ApiError> {
+    let now = time::OffsetDateTime::now_utc();
+    let claims = approval::verify(&state.keyring, token, now.unix_timestamp()).map_err(|e| token_refused(tool, &e))?;
+    let connection = connection_id.map(ConnectionId).unwrap_or(claims.connection);
+    claims.check(&tool.name, arguments, connection, device.device_id).map_err(|e| token_refused(tool, &e))?;
+    // The nonce is kept past the token's expiry by a margin: the expiry is checked on this
+    // replica's clock and the nonce forgotten on the database's, and a replica whose clock
+    // runs behind must not accept a token whose nonce is gone.
+    let keep_until = time::OffsetDateTime::from_unix_timestamp(claims.expires_at).unwrap_or(now) + NONCE_MARGIN;
+    let mut conn = state.db.acquire().await?;
+    if !approvals::use_nonce(&mut conn, &claims.nonce_bytes(), device.device_id, keep_until).await? {
+        // A retry of the same call with its Idempotency-Key is that call, not a replay: the
+        // insert answers with the first execution (and refuses a different body).
+        let retry = match idempotency_key {
+            Some(key) => executions::find_by_key(&mut conn, device.user_id, key).await?.is_some(),
+            None => false,
+        };
+        if !retry {
+            return Err(ApiError::new(
+                ErrorCode::ApprovalUsed,
+                "This approval token was used already; each token approves one call.",
+            )
+            .hint(format!("Preview the call again (POST /api/tools/{}/preview) for a new approvalToken.", tool.name)));
+        }
+    }
+    Ok(claims.connection)
 }
 
 /// What makes two calls with one Idempotency-Key the same call: the tool, the connection
@@ -138,30 +212,72 @@ pub fn request_hash(tool: &str, connection: Option<ConnectionId>, arguments: &st
 /// Validates, resolves the connection, records the execution, publishes the job and —
 /// for a sync call — waits for the outcome up to the sync bound.
 pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) -> Result<CallResult, ApiError> {
-    let ToolCall { tool, arguments, connection_id, confirmed, is_async, idempotency_key } = call;
+    let ToolCall { tool, arguments, connection_id, confirmed, approval_token, is_async, idempotency_key } = call;
     check_arguments(&tool, &arguments)?;
 
-    if tool.requires_confirmation && !confirmed {
-        // A missing connection is reported before the confirmation it would need.
-        resolve_connection(state, device.user_id, &tool, connection_id).await?;
-        let summary = render_preview(&tool.tool.preview, &arguments);
-        return Err(ApiError::new(
-            ErrorCode::ConfirmationRequired,
-            format!(
-                "{} changes data ({}); confirm with the person, then call again with \"confirmed\": true.",
-                tool.name,
-                tool.tool.mode.as_str()
-            ),
-        )
-        .hint(format!("Will do: {summary}"))
-        .with("summary", json!(summary)));
+    // The approval policy (read with the credential: no round trip here). A token the
+    // agent presents is checked whatever the policy, so a swapped argument fails closed;
+    // a person's policy ignores it (the person decides).
+    let mut requested = connection_id.map(ConnectionId);
+    let mut awaiting_approval = None;
+    if tool.requires_confirmation {
+        let policy = device.approval_policy;
+        match (policy, approval_token.as_deref()) {
+            (ApprovalPolicy::Person, _) => awaiting_approval = Some(state.config.approval_wait),
+            (_, Some(token)) => {
+                let bound = redeem_token(
+                    state,
+                    device,
+                    &tool,
+                    &arguments,
+                    connection_id,
+                    token,
+                    idempotency_key.as_deref(),
+                )
+                .await?;
+                requested = Some(bound);
+            }
+            (ApprovalPolicy::Allow, None) => {}
+            (ApprovalPolicy::AgentConfirmation, None) if confirmed => {}
+            (ApprovalPolicy::AgentConfirmation | ApprovalPolicy::ApprovalToken, None) => {
+                // A missing connection is reported before the confirmation it would need.
+                resolve_connection(state, device.user_id, &tool, connection_id).await?;
+                let summary = render_preview(&tool.tool.preview, &arguments);
+                if policy == ApprovalPolicy::ApprovalToken {
+                    return Err(ApiError::new(
+                        ErrorCode::ApprovalRequired,
+                        format!(
+                            "{} changes data ({}); this device must present the approval token of a preview of this exact call.",
+                            tool.name,
+                            tool.tool.mode.as_str()
+                        ),
+                    )
+                    .hint(format!(
+                        "POST /api/tools/{}/preview with these arguments, show the summary to the person, then execute with its \"approvalToken\". Will do: {summary}",
+                        tool.name
+                    ))
+                    .with("summary", json!(summary)));
+                }
+                return Err(ApiError::new(
+                    ErrorCode::ConfirmationRequired,
+                    format!(
+                        "{} changes data ({}); confirm with the person, then call again with \"confirmed\": true.",
+                        tool.name,
+                        tool.tool.mode.as_str()
+                    ),
+                )
+                .hint(format!("Will do: {summary}"))
+                .with("summary", json!(summary)));
+            }
+        }
     }
 
     let lane = if is_async { Lane::Bulk } else { Lane::Interactive };
     let id = ExecutionId::new();
     clawlink_common::telemetry::record_execution_id(id);
-    let requested = connection_id.map(ConnectionId);
-    let hash = request_hash(&tool.name, requested, &arguments.to_string());
+    // The hash is of the call as the agent sent it (the connection it named, not the one
+    // a token bound), so a retry with its Idempotency-Key matches.
+    let hash = request_hash(&tool.name, connection_id.map(ConnectionId), &arguments.to_string());
     // One statement (batched with concurrent calls) resolves the connection, checks the
     // allowance and the key, and records the execution.
     let inserted = state
@@ -177,6 +293,7 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
             lane,
             idempotency_key,
             request_hash: Some(hash.clone()),
+            awaiting_approval,
         })
         .await?;
 
@@ -202,13 +319,16 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
             // A replay: the first execution answers, whatever state it is in.
             clawlink_common::telemetry::record_execution_id(existing.id);
             let ctx = CallContext { tool: tool.clone(), connection_id: existing.connection_id };
-            let wait = if is_async { Duration::ZERO } else { state.config.sync_wait };
+            // A call awaiting a person is answered at once, as when it was first made.
+            let waits_for_person = existing.status == ExecutionStatus::AwaitingApproval;
+            let wait = if is_async || waits_for_person { Duration::ZERO } else { state.config.sync_wait };
             return Ok(match await_outcome(state, existing.id, wait).await? {
                 Some(outcome) => CallResult::Finished(ctx, outcome),
                 None => CallResult::Accepted {
                     id: existing.id,
                     status: match existing.status {
                         ExecutionStatus::Running => ExecutionStatus::Running,
+                        ExecutionStatus::AwaitingApproval => ExecutionStatus::AwaitingApproval,
                         _ => ExecutionStatus::Queued,
                     },
                 },
@@ -216,6 +336,12 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
         }
     };
     let ctx = CallContext { tool: tool.clone(), connection_id: Some(connection) };
+    if awaiting_approval.is_some() {
+        // No job until the person approves; the agent polls the execution (a sync call
+        // too: a person may take longer than any wait bound).
+        tracing::info!(execution_id = %id, "call awaits the person's approval");
+        return Ok(CallResult::Accepted { id, status: ExecutionStatus::AwaitingApproval });
+    }
 
     let job = Job::ExecuteV1 { execution_id: id, reply_to: (!is_async).then(|| state.config.instance_id.clone()) };
     // Register before publishing so a fast result cannot slip past.

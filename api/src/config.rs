@@ -41,6 +41,10 @@ pub struct ApiConfig {
     /// pages may call `/api/mcp`: `CLAWLINK_MCP_ALLOWED_ORIGINS` and this api's own
     /// public origin. A request without `Origin` (not from a browser page) is allowed.
     pub mcp_allowed_origins: Vec<String>,
+    /// How long a preview's approval token approves its call.
+    pub approval_token_ttl: Duration,
+    /// How long a call waits for a person's approval (policy `person`) before it expires.
+    pub approval_wait: Duration,
 }
 
 impl std::ops::Deref for ApiConfig {
@@ -91,6 +95,8 @@ impl ApiConfig {
                 10_000,
             )?)),
             mcp_allowed_origins,
+            approval_token_ttl: Duration::from_secs(u64::from(positive(env, "CLAWLINK_APPROVAL_TOKEN_TTL_SECS", 600)?)),
+            approval_wait: Duration::from_secs(u64::from(positive(env, "CLAWLINK_APPROVAL_WAIT_SECS", 3600)?)),
         })
     }
 }

@@ -8,7 +8,8 @@
 //! or a worker refreshed meanwhile is left alone.
 //!
 //! [`outbox_relay`] publishes the jobs of new executions that no broker confirmed in time
-//! (an api that died between its insert and its publish). [`queue_stats`] and [`upkeep`]
+//! (an api that died between its insert and its publish), and in the same loop fails the
+//! calls no person approved in time (`expire_approvals`). [`queue_stats`] and [`upkeep`]
 //! (session expiry and deletion, stuck-execution reaper, retention purge) are the rest. Every job counts each run in `clawlink_job_runs_total{name,
 //! outcome}` under one of the [`JOBS`] names. Usage needs no roll-up job: the statement
 //! that finishes an execution adds it to `usage_monthly`, so the monthly count is exact
@@ -37,13 +38,14 @@ const CONCURRENCY: usize = 4;
 
 /// The `name` of every scheduled job in `clawlink_job_runs_total` (deploy/check knows
 /// this list too).
-pub const JOBS: [&str; 6] = [
+pub const JOBS: [&str; 7] = [
     "token_refresh_sweep",
     "expire_sessions",
     "reap_stuck_executions",
     "purge_execution_bodies",
     "queue_stats",
     "outbox_relay",
+    "expire_approvals",
 ];
 
 /// Creates every job's series at zero, so a job that never ran shows as 0, not as missing.
@@ -326,10 +328,36 @@ pub async fn outbox_relay(state: AppState, every: Duration, stop: CancellationTo
         state.metrics.job("outbox_relay", result.is_ok());
         match result {
             Ok(0) => {}
-            Ok(n) => tracing::warn!(job = "outbox_relay", executions = n, "published jobs no broker had confirmed"),
+            // Approved calls are published here on purpose; only strays are news.
+            Ok(n) => tracing::info!(job = "outbox_relay", executions = n, "published jobs from the outbox"),
             Err(err) => tracing::warn!(job = "outbox_relay", error = %err, "outbox relay failed"),
         }
+        // Calls awaiting a person past their approval time become final here, so an
+        // agent polling one reads `approval_expired` within a round of the deadline.
+        let expired = expire_approvals(&state, BATCH).await;
+        state.metrics.job("expire_approvals", expired.is_ok());
+        match expired {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(job = "expire_approvals", executions = n, "calls expired unapproved"),
+            Err(err) => tracing::warn!(job = "expire_approvals", error = %err, "approval expiry failed"),
+        }
     }
+}
+
+/// Fails the calls no person approved in time, and wakes whoever polls them (the row is
+/// final either way; the wake-up only saves a poll its next look). How many expired.
+pub async fn expire_approvals(state: &AppState, limit: i64) -> anyhow::Result<usize> {
+    use clawlink_common::db::{approvals, executions};
+    let mut conn = state.db.acquire().await?;
+    let expired = approvals::expire_due(&mut conn, limit).await?;
+    for id in &expired {
+        if let Some(outcome) = executions::get_final(&mut conn, *id).await?.and_then(|row| row.outcome())
+            && let Err(err) = state.results.publish(&outcome, None).await
+        {
+            tracing::warn!(execution_id = %id, error = %err, "expired; the result could not be stored in redis");
+        }
+    }
+    Ok(expired.len())
 }
 
 /// One round of [`outbox_relay`]: how many jobs it published.

@@ -66,13 +66,25 @@ pub fn outcome_response(ctx: &CallContext, outcome: &Outcome) -> Response {
     }
 }
 
-/// `202`: the call is queued or running; its result will be at `statusUrl`.
+/// `202`: the call is queued or running, or awaits a person's approval (then
+/// `approvalUrl` is the dashboard's inbox); its result will be at `statusUrl`.
 pub fn accepted(state: &AppState, id: ExecutionId, status: ExecutionStatus) -> Response {
-    let body = json!({
+    let mut body = json!({
         "ok": true,
         "executionId": id,
         "status": status,
         "statusUrl": format!("{}/api/executions/{}", state.config.public_api_url, id),
     });
+    if status == ExecutionStatus::AwaitingApproval {
+        body["approvalUrl"] = json!(approval_url(state));
+        body["message"] = json!(
+            "The person approves each call of this device on the ClawLink dashboard; poll statusUrl (with waitMs) for the outcome."
+        );
+    }
     (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+}
+
+/// Where a person approves or denies the calls waiting for them.
+pub fn approval_url(state: &AppState) -> String {
+    format!("{}/approvals", state.config.public_web_url)
 }

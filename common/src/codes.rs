@@ -112,6 +112,10 @@ error_codes! {
     DeadLettered = "dead_lettered", Internal, INTERNAL_SERVER_ERROR;
     /// The tool left the catalog between the call and its run.
     ToolUnavailable = "tool_unavailable", Internal, INTERNAL_SERVER_ERROR;
+    /// A person denied the call on the dashboard (its policy asks a person).
+    ApprovalDenied = "approval_denied", Confirmation, FORBIDDEN;
+    /// No person approved the call in time; or an approval token presented past its expiry.
+    ApprovalExpired = "approval_expired", Confirmation, GONE;
     /// A row that is failed without a code (none is written so today).
     Internal = "internal", Internal, INTERNAL_SERVER_ERROR;
 
@@ -135,6 +139,13 @@ error_codes! {
     NeedsConnection = "needs_connection", Connection, CONFLICT;
     AmbiguousConnection = "ambiguous_connection", Connection, CONFLICT;
     ConfirmationRequired = "confirmation_required", Confirmation, PRECONDITION_FAILED;
+    /// The policy asks for the approval token of a preview of this exact call.
+    ApprovalRequired = "approval_required", Confirmation, PRECONDITION_FAILED;
+    /// The approval token is forged, altered, or was issued for another tool, other
+    /// arguments, another connection or another device.
+    ApprovalInvalid = "approval_invalid", Confirmation, FORBIDDEN;
+    /// The approval token was used already (each approves one call).
+    ApprovalUsed = "approval_used", Confirmation, CONFLICT;
     PlanLimitReached = "plan_limit_reached", PlanLimit, PAYMENT_REQUIRED;
     ConnectionLimitReached = "connection_limit_reached", PlanLimit, PAYMENT_REQUIRED;
     IdempotencyConflict = "idempotency_conflict", Conflict, CONFLICT;

@@ -94,7 +94,14 @@ pub struct Keyring {
 struct KeyringInner {
     active: String,
     ciphers: BTreeMap<String, Aes256Gcm>,
+    /// Per key, the key that signs approval tokens: HMAC-SHA256 of a fixed label under the
+    /// credential key, so a token's signature reveals nothing about the credential key and
+    /// rotating the keyring rotates the signing key with it.
+    approval_keys: BTreeMap<String, zeroize::Zeroizing<[u8; 32]>>,
 }
+
+/// The label the approval-token signing key is derived under.
+const APPROVAL_KEY_LABEL: &[u8] = b"clawlink approval token signing key v1";
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,6 +119,7 @@ impl Keyring {
             return Err("no keys given".into());
         }
         let mut ciphers = BTreeMap::new();
+        let mut approval_keys = BTreeMap::new();
         for (id, b64) in &keys {
             if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 return Err(format!("key id {id:?} must be letters, digits, '-' or '_'"));
@@ -128,12 +136,15 @@ impl Keyring {
             if ciphers.insert(id.clone(), cipher).is_some() {
                 return Err(format!("key id {id:?} given twice"));
             }
+            let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&raw).expect("any key length");
+            hmac::Mac::update(&mut mac, APPROVAL_KEY_LABEL);
+            approval_keys.insert(id.clone(), zeroize::Zeroizing::new(hmac::Mac::finalize(mac).into_bytes().into()));
         }
         let active = active.map(str::to_string).unwrap_or_else(|| keys[0].0.clone());
         if !ciphers.contains_key(&active) {
             return Err(format!("active key {active:?} is not among the configured keys"));
         }
-        Ok(Self { inner: Arc::new(KeyringInner { active, ciphers }) })
+        Ok(Self { inner: Arc::new(KeyringInner { active, ciphers, approval_keys }) })
     }
 
     /// A keyring with one random key, for tests and tools.
@@ -146,6 +157,29 @@ impl Keyring {
 
     pub fn active_key_id(&self) -> &str {
         &self.inner.active
+    }
+
+    /// Signs an approval token's payload with the active key's signing key: (key id, tag).
+    pub fn sign_approval(&self, payload: &[u8]) -> (String, Vec<u8>) {
+        let key_id = self.inner.active.clone();
+        let mut mac = self.approval_mac(&key_id).expect("the active key has a signing key");
+        hmac::Mac::update(&mut mac, payload);
+        (key_id, hmac::Mac::finalize(mac).into_bytes().to_vec())
+    }
+
+    /// Whether `tag` is the signature of `payload` under the signing key of `key_id`
+    /// (compared in constant time); false for a key this keyring does not hold.
+    pub fn verify_approval(&self, key_id: &str, payload: &[u8], tag: &[u8]) -> bool {
+        let Some(mut mac) = self.approval_mac(key_id) else {
+            return false;
+        };
+        hmac::Mac::update(&mut mac, payload);
+        hmac::Mac::verify_slice(mac, tag).is_ok()
+    }
+
+    fn approval_mac(&self, key_id: &str) -> Option<hmac::Hmac<Sha256>> {
+        let key = self.inner.approval_keys.get(key_id)?;
+        Some(<hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(key.as_slice()).expect("any key length"))
     }
 
     pub fn seal(&self, row: RowIdentity, plaintext: &[u8]) -> Result<Sealed, CryptoError> {

@@ -4,6 +4,7 @@
 //! A tool call reads top to bottom through `queue` (the job message and its lanes),
 //! `results` (where the answer goes) and, in the worker, `provider`, `pacing` and `retry`.
 
+pub mod approval;
 pub mod batch;
 pub mod catalog;
 pub mod client_addr;

@@ -5,11 +5,14 @@
 use serde::{Deserialize, Serialize};
 
 /// `executions.status`: queued → running → succeeded | failed (a retry parked in a delay
-/// queue goes back to queued).
+/// queue goes back to queued). A call whose policy asks a person starts as
+/// awaiting_approval → queued (approved) | failed (denied, expired).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum ExecutionStatus {
+    /// Waiting for a person to approve it on the dashboard; no job exists yet.
+    AwaitingApproval,
     Queued,
     Running,
     Succeeded,
@@ -17,11 +20,17 @@ pub enum ExecutionStatus {
 }
 
 impl ExecutionStatus {
-    pub const ALL: [ExecutionStatus; 4] =
-        [ExecutionStatus::Queued, ExecutionStatus::Running, ExecutionStatus::Succeeded, ExecutionStatus::Failed];
+    pub const ALL: [ExecutionStatus; 5] = [
+        ExecutionStatus::AwaitingApproval,
+        ExecutionStatus::Queued,
+        ExecutionStatus::Running,
+        ExecutionStatus::Succeeded,
+        ExecutionStatus::Failed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            ExecutionStatus::AwaitingApproval => "awaiting_approval",
             ExecutionStatus::Queued => "queued",
             ExecutionStatus::Running => "running",
             ExecutionStatus::Succeeded => "succeeded",

@@ -83,7 +83,7 @@ LABEL_VALUES = {
     # The scheduled jobs of api/src/jobs.rs (JOBS).
     ("clawlink_job_runs_total", "name"): {
         "token_refresh_sweep", "expire_sessions", "reap_stuck_executions", "purge_execution_bodies", "queue_stats",
-        "outbox_relay",
+        "outbox_relay", "expire_approvals",
     },
     ("clawlink_queue_messages", "queue"): {"interactive", "bulk", "delay", "dead"},
     ("clawlink_queue_consumers", "queue"): {"interactive", "bulk", "delay", "dead"},

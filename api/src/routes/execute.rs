@@ -22,6 +22,9 @@ pub struct ExecuteBody {
     pub connection_id: Option<i64>,
     #[serde(default)]
     pub confirmed: bool,
+    /// The `approvalToken` of a preview of this exact call.
+    #[serde(default)]
+    pub approval_token: Option<String>,
     #[serde(default, rename = "async")]
     pub is_async: bool,
 }
@@ -67,6 +70,7 @@ pub async fn execute(
         arguments: body.arguments,
         connection_id: body.connection_id,
         confirmed: body.confirmed,
+        approval_token: body.approval_token,
     };
     Ok(match call_tool(&state, &device, call).await? {
         CallResult::Finished(ctx, outcome) => view::outcome_response(&ctx, &outcome),

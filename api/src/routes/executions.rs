@@ -48,6 +48,12 @@ pub async fn get_execution(
         "error": Value::Null,
         "meta": {"attempts": row.attempts},
     });
+    if let Some(until) = row.approval_expires_at {
+        body["approvalExpiresAt"] = json!(until.format(&time::format_description::well_known::Rfc3339).ok());
+        if row.status == clawlink_common::status::ExecutionStatus::AwaitingApproval {
+            body["approvalUrl"] = json!(view::approval_url(&state));
+        }
+    }
     if let Some(outcome) = outcome {
         body["status"] = json!(outcome.status.as_str());
         body["ok"] = json!(outcome.status == FinalStatus::Succeeded);

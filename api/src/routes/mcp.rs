@@ -31,6 +31,7 @@ use axum::response::{IntoResponse, Response};
 use clawlink_common::catalog::Mode;
 use clawlink_common::codes::ErrorCode;
 use clawlink_common::results::FinalStatus;
+use clawlink_common::status::ExecutionStatus;
 use serde_json::{Value, json};
 
 /// The revisions this server speaks, the current first: `initialize` agrees on the one
@@ -335,11 +336,17 @@ async fn tools_call(
     let Some(tool) = state.catalog.tool(name).cloned() else {
         return rpc_error(id, INVALID_PARAMS, &format!("Unknown tool: {name}"));
     };
+    let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
+    let connection_id = params.pointer("/_meta/connectionId").and_then(Value::as_i64);
     let call = ToolCall {
-        tool,
-        arguments: params.get("arguments").cloned().unwrap_or(json!({})),
-        connection_id: params.pointer("/_meta/connectionId").and_then(Value::as_i64),
+        tool: tool.clone(),
+        arguments: arguments.clone(),
+        connection_id,
+        // Under the default policy (agent confirmation) the MCP host's own confirmation,
+        // guided by destructiveHint/readOnlyHint, is the agent's: as before policies. The
+        // other policies apply to MCP calls as to REST ones (see `call_tool`).
         confirmed: true,
+        approval_token: params.pointer("/_meta/approvalToken").and_then(Value::as_str).map(str::to_string),
         is_async: false,
         idempotency_key: None,
     };
@@ -361,11 +368,35 @@ async fn tools_call(
                 }
             }
         }
+        Ok(CallResult::Accepted { id: execution_id, status: ExecutionStatus::AwaitingApproval }) => tool_error(
+            id,
+            format!(
+                "This call waits for the person to approve it on the ClawLink dashboard ({}); fetch its outcome with GET /api/executions/{execution_id}.",
+                view::approval_url(state)
+            ),
+            json!({"code": "awaiting_approval", "executionId": execution_id, "approvalUrl": view::approval_url(state), "retryable": true}),
+        ),
         Ok(CallResult::Accepted { id: execution_id, status }) => tool_error(
             id,
             format!("The call is still {status}; fetch its result with GET /api/executions/{execution_id}."),
             json!({"code": "still_running", "executionId": execution_id, "retryable": true}),
         ),
+        // MCP has no preview: the refusal carries the token that approves exactly this
+        // call, for the host to show the person and send back in `_meta.approvalToken`.
+        Err(err) if err.code == ErrorCode::ApprovalRequired => {
+            match crate::call::preview(state, device, name, &arguments, connection_id).await {
+                Ok(crate::call::Preview { approval: Some((token, expires)), summary, .. }) => {
+                    let mut answer = api_error_to_tool_error(id, err);
+                    answer["result"]["structuredContent"]["approvalToken"] = json!(token);
+                    answer["result"]["structuredContent"]["approvalExpiresAt"] =
+                        json!(expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default());
+                    answer["result"]["structuredContent"]["summary"] = json!(summary);
+                    answer
+                }
+                Ok(_) => api_error_to_tool_error(id, err),
+                Err(other) => api_error_to_tool_error(id, other),
+            }
+        }
         Err(err) => api_error_to_tool_error(id, err),
     }
 }

@@ -49,8 +49,8 @@ api_routes! {
     get "/api/tools" => tools::list, auth: true, "Every tool, or one page (limit, cursor; nextCursor) filtered by integration (one or a comma list) and connected=true.";
     get "/api/tools/search" => tools::search_tools, auth: true, "Tools ranked for a natural-language query (integration, connected=true, limit up to 25).";
     get "/api/tools/{name}" => tools::describe, auth: true, "One tool with its guidance and the caller's connections.";
-    post "/api/tools/{name}/preview" => tools::preview, auth: true, "Validate a call and show what it would do, without doing it.";
-    post "/api/tools/{name}/execute" => execute::execute, auth: true, "Execute a tool call (sync, or async with \"async\": true).";
+    post "/api/tools/{name}/preview" => tools::preview, auth: true, "Validate a call and show what it would do, without doing it; for a tool that needs confirmation, the approvalToken of exactly this call.";
+    post "/api/tools/{name}/execute" => execute::execute, auth: true, "Execute a tool call (sync, or async with \"async\": true); approvalToken when the approval policy asks for one.";
     get "/api/executions/{id}" => executions::get_execution, auth: true, "An execution's state and result (long-poll with waitMs).";
 }
 

@@ -207,9 +207,9 @@ pub async fn preview(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<PreviewBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let call::Preview { tool, connection, summary } =
-        call::preview(&state, device.user_id, &name, &body.arguments, body.connection_id).await?;
-    Ok(Json(json!({
+    let call::Preview { tool, connection, summary, approval } =
+        call::preview(&state, &device, &name, &body.arguments, body.connection_id).await?;
+    let mut answer = json!({
         "ok": true,
         "mode": "preview",
         "toolName": tool.name,
@@ -223,8 +223,17 @@ pub async fn preview(
             "toolMode": tool.tool.mode.as_str(),
             "risk": tool.tool.risk.as_str(),
             "connection": connection_view(&connection),
+            "approvalPolicy": device.approval_policy,
         },
-    })))
+    });
+    // For a tool that needs confirmation: the token that approves exactly this call
+    // (execute's `approvalToken`); what the policy asks of the agent is in approvalPolicy.
+    if let Some((token, expires)) = approval {
+        answer["data"]["approvalToken"] = json!(token);
+        answer["data"]["approvalExpiresAt"] =
+            json!(expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default());
+    }
+    Ok(Json(answer))
 }
 
 /// `GET /api/catalog`: every integration, with whether the caller has connected it.

@@ -21,7 +21,7 @@ pub async fn whoami(
     Ok(Json(json!({
         "ok": true,
         "user": {"id": user.id, "email": user.email, "displayName": user.display_name},
-        "device": {"id": device.device_id, "label": device.label},
+        "device": {"id": device.device_id, "label": device.label, "approvalPolicy": device.approval_policy},
         "plan": {
             "id": standing.plan.id,
             "name": standing.plan.name,

@@ -159,6 +159,7 @@ async fn a_value_the_database_cannot_store_fails_only_its_own_call_with_a_400() 
         lane: clawlink_common::queue::Lane::Interactive,
         idempotency_key: None,
         request_hash: None,
+        awaiting_approval: None,
     };
     // One thread: both are queued before the batcher runs, so they share a statement.
     let (bad, good) =

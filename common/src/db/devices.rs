@@ -1,5 +1,6 @@
 //! `devices`: paired agent credentials, stored as SHA-256 hashes.
 
+use crate::approval::ApprovalPolicy;
 use crate::ids::{DeviceId, UserId};
 use sqlx::PgConnection;
 
@@ -10,6 +11,10 @@ pub struct DeviceAuth {
     pub user_id: UserId,
     pub label: String,
     pub revoked: bool,
+    /// Who approves this device's calls that change data: its own policy, else its
+    /// account's. Read with the credential (same row, same round trip), so the execute
+    /// path pays nothing for it.
+    pub approval_policy: ApprovalPolicy,
 }
 
 pub async fn create(
@@ -31,14 +36,16 @@ pub async fn create(
     .await
 }
 
-/// Looks a credential up by its hash. The hash is the index key, so the comparison
-/// happens inside Postgres on a digest: timing reveals nothing about the token.
+/// Looks a credential up by its hash, with the approval policy that applies to it. The
+/// hash is the index key, so the comparison happens inside Postgres on a digest: timing
+/// reveals nothing about the token.
 pub async fn find_by_hash(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<DeviceAuth>> {
     sqlx::query_as!(
         DeviceAuth,
-        r#"SELECT id AS "device_id: DeviceId", user_id AS "user_id: UserId", label,
-                  (revoked_at IS NOT NULL) AS "revoked!"
-           FROM devices WHERE token_hash = $1"#,
+        r#"SELECT d.id AS "device_id: DeviceId", d.user_id AS "user_id: UserId", d.label,
+                  (d.revoked_at IS NOT NULL) AS "revoked!",
+                  coalesce(d.approval_policy, u.approval_policy) AS "approval_policy!: ApprovalPolicy"
+           FROM devices d JOIN users u ON u.id = d.user_id WHERE d.token_hash = $1"#,
         token_hash
     )
     .fetch_optional(conn)
@@ -49,6 +56,8 @@ pub async fn find_by_hash(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::R
 pub struct DeviceRow {
     pub id: DeviceId,
     pub label: String,
+    /// The device's own approval policy; `None`: its account's.
+    pub approval_policy: Option<ApprovalPolicy>,
     pub token_prefix: String,
     pub created_at: time::OffsetDateTime,
     pub last_used_at: Option<time::OffsetDateTime>,
@@ -58,7 +67,8 @@ pub struct DeviceRow {
 pub async fn list_for_user(conn: &mut PgConnection, user: UserId) -> sqlx::Result<Vec<DeviceRow>> {
     sqlx::query_as!(
         DeviceRow,
-        r#"SELECT id AS "id: DeviceId", label, token_prefix, created_at, last_used_at, revoked_at
+        r#"SELECT id AS "id: DeviceId", label, approval_policy AS "approval_policy: ApprovalPolicy", token_prefix,
+                  created_at, last_used_at, revoked_at
              FROM devices WHERE user_id = $1 ORDER BY revoked_at IS NOT NULL, created_at DESC"#,
         user.0
     )
@@ -69,7 +79,8 @@ pub async fn list_for_user(conn: &mut PgConnection, user: UserId) -> sqlx::Resul
 pub async fn get_for_user(conn: &mut PgConnection, user: UserId, id: DeviceId) -> sqlx::Result<Option<DeviceRow>> {
     sqlx::query_as!(
         DeviceRow,
-        r#"SELECT id AS "id: DeviceId", label, token_prefix, created_at, last_used_at, revoked_at
+        r#"SELECT id AS "id: DeviceId", label, approval_policy AS "approval_policy: ApprovalPolicy", token_prefix,
+                  created_at, last_used_at, revoked_at
              FROM devices WHERE user_id = $1 AND id = $2"#,
         user.0,
         id.0
@@ -84,6 +95,25 @@ pub async fn revoke(conn: &mut PgConnection, user: UserId, id: DeviceId) -> sqlx
         "UPDATE devices SET revoked_at = now() WHERE user_id = $1 AND id = $2 AND revoked_at IS NULL",
         user.0,
         id.0
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sets (or, with `None`, clears) the device's own approval policy; false when the device
+/// is not the user's.
+pub async fn set_approval_policy(
+    conn: &mut PgConnection,
+    user: UserId,
+    id: DeviceId,
+    policy: Option<ApprovalPolicy>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE devices SET approval_policy = $3 WHERE user_id = $1 AND id = $2",
+        user.0,
+        id.0,
+        policy.map(ApprovalPolicy::as_str)
     )
     .execute(conn)
     .await?;

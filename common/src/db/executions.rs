@@ -24,6 +24,10 @@ pub struct NewExecution {
     pub lane: Lane,
     pub idempotency_key: Option<String>,
     pub request_hash: Option<Vec<u8>>,
+    /// `Some(wait)`: the policy asks a person; the execution is recorded
+    /// `awaiting_approval`, approvable for `wait`, with no job (and no outbox row) until a
+    /// person approves it.
+    pub awaiting_approval: Option<Duration>,
 }
 
 /// The columns of [`ExecutionRow`], in one place for every query that reads whole rows.
@@ -31,7 +35,7 @@ macro_rules! execution_columns {
     () => {
         "id, user_id, connection_id, integration, tool_name, lane, status, attempts, request_hash, created_at,
          started_at, finished_at, queue_wait_ms, provider_ms, provider_status, provider_request_id, error_code,
-         error_message, result_excerpt"
+         error_message, result_excerpt, approval_expires_at"
     };
 }
 
@@ -57,6 +61,8 @@ pub struct ExecutionRow {
     pub error_code: Option<ErrorCode>,
     pub error_message: Option<String>,
     pub result_excerpt: Option<serde_json::Value>,
+    /// Until when a person may approve it (a call whose policy asks a person).
+    pub approval_expires_at: Option<OffsetDateTime>,
 }
 
 impl ExecutionRow {
@@ -70,7 +76,7 @@ impl ExecutionRow {
         let status = match self.status {
             ExecutionStatus::Succeeded => FinalStatus::Succeeded,
             ExecutionStatus::Failed => FinalStatus::Failed,
-            ExecutionStatus::Queued | ExecutionStatus::Running => return None,
+            ExecutionStatus::AwaitingApproval | ExecutionStatus::Queued | ExecutionStatus::Running => return None,
         };
         let error = (status == FinalStatus::Failed).then(|| {
             OutcomeError::new(
@@ -169,6 +175,7 @@ pub async fn insert_many(
     let mut lanes = Vec::with_capacity(n);
     let mut keys = Vec::with_capacity(n);
     let mut hashes = Vec::with_capacity(n);
+    let mut awaiting = Vec::with_capacity(n);
     for e in new {
         ids.push(e.id.0);
         users.push(e.user.0);
@@ -180,13 +187,14 @@ pub async fn insert_many(
         lanes.push(e.lane.as_str());
         keys.push(e.idempotency_key);
         hashes.push(e.request_hash);
+        awaiting.push(e.awaiting_approval.map(|wait| wait.as_secs_f64()));
     }
     let rows: Vec<InsertRow> = sqlx::query_as(
         r#"WITH input AS (
                SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
-                                    $7::jsonb[], $8::text[], $9::text[], $10::bytea[])
+                                    $7::jsonb[], $8::text[], $9::text[], $10::bytea[], $12::float8[])
                    WITH ORDINALITY AS t(id, user_id, device_id, requested, integration, tool_name, arguments,
-                                        lane, idempotency_key, request_hash, n)),
+                                        lane, idempotency_key, request_hash, awaiting_secs, n)),
            candidates AS (
                SELECT i.n, array_agg(c.id ORDER BY c.is_default DESC, c.id) AS ids, bool_or(c.is_default) AS has_default
                  FROM input i
@@ -211,17 +219,21 @@ pub async fn insert_many(
            ins AS (
                INSERT INTO executions
                    (id, user_id, device_id, connection_id, integration, tool_name, arguments, lane,
-                    idempotency_key, request_hash)
+                    idempotency_key, request_hash, status, approval_expires_at)
                SELECT i.id, i.user_id, i.device_id, i.connection_id, i.integration, i.tool_name, i.arguments,
-                      i.lane, i.idempotency_key, i.request_hash
+                      i.lane, i.idempotency_key, i.request_hash,
+                      CASE WHEN i.awaiting_secs IS NULL THEN 'queued' ELSE 'awaiting_approval' END,
+                      now() + make_interval(secs => i.awaiting_secs)
                  FROM chosen i JOIN quota q ON q.user_id = i.user_id
                 WHERE q.used < q.allowed AND i.connection_id IS NOT NULL AND i.connection_status <> 'needs_reauth'
                 ORDER BY i.n
                ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-               RETURNING id, lane),
+               RETURNING id, lane, status),
+           -- A call awaiting a person has no job yet: approving it writes its outbox row.
            outbox AS (
                INSERT INTO execution_outbox (execution_id, lane, due_at)
-               SELECT id, lane, now() + make_interval(secs => $11::double precision) FROM ins)
+               SELECT id, lane, now() + make_interval(secs => $11::double precision) FROM ins
+                WHERE status = 'queued')
            SELECT EXISTS (SELECT 1 FROM ins WHERE ins.id = i.id) AS inserted, q.used, q.allowed,
                   i.connection_id, i.connection_status, i.ids AS candidates
              FROM chosen i LEFT JOIN quota q ON q.user_id = i.user_id
@@ -238,6 +250,7 @@ pub async fn insert_many(
     .bind(&keys)
     .bind(&hashes)
     .bind(relay_after.as_secs_f64())
+    .bind(&awaiting)
     .fetch_all(&mut *conn)
     .await?;
     let mut answers = Vec::with_capacity(n);
@@ -268,6 +281,11 @@ pub async fn insert_many(
         answers.push(answer);
     }
     Ok(answers)
+}
+
+/// The user's execution recorded with this Idempotency-Key, if any.
+pub async fn find_by_key(conn: &mut PgConnection, user: UserId, key: &str) -> sqlx::Result<Option<ExecutionRow>> {
+    existing(conn, user, key).await
 }
 
 async fn existing(conn: &mut PgConnection, user: UserId, key: &str) -> sqlx::Result<Option<ExecutionRow>> {
@@ -304,6 +322,7 @@ pub struct Claim {
     pub arguments: serde_json::Value,
     pub lane: Lane,
     pub attempts: i32,
+    /// When the call was released to run: its creation, or a person's approval.
     pub created_at: OffsetDateTime,
     pub started_at: Option<OffsetDateTime>,
     /// `None`: the connection was deleted.
@@ -352,9 +371,13 @@ pub async fn claim_many(conn: &mut PgConnection, ids: &[ExecutionId]) -> sqlx::R
                   SET status = 'running', attempts = attempts + 1,
                       started_at = coalesce(started_at, now()),
                       queue_wait_ms = coalesce(queue_wait_ms,
-                                               (extract(epoch FROM now() - created_at) * 1000)::int)
+                                               (extract(epoch FROM now() - coalesce(approval_decided_at, created_at))
+                                                * 1000)::int)
                 WHERE id = ANY($1) AND status IN ('queued', 'running')
-            RETURNING id, user_id, connection_id, tool_name, arguments, lane, attempts, created_at, started_at),
+            -- A call a person approved is timed from the approval, not from the request:
+            -- the person's time is not queue wait.
+            RETURNING id, user_id, connection_id, tool_name, arguments, lane, attempts,
+                      coalesce(approval_decided_at, created_at) AS created_at, started_at),
            -- A worker has the job: no relay needs to publish it again.
            published AS (DELETE FROM execution_outbox WHERE execution_id IN (SELECT id FROM claimed))
            SELECT c.id, c.user_id, c.connection_id, c.tool_name, c.arguments, c.lane, c.attempts, c.created_at,

@@ -3,6 +3,7 @@
 //! Every query that reads user-owned rows filters by the owner.
 
 pub mod admin;
+pub mod approvals;
 pub mod billing;
 pub mod connect_sessions;
 pub mod connections;

@@ -1,5 +1,6 @@
 //! `users`: accounts.
 
+use crate::approval::ApprovalPolicy;
 use crate::ids::UserId;
 use sqlx::PgConnection;
 
@@ -78,4 +79,16 @@ pub async fn set_admin(conn: &mut PgConnection, email: &str, is_admin: bool) -> 
         .execute(conn)
         .await?;
     Ok(changed.rows_affected() > 0)
+}
+
+/// The account's approval policy (the default for each of its devices).
+pub async fn approval_policy(conn: &mut PgConnection, id: UserId) -> sqlx::Result<Option<ApprovalPolicy>> {
+    sqlx::query_scalar!(r#"SELECT approval_policy AS "policy: ApprovalPolicy" FROM users WHERE id = $1"#, id.0)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn set_approval_policy(conn: &mut PgConnection, id: UserId, policy: ApprovalPolicy) -> sqlx::Result<()> {
+    sqlx::query!("UPDATE users SET approval_policy = $2 WHERE id = $1", id.0, policy.as_str()).execute(conn).await?;
+    Ok(())
 }

@@ -81,6 +81,7 @@ fn call(user: UserId, device: DeviceId, arguments: serde_json::Value) -> NewExec
         lane: Lane::Interactive,
         idempotency_key: None,
         request_hash: None,
+        awaiting_approval: None,
     }
 }
 

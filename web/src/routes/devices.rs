@@ -16,6 +16,8 @@ pub struct DeviceView {
     pub created: String,
     pub last_used: String,
     pub revoked: bool,
+    /// The device's own approval policy; empty: the account's.
+    pub policy: String,
 }
 
 #[derive(Template)]
@@ -24,6 +26,8 @@ struct DevicesPage {
     signed_in_as: Option<String>,
     csrf: String,
     devices: Vec<DeviceView>,
+    policies: Vec<(&'static str, &'static str)>,
+    account_policy: &'static str,
 }
 
 fn when(t: Option<time::OffsetDateTime>) -> String {
@@ -34,6 +38,7 @@ fn when(t: Option<time::OffsetDateTime>) -> String {
 pub async fn list(State(state): State<AppState>, SignedIn(user): SignedIn) -> Result<Response, WebError> {
     let mut conn = state.db.acquire().await?;
     let rows = devices::list_for_user(&mut conn, user.user_id).await?;
+    let account_policy = clawlink_common::db::users::approval_policy(&mut conn, user.user_id).await?.unwrap_or_default();
     let devices = rows
         .into_iter()
         .map(|d| DeviceView {
@@ -43,9 +48,16 @@ pub async fn list(State(state): State<AppState>, SignedIn(user): SignedIn) -> Re
             created: when(Some(d.created_at)),
             last_used: when(d.last_used_at),
             revoked: d.revoked_at.is_some(),
+            policy: d.approval_policy.map(|p| p.as_str().to_string()).unwrap_or_default(),
         })
         .collect();
-    page(&DevicesPage { signed_in_as: Some(user.email), csrf: user.csrf_token, devices })
+    page(&DevicesPage {
+        signed_in_as: Some(user.email),
+        csrf: user.csrf_token,
+        devices,
+        policies: crate::routes::approvals::policy_choices(),
+        account_policy: account_policy.as_str(),
+    })
 }
 
 pub async fn revoke(
@@ -62,5 +74,25 @@ pub async fn revoke(
     if devices::revoke(&mut conn, user.user_id, DeviceId(id)).await? {
         tracing::info!(user_id = %user.user_id, device_id = id, "device revoked");
     }
+    Ok(Redirect::to("/devices").into_response())
+}
+
+/// Sets the device's own approval policy; an empty choice makes it follow the account's.
+pub async fn set_policy(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Path(id): Path<i64>,
+    CsrfForm { fields, .. }: CsrfForm<crate::routes::approvals::PolicyForm>,
+) -> Result<Response, WebError> {
+    let policy = match fields.policy.as_str() {
+        "" | "account" => None,
+        other => Some(crate::routes::approvals::parse_policy(other)?),
+    };
+    let mut conn = state.db.acquire().await?;
+    // Another person's device id is "not found", like an unknown one.
+    if !devices::set_approval_policy(&mut conn, user.user_id, DeviceId(id), policy).await? {
+        return Err(WebError::not_found());
+    }
+    tracing::info!(user_id = %user.user_id, device_id = id, policy = ?policy.map(|p| p.as_str()), "device approval policy set");
     Ok(Redirect::to("/devices").into_response())
 }

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod approvals;
 pub mod billing;
 pub mod connect;
 pub mod connections;
@@ -137,6 +138,11 @@ pub fn router(state: AppState) -> Router {
         .route("/executions/{id}", get(executions::detail))
         .route("/devices", get(devices::list))
         .route("/devices/{id}/revoke", post(devices::revoke))
+        .route("/devices/{id}/policy", post(devices::set_policy))
+        .route("/approvals", get(approvals::inbox))
+        .route("/approvals/policy", post(approvals::set_policy))
+        .route("/approvals/{id}/approve", post(approvals::approve))
+        .route("/approvals/{id}/deny", post(approvals::deny))
         .route("/admin/queues", get(admin::queues))
         .route("/admin/queues.json", get(admin::stats))
         .route("/admin/dead-letters/{id}/replay", post(admin::replay))

@@ -372,8 +372,8 @@ async fn another_users_ids_answer_404_and_change_nothing() {
             p.replace(
                 "{id}",
                 &match path.as_str() {
-                    "/executions/{id}" => alice_exec.clone(),
-                    "/devices/{id}/revoke" => alice_device.to_string(),
+                    "/executions/{id}" | "/approvals/{id}/approve" | "/approvals/{id}/deny" => alice_exec.clone(),
+                    "/devices/{id}/revoke" | "/devices/{id}/policy" => alice_device.to_string(),
                     _ => a.to_string(),
                 },
             )
@@ -387,9 +387,14 @@ async fn another_users_ids_answer_404_and_change_nothing() {
                 "/" | "/healthz" | "/readyz" | "/static/style.css" | "/static/admin.js" | "/signup" | "/signin",
             )
             | ("get", "/metrics")
-            | ("get", "/connections" | "/connections/new" | "/billing" | "/executions" | "/devices") => None,
+            | ("get", "/connections" | "/connections/new" | "/billing" | "/executions" | "/devices" | "/approvals") => {
+                None
+            }
             // Forms about the caller only; posted empty they are refused or redirect.
-            ("post", "/signup" | "/signin" | "/signout" | "/connections/new" | "/billing/checkout") => {
+            (
+                "post",
+                "/signup" | "/signin" | "/signout" | "/connections/new" | "/billing/checkout" | "/approvals/policy",
+            ) => {
                 if path == "/signout" {
                     continue; // would end Mallory's session for the rest of the table
                 }
@@ -516,6 +521,10 @@ async fn web_forms_refuse_a_missing_or_wrong_csrf_token_and_a_foreign_origin() {
             | "/connections/{id}/reconnect"
             | "/connections/{id}/delete" => (path.replace("{id}", &a), vec![("label", "forged")]),
             "/devices/{id}/revoke" => (path.replace("{id}", &d), vec![]),
+            "/devices/{id}/policy" => (path.replace("{id}", &d), vec![("policy", "allow")]),
+            "/approvals/policy" => (path.clone(), vec![("policy", "allow")]),
+            // Any execution id: the form is refused before it is looked at.
+            "/approvals/{id}/approve" | "/approvals/{id}/deny" => (path.replace("{id}", &dead), vec![]),
             "/admin/dead-letters/{id}/replay" | "/admin/dead-letters/{id}/discard" => {
                 (path.replace("{id}", &dead), vec![])
             }

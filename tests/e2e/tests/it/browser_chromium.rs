@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const PHONE: (u32, u32) = (390, 844);
-const DESKTOP: (u32, u32) = (1280, 1000);
+pub(crate) const PHONE: (u32, u32) = (390, 844);
+pub(crate) const DESKTOP: (u32, u32) = (1280, 1000);
 
 /// chromedriver and the WebDriver session; chromedriver and its Chromium are killed on
 /// drop (a test that fails never reaches `close`).
-struct Chromium {
-    client: Client,
+pub(crate) struct Chromium {
+    pub(crate) client: Client,
     web: String,
     shots: PathBuf,
     driver: tokio::process::Child,
@@ -31,7 +31,7 @@ fn free_port() -> u16 {
 }
 
 impl Chromium {
-    async fn start(web: &str) -> Chromium {
+    pub(crate) async fn start(web: &str) -> Chromium {
         for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
             assert!(
                 Path::new(path).exists(),
@@ -81,11 +81,11 @@ impl Chromium {
         Chromium { client, web: web.to_string(), shots, driver: driver }
     }
 
-    async fn goto(&self, path: &str) {
+    pub(crate) async fn goto(&self, path: &str) {
         self.client.goto(&format!("{}{path}", self.web)).await.unwrap();
     }
 
-    async fn path(&self) -> String {
+    pub(crate) async fn path(&self) -> String {
         let url = self.client.current_url().await.unwrap();
         match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
@@ -93,7 +93,7 @@ impl Chromium {
         }
     }
 
-    async fn fill(&self, css: &str, text: &str) {
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
         let input = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
         input.clear().await.unwrap();
         input.send_keys(text).await.unwrap();
@@ -101,7 +101,7 @@ impl Chromium {
 
     /// Clicks a link or button that loads a new page, and waits for that page: the old
     /// document is marked first, so a page at the same address counts as new.
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         self.client.execute("window.__old_page = true;", vec![]).await.unwrap();
         self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
         let started = Instant::now();
@@ -119,17 +119,17 @@ impl Chromium {
         }
     }
 
-    async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
     }
 
-    async fn body(&self) -> String {
+    pub(crate) async fn body(&self) -> String {
         self.text("body").await
     }
 
     /// Waits (bounded) until `css`'s text satisfies `ok`, without reloading; returns it. A
     /// page still loading (no such element yet) is waited for too.
-    async fn wait_text(&self, css: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn wait_text(&self, css: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let started = Instant::now();
         loop {
             let text = match self.client.find(Locator::Css(css)).await {
@@ -148,7 +148,7 @@ impl Chromium {
 
     /// Resizes the window and waits until the page has laid itself out at the new width:
     /// a click computed on the old layout could land on another element.
-    async fn resize(&self, (width, height): (u32, u32)) {
+    pub(crate) async fn resize(&self, (width, height): (u32, u32)) {
         self.client.set_window_size(width, height).await.unwrap();
         let started = Instant::now();
         loop {
@@ -170,7 +170,7 @@ impl Chromium {
     }
 
     /// A screenshot of the whole page at `width` (the window grows to the page's height).
-    async fn whole_page(&self, (width, height): (u32, u32), file: &str) {
+    pub(crate) async fn whole_page(&self, (width, height): (u32, u32), file: &str) {
         self.resize((width, height)).await;
         let tall: Value =
             self.client.execute("return document.documentElement.scrollHeight;", vec![]).await.unwrap_or(Value::Null);
@@ -183,7 +183,7 @@ impl Chromium {
 
     /// Saves the page at both widths as `<name>-desktop.png` and `<name>-phone.png`, and
     /// checks that nothing is wider than the phone's screen.
-    async fn shoot(&self, name: &str) {
+    pub(crate) async fn shoot(&self, name: &str) {
         self.resize(PHONE).await;
         let overflow: Value = self
             .client

@@ -2,10 +2,12 @@
 //! provider emulator over real HTTP. One test binary keeps link time down.
 
 mod agent;
+mod approvals;
 mod attacks;
 mod attacks_web;
 mod billing;
 mod browser_admin;
+mod browser_approvals;
 mod browser_chromium;
 mod catalog_tools;
 mod chaos;

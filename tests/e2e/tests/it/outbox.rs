@@ -170,6 +170,7 @@ async fn a_row_whose_job_was_never_published_is_run_by_the_relay() {
             lane: Lane::Interactive,
             idempotency_key: Some(key.into()),
             request_hash: Some(clawlink_api::call::request_hash("sandbox_create_note", None, &arguments.to_string())),
+            awaiting_approval: None,
         },
         Duration::from_secs(1),
     )
