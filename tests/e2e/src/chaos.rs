@@ -79,6 +79,9 @@ const SLOW_TOKEN: &str = "sandbox-slow-token";
 const SLOW_SHORTEST: Duration = Duration::from_millis(1000);
 const SLOW_LONGEST: Duration = Duration::from_millis(3000);
 
+/// How often a caller refused as "not started" tries again with the same key.
+const REFUSAL_RETRIES: u32 = 3;
+
 /// The outbox relay's bound in the run (`CLAWLINK_OUTBOX_RELAY_AFTER_MS`; 10 s by
 /// default): shorter, so rows an api kill strands are relayed within a small run.
 const RELAY_AFTER_MS: &str = "3000";
@@ -206,6 +209,8 @@ struct Call {
     /// The first request went to an api replica that died under it; the call was sent
     /// again, with the same Idempotency-Key, to the other one.
     cut_off: bool,
+    /// Retryable refusals ("not started") before the answer, each retried with the same key.
+    refusals: u32,
     key: String,
 }
 
@@ -256,8 +261,14 @@ pub struct Report {
     pub succeeded: usize,
     /// Final failures by `error_code`, as the callers saw them.
     pub failed: BTreeMap<String, usize>,
-    /// Refused with a retryable answer (nothing was started, or what was is failed).
+    /// Refused with a retryable answer (nothing was started, or what was is failed), still
+    /// after `REFUSAL_RETRIES` retries with the same key.
     pub refused_retryable: usize,
+    /// Callers refused at first whose retry with the same key ran the call.
+    pub refused_then_ran: usize,
+    /// Callers refused at first whose retry with the same key got the refusal back as a
+    /// final failure: told to retry, they never could (a defect).
+    pub refused_for_good: usize,
     /// Callers that got neither a result nor a retryable answer.
     pub unanswered: usize,
     pub unanswered_examples: Vec<String>,
@@ -336,6 +347,7 @@ impl Report {
             && self.failed_without_reason == 0
             && self.succeeded_unperformed == 0
             && self.refused_performed == 0
+            && self.refused_for_good == 0
             && self.board_unknown_resent == 0
             && self.cut_off_other_execution == 0
             && self.unpublished_final == self.unpublished_at_kill
@@ -356,7 +368,12 @@ impl Report {
         for (code, n) in &self.failed {
             row(&format!("failed: `{code}`"), n.to_string());
         }
-        row("refused with a retryable answer (503/429)", self.refused_retryable.to_string());
+        row(
+            "refused with a retryable answer (503/429), still after 3 retries with the same key",
+            self.refused_retryable.to_string(),
+        );
+        row("refused at first, then run on a retry with the same key", self.refused_then_ran.to_string());
+        row("refused at first, the retry with the same key refused for good", self.refused_for_good.to_string());
         row("callers with neither a result nor a retryable answer", self.unanswered.to_string());
         row("lost (accepted, not final)", self.lost.to_string());
         row("stranded (any row still queued or running)", self.stranded.to_string());
@@ -1025,6 +1042,7 @@ async fn one_call(
         "async": planned.is_async,
     });
     let mut cut_off = false;
+    let refusals = std::cell::Cell::new(0);
     let finish = |execution_id: Option<String>, answer: Answer, cut_off: bool| Call {
         planned,
         started_ms,
@@ -1032,35 +1050,48 @@ async fn one_call(
         execution_id,
         answer,
         cut_off,
+        refusals: refusals.get(),
         key: key.clone(),
     };
     let (mut replica, mut url) = apis.pick(i);
     let (status, body) = loop {
-        apis.sent[replica].fetch_add(1, Ordering::Relaxed);
-        apis.in_flight[replica].fetch_add(1, Ordering::Relaxed);
-        let sent = send(
-            stack
-                .http
-                .post(format!("{url}/api/tools/{}/execute", planned.tool.name()))
-                .header("x-clawlink-api-key", &target.key)
-                .header("idempotency-key", &key)
-                .json(&body),
-        )
-        .await;
-        apis.in_flight[replica].fetch_sub(1, Ordering::Relaxed);
-        match sent {
-            Ok(answer) => break answer,
-            // The replica died under the call (an api kill): the same call, with the same
-            // key, to the replica that is up.
-            Err(_) if replica != 0 => {
-                cut_off = true;
-                (replica, url) = (0, apis.in_process());
+        let (status, answer) = loop {
+            apis.sent[replica].fetch_add(1, Ordering::Relaxed);
+            apis.in_flight[replica].fetch_add(1, Ordering::Relaxed);
+            let sent = send(
+                stack
+                    .http
+                    .post(format!("{url}/api/tools/{}/execute", planned.tool.name()))
+                    .header("x-clawlink-api-key", &target.key)
+                    .header("idempotency-key", &key)
+                    .json(&body),
+            )
+            .await;
+            apis.in_flight[replica].fetch_sub(1, Ordering::Relaxed);
+            match sent {
+                Ok(answer) => break answer,
+                // The replica died under the call (an api kill): the same call, with the same
+                // key, to the replica that is up.
+                Err(_) if replica != 0 => {
+                    cut_off = true;
+                    (replica, url) = (0, apis.in_process());
+                }
+                Err(err) => {
+                    let waited = clock.ms() - started_ms;
+                    return finish(None, Answer::Unclear(format!("request failed after {waited} ms: {err}")), cut_off);
+                }
             }
-            Err(err) => {
-                let waited = clock.ms() - started_ms;
-                return finish(None, Answer::Unclear(format!("request failed after {waited} ms: {err}")), cut_off);
-            }
+        };
+        // Refused as not started: try again, as the answer says, with the same key (a few
+        // times, a second apart).
+        let refused = matches!(status, 503 | 429) && answer["error"]["retryable"] == true;
+        if refused && answer["executionId"].is_string() && refusals.get() < REFUSAL_RETRIES {
+            refusals.set(refusals.get() + 1);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            (replica, url) = apis.pick(i + refusals.get() as usize);
+            continue;
         }
+        break (status, answer);
     };
     let id = body["executionId"].as_str().map(String::from);
     match status {
@@ -1242,6 +1273,15 @@ fn reconcile(
                 if report.unanswered_examples.len() < 5 {
                     report.unanswered_examples.push(what.clone());
                 }
+            }
+        }
+        if call.refusals > 0 {
+            match &call.answer {
+                Answer::Final { succeeded: true, .. } => report.refused_then_ran += 1,
+                Answer::Final { code, .. } if code.as_deref() == Some("queue_unavailable") => {
+                    report.refused_for_good += 1;
+                }
+                _ => {}
             }
         }
         if call.planned.slow {

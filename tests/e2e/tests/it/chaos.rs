@@ -19,6 +19,7 @@ async fn a_small_chaos_run_loses_nothing_and_does_nothing_twice() {
     assert_eq!(report.failed_without_reason, 0, "{table}");
     assert_eq!(report.succeeded_unperformed, 0, "{table}");
     assert_eq!(report.refused_performed, 0, "a call refused as not started was performed:\n{table}");
+    assert_eq!(report.refused_for_good, 0, "a refused call retried with the same key was refused for good:\n{table}");
     assert_eq!(report.board_unknown_resent, 0, "an outcome_unknown board post was sent again:\n{table}");
     assert_eq!(report.cut_off_other_execution, 0, "a retry with the same key got another execution:\n{table}");
     assert_eq!(report.unpublished_final, report.unpublished_at_kill, "jobs an api never published:\n{table}");
