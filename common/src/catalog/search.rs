@@ -317,6 +317,25 @@ impl SearchIndex {
         self.entries.is_empty()
     }
 
+    /// About how many bytes of heap the index holds (its postings, words and entries), for
+    /// the bench's memory figure.
+    pub fn heap_bytes(&self) -> usize {
+        let words: usize = self.postings.iter().map(|(w, list)| w.capacity() + list.capacity() * 8 + 48).sum();
+        let idf: usize = self.idf.keys().map(|w| w.capacity() + 32).sum();
+        let entries: usize = self
+            .entries
+            .iter()
+            .map(|e| {
+                e.name.capacity()
+                    + e.integration.capacity()
+                    + e.verb.capacity()
+                    + e.phrases.iter().map(|p| p.capacity() + 24).sum::<usize>()
+                    + std::mem::size_of::<Entry>()
+            })
+            .sum();
+        words + idf + entries
+    }
+
     /// The name of hit `n`.
     pub fn name(&self, n: usize) -> &str {
         &self.entries[n].name
