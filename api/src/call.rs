@@ -11,9 +11,9 @@ use crate::state::AppState;
 use clawlink_common::approval::{self, ApprovalClaims, ApprovalPolicy, TokenError};
 use clawlink_common::catalog::{ToolEntry, render_preview, render_request, validate_arguments};
 use clawlink_common::codes::ErrorCode;
+use clawlink_common::db::approvals;
 use clawlink_common::db::connections::Connection;
 use clawlink_common::db::devices::DeviceAuth;
-use clawlink_common::db::approvals;
 use clawlink_common::db::executions::{self, Inserted, NewExecution, Unresolved};
 use clawlink_common::ids::{ConnectionId, ExecutionId, UserId};
 use clawlink_common::queue::{Job, Lane};
@@ -137,7 +137,9 @@ fn token_refused(tool: &ToolEntry, err: &TokenError) -> ApiError {
     );
     match err {
         TokenError::Expired => ApiError::new(ErrorCode::ApprovalExpired, "The approval token has expired.").hint(again),
-        TokenError::Invalid => ApiError::new(ErrorCode::ApprovalInvalid, "The approval token is not valid.").hint(again),
+        TokenError::Invalid => {
+            ApiError::new(ErrorCode::ApprovalInvalid, "The approval token is not valid.").hint(again)
+        }
         TokenError::Mismatch(what) => ApiError::new(
             ErrorCode::ApprovalInvalid,
             format!("The approval token was issued for a different {what}; nothing was run."),
@@ -225,16 +227,9 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
         match (policy, approval_token.as_deref()) {
             (ApprovalPolicy::Person, _) => awaiting_approval = Some(state.config.approval_wait),
             (_, Some(token)) => {
-                let bound = redeem_token(
-                    state,
-                    device,
-                    &tool,
-                    &arguments,
-                    connection_id,
-                    token,
-                    idempotency_key.as_deref(),
-                )
-                .await?;
+                let bound =
+                    redeem_token(state, device, &tool, &arguments, connection_id, token, idempotency_key.as_deref())
+                        .await?;
                 requested = Some(bound);
             }
             (ApprovalPolicy::Allow, None) => {}

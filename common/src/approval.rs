@@ -35,8 +35,12 @@ pub enum ApprovalPolicy {
 }
 
 impl ApprovalPolicy {
-    pub const ALL: [ApprovalPolicy; 4] =
-        [ApprovalPolicy::Allow, ApprovalPolicy::AgentConfirmation, ApprovalPolicy::ApprovalToken, ApprovalPolicy::Person];
+    pub const ALL: [ApprovalPolicy; 4] = [
+        ApprovalPolicy::Allow,
+        ApprovalPolicy::AgentConfirmation,
+        ApprovalPolicy::ApprovalToken,
+        ApprovalPolicy::Person,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -260,8 +264,8 @@ mod tests {
     fn canonical_json_sorts_keys_at_every_depth_and_keeps_values() {
         let a = json!({"b": 1, "a": {"z": [1, {"y": "x", "x": null}], "c": true}, "é": "ü\n"});
         assert_eq!(canonical_json(&a), r#"{"a":{"c":true,"z":[1,{"x":null,"y":"x"}]},"b":1,"é":"ü\n"}"#);
-        let reordered: Value = serde_json::from_str(r#"{"é":"ü\n","a":{"c":true,"z":[1,{"y":"x","x":null}]},"b":1}"#)
-            .unwrap();
+        let reordered: Value =
+            serde_json::from_str(r#"{"é":"ü\n","a":{"c":true,"z":[1,{"y":"x","x":null}]},"b":1}"#).unwrap();
         assert_eq!(arguments_digest(&a), arguments_digest(&reordered));
         // An array's order, a type and a number's spelling all count.
         for other in [
@@ -288,7 +292,10 @@ mod tests {
             back.check(tool, &args, ConnectionId(c), DeviceId(d)).unwrap_err()
         };
         assert_eq!(mismatch("sandbox_delete_note", args.clone(), 7, 3), TokenError::Mismatch(Binding::Tool));
-        assert_eq!(mismatch("sandbox_create_note", json!({"title": "a", "body": "B"}), 7, 3), TokenError::Mismatch(Binding::Arguments));
+        assert_eq!(
+            mismatch("sandbox_create_note", json!({"title": "a", "body": "B"}), 7, 3),
+            TokenError::Mismatch(Binding::Arguments)
+        );
         assert_eq!(mismatch("sandbox_create_note", args.clone(), 8, 3), TokenError::Mismatch(Binding::Connection));
         assert_eq!(mismatch("sandbox_create_note", args.clone(), 7, 4), TokenError::Mismatch(Binding::Device));
 

@@ -124,8 +124,9 @@ async fn decide(
         if !approve {
             wake_waiters(state, &mut conn, id).await;
         }
-        return Ok(Redirect::to(if approve { "/approvals?done=approved" } else { "/approvals?done=denied" })
-            .into_response());
+        return Ok(
+            Redirect::to(if approve { "/approvals?done=approved" } else { "/approvals?done=denied" }).into_response()
+        );
     }
     if executions::get_for_user(&mut conn, user.user_id, id).await?.is_none() {
         return Err(WebError::not_found());

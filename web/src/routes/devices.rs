@@ -38,7 +38,8 @@ fn when(t: Option<time::OffsetDateTime>) -> String {
 pub async fn list(State(state): State<AppState>, SignedIn(user): SignedIn) -> Result<Response, WebError> {
     let mut conn = state.db.acquire().await?;
     let rows = devices::list_for_user(&mut conn, user.user_id).await?;
-    let account_policy = clawlink_common::db::users::approval_policy(&mut conn, user.user_id).await?.unwrap_or_default();
+    let account_policy =
+        clawlink_common::db::users::approval_policy(&mut conn, user.user_id).await?.unwrap_or_default();
     let devices = rows
         .into_iter()
         .map(|d| DeviceView {

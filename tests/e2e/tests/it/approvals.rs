@@ -40,9 +40,15 @@ async fn preview(stack: &Stack, key: &str, tool: &str, body: Value) -> Value {
 async fn second_device(stack: &Stack, user: UserId) -> String {
     let token = tokens::new_device_credential();
     let mut conn = stack.db.acquire().await.unwrap();
-    devices::create(&mut conn, user, "other-device", &token_hash(token.expose()), &tokens::display_prefix(token.expose()))
-        .await
-        .unwrap();
+    devices::create(
+        &mut conn,
+        user,
+        "other-device",
+        &token_hash(token.expose()),
+        &tokens::display_prefix(token.expose()),
+    )
+    .await
+    .unwrap();
     token.expose().to_string()
 }
 
@@ -197,7 +203,12 @@ async fn an_expired_approval_token_is_refused() {
     // The token's time is what is tested: let it pass.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (status, refused) = stack
-        .execute(&user.api_key, "sandbox_create_note", json!({"arguments": {"text": "late"}, "approvalToken": token}), &[])
+        .execute(
+            &user.api_key,
+            "sandbox_create_note",
+            json!({"arguments": {"text": "late"}, "approvalToken": token}),
+            &[],
+        )
         .await;
     assert_eq!(status, 410, "{refused}");
     assert_eq!(refused["error"]["code"], "approval_expired", "{refused}");
@@ -237,15 +248,17 @@ async fn a_person_approves_or_denies_each_waiting_call_and_unapproved_calls_expi
     let (_, first) = stack.execute(key, "sandbox_create_note", keyed.clone(), &[("idempotency-key", "p-1")]).await;
     let (status, again) = stack.execute(key, "sandbox_create_note", keyed, &[("idempotency-key", "p-1")]).await;
     assert_eq!(status, 202, "{again}");
-    assert_eq!((again["executionId"].clone(), again["status"].clone()), (first["executionId"].clone(), json!("awaiting_approval")));
+    assert_eq!(
+        (again["executionId"].clone(), again["status"].clone()),
+        (first["executionId"].clone(), json!("awaiting_approval"))
+    );
     let keyed_id = first["executionId"].as_str().unwrap().to_string();
     let (_, polled) = stack.get(key, &format!("/api/executions/{approved}")).await;
     assert_eq!(polled["status"], "awaiting_approval", "{polled}");
     assert!(polled["approvalExpiresAt"].is_string(), "{polled}");
     assert_eq!(stack.execution_status(&approved).await, "awaiting_approval");
     // No job exists: the outbox holds nothing for it and no worker ran it.
-    let outbox: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM execution_outbox").fetch_one(&stack.db).await.unwrap();
+    let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM execution_outbox").fetch_one(&stack.db).await.unwrap();
     assert_eq!(outbox, 0);
     // A read is not held.
     let (status, read) = stack.execute(key, "sandbox_echo", json!({"arguments": {"message": "hi"}}), &[]).await;
@@ -253,7 +266,12 @@ async fn a_person_approves_or_denies_each_waiting_call_and_unapproved_calls_expi
 
     // The inbox shows the rendered preview, with one-click approve and deny.
     let inbox = person.get("/approvals").await;
-    assert!(inbox.body.contains("Create a sandbox note: &#34;approve me&#34;") || inbox.body.contains("Create a sandbox note: &quot;approve me&quot;"), "{}", inbox.body);
+    assert!(
+        inbox.body.contains("Create a sandbox note: &#34;approve me&#34;")
+            || inbox.body.contains("Create a sandbox note: &quot;approve me&quot;"),
+        "{}",
+        inbox.body
+    );
     assert!(inbox.body.contains("test-device"), "who asked: {}", inbox.body);
     let csrf = inbox.csrf();
     // A forged form and another person's click change nothing.
@@ -292,14 +310,19 @@ async fn a_person_approves_or_denies_each_waiting_call_and_unapproved_calls_expi
         std::time::Instant::now()
     };
     let (polled, clicked) = tokio::join!(poll, click);
-    assert!(clicked.elapsed() < Duration::from_millis(1000), "the poll answered {:?} after the click", clicked.elapsed());
+    assert!(
+        clicked.elapsed() < Duration::from_millis(1000),
+        "the poll answered {:?} after the click",
+        clicked.elapsed()
+    );
     assert_eq!(polled["status"], "failed", "{polled}");
     assert_eq!(polled["error"]["code"], "approval_denied", "{polled}");
     assert!(polled["error"]["message"].as_str().unwrap().contains("denied"), "{polled}");
 
     // Nobody decides: the call expires with a reason, and approving it late does nothing.
-    let (status, accepted) =
-        stack.execute(key, "sandbox_create_note", json!({"arguments": {"text": "forget me"}, "async": true}), &[]).await;
+    let (status, accepted) = stack
+        .execute(key, "sandbox_create_note", json!({"arguments": {"text": "forget me"}, "async": true}), &[])
+        .await;
     assert_eq!(status, 202, "{accepted}");
     assert_eq!(accepted["status"], "awaiting_approval");
     let forgotten = accepted["executionId"].as_str().unwrap().to_string();
@@ -334,13 +357,15 @@ async fn a_person_approves_or_denies_each_waiting_call_and_unapproved_calls_expi
         .fetch_one(&stack.db)
         .await
         .unwrap();
-    let saved =
-        person.post(&format!("/devices/{device_id}/policy"), &[("csrf", &devices_page.csrf()), ("policy", "allow")]).await;
+    let saved = person
+        .post(&format!("/devices/{device_id}/policy"), &[("csrf", &devices_page.csrf()), ("policy", "allow")])
+        .await;
     assert_eq!(saved.location.as_deref(), Some("/devices"), "{}", saved.body);
     assert!(person.get("/devices").await.body.contains(r#"<option value="allow" selected>"#), "the page shows it");
     let stranger_page = stranger.get("/devices").await;
-    let refused =
-        stranger.post(&format!("/devices/{device_id}/policy"), &[("csrf", &stranger_page.csrf()), ("policy", "person")]).await;
+    let refused = stranger
+        .post(&format!("/devices/{device_id}/policy"), &[("csrf", &stranger_page.csrf()), ("policy", "person")])
+        .await;
     assert_eq!(refused.status, 404, "another person's device is not found");
     let bad = person.post(&format!("/devices/{device_id}/policy"), &[("csrf", &csrf), ("policy", "sometimes")]).await;
     assert_eq!(bad.status, 400, "{}", bad.body);
@@ -374,8 +399,9 @@ async fn mcp_destructive_tools_follow_the_policy() {
     let stack = Stack::start(Options::default()).await;
     let (user, _) = stack.sandbox_user("mcp-policy@example.test").await;
     let key = &user.api_key;
-    let (status, _) =
-        stack.execute(key, "sandbox_create_note", json!({"arguments": {"text": "doomed"}, "confirmed": true}), &[]).await;
+    let (status, _) = stack
+        .execute(key, "sandbox_create_note", json!({"arguments": {"text": "doomed"}, "confirmed": true}), &[])
+        .await;
     assert_eq!(status, 200);
     let note = json!({"note_id": "note_1"});
     let deletes = |s: &Stack| s.emulator.stats().count("DELETE", "/notes/note_1");
@@ -391,7 +417,8 @@ async fn mcp_destructive_tools_follow_the_policy() {
     assert_eq!(deletes(&stack), 0);
     // Sent back with other arguments: refused; with these: run.
     let swapped =
-        mcp_call(&stack, key, "sandbox_delete_note", json!({"note_id": "note_2"}), json!({"approvalToken": token})).await;
+        mcp_call(&stack, key, "sandbox_delete_note", json!({"note_id": "note_2"}), json!({"approvalToken": token}))
+            .await;
     assert_eq!(swapped["structuredContent"]["code"], "approval_invalid", "{swapped}");
     let done = mcp_call(&stack, key, "sandbox_delete_note", note.clone(), json!({"approvalToken": token})).await;
     assert_eq!(done["isError"], false, "{done}");
@@ -428,7 +455,8 @@ async fn cost_of_each_policy() {
             let started = std::time::Instant::now();
             let mut body = json!({"arguments": arguments, "confirmed": true});
             if policy == "approval_token" {
-                let answer = preview(&stack, &user.api_key, "sandbox_create_note", json!({"arguments": arguments})).await;
+                let answer =
+                    preview(&stack, &user.api_key, "sandbox_create_note", json!({"arguments": arguments})).await;
                 body["approvalToken"] = answer["data"]["approvalToken"].clone();
             }
             let (status, done) = stack.execute(&user.api_key, "sandbox_create_note", body, &[]).await;

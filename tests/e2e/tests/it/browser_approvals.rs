@@ -28,11 +28,8 @@ async fn a_person_approves_and_denies_calls_from_the_inbox_in_chromium() {
     b.goto("/approvals").await;
     assert!(b.body().await.contains("No call is waiting for your approval."), "{}", b.body().await);
     // The policy control: the default is checked; choose the person.
-    let checked: Value = b
-        .client
-        .execute("return document.querySelector('input[name=policy]:checked').value;", vec![])
-        .await
-        .unwrap();
+    let checked: Value =
+        b.client.execute("return document.querySelector('input[name=policy]:checked').value;", vec![]).await.unwrap();
     assert_eq!(checked, "agent_confirmation");
     b.client.find(fantoccini::Locator::Css("input[name=policy][value=person]")).await.unwrap().click().await.unwrap();
     b.click("form[aria-label='Approval policy'] button[type=submit]").await;
