@@ -100,8 +100,9 @@ enum Attempted {
         provider_status: Option<u16>,
         request_id: Option<String>,
     },
-    /// Try again after `wait`, through a delay queue.
-    Defer { wait: Duration, reason: String },
+    /// Try again after `wait`, through a delay queue. `unanswered`: a request sent in
+    /// this delivery may have been acted on (its outcome is still to be verified).
+    Defer { wait: Duration, reason: String, unanswered: bool },
 }
 
 impl Attempted {
@@ -202,10 +203,10 @@ impl Executor {
 
         let (attempted, attempts, provider_ms) = self.attempt(&claim).await?;
         match attempted {
-            Attempted::Defer { wait, reason } => {
+            Attempted::Defer { wait, reason, unanswered } => {
                 let job = Job::ExecuteV1 { execution_id, reply_to: reply_to.map(String::from) };
                 let mut conn = self.db.acquire().await?;
-                executions::requeue(&mut conn, execution_id, attempts as i32, &reason).await?;
+                executions::requeue(&mut conn, execution_id, attempts as i32, &reason, unanswered).await?;
                 self.publisher.publish_delayed(lane, &job, wait).await?;
                 tracing::info!(wait_ms = wait.as_millis() as u64, %reason, "retry parked in a delay queue");
                 Ok(Disposition::Ack)
@@ -339,10 +340,19 @@ impl Executor {
         let idempotency_key = claim.id.to_string();
         let guarded = tool.retry != RetryClass::Safe;
         let mut provider_ms = 0u64;
-        // An earlier delivery sent this write and died before it had an answer.
+        // An earlier delivery sent this write and died before it had an answer: Redis'
+        // marker says so, or — when Redis lost its keys meanwhile — the row does. Without
+        // the marker a verification read still costs little; a `never` write is failed as
+        // unknown only on the marker's word (a delivery killed before it sent is common).
         if guarded && claim.attempts > 1 {
-            if let Some(sent) = self.results.sent_unanswered(claim.id).await? {
-                let reason = format!("attempt {sent} was sent and no answer was recorded");
+            let reason = match self.results.sent_unanswered(claim.id).await? {
+                Some(sent) => Some(format!("attempt {sent} was sent and no answer was recorded")),
+                None if claim.unanswered && tool.retry == RetryClass::Verify => {
+                    Some("an earlier delivery may have sent it and recorded no answer".to_string())
+                }
+                None => None,
+            };
+            if let Some(reason) = reason {
                 match self.settle_unknown(claim, &tool, &fresh, attempts - 1, &reason, None, &mut provider_ms).await? {
                     Settled::Done(done) => return Ok((done, attempts - 1, provider_ms)),
                     // Not there: this attempt sends it.
@@ -357,7 +367,7 @@ impl Executor {
                 Err(PaceError::WaitTooLong(wait)) => {
                     // No attempt was made at this number: the next claim takes it.
                     let reason = "rate limit: waiting for a permit".into();
-                    return Ok((Attempted::Defer { wait, reason }, attempts - 1, provider_ms));
+                    return Ok((Attempted::Defer { wait, reason, unanswered: false }, attempts - 1, provider_ms));
                 }
                 Err(PaceError::Redis(err)) => return Err(err.into()),
             }
@@ -420,7 +430,7 @@ impl Executor {
                         self.results.clear_sent(claim.id).await?;
                     }
                     self.count_retry(&tool, attempts + 1, wait, &reason);
-                    return Ok((Attempted::Defer { wait, reason }, attempts, provider_ms));
+                    return Ok((Attempted::Defer { wait, reason, unanswered: false }, attempts, provider_ms));
                 }
                 Step::Retry { wait, reason } => {
                     if guarded {
@@ -436,11 +446,13 @@ impl Executor {
         }
     }
 
-    /// A verification that must wait for a permit, before the first send of this delivery:
-    /// the call checks back through a delay queue (the marker stays: it is still unknown).
+    /// A verification that must wait for a permit: the call checks back through a delay
+    /// queue, still unknown (the marker stays, and the row says so too).
     fn carry_later(step: Step) -> Attempted {
         match step {
-            Step::Defer { wait, reason } | Step::Retry { wait, reason } => Attempted::Defer { wait, reason },
+            Step::Defer { wait, reason } | Step::Retry { wait, reason } => {
+                Attempted::Defer { wait, reason, unanswered: true }
+            }
             Step::Fail { error, .. } => Attempted::failed(error),
             Step::Succeed | Step::Unknown { .. } => unreachable!("not a later step"),
         }

@@ -325,6 +325,9 @@ pub struct Claim {
     /// When the call was released to run: its creation, or a person's approval.
     pub created_at: OffsetDateTime,
     pub started_at: Option<OffsetDateTime>,
+    /// An earlier delivery may have sent the provider request without recording its
+    /// answer (see the `unanswered` column).
+    pub unanswered: bool,
     /// `None`: the connection was deleted.
     pub connection_status: Option<ConnectionStatus>,
     /// `None`: the credential was deleted with its connection.
@@ -369,6 +372,8 @@ pub async fn claim_many(conn: &mut PgConnection, ids: &[ExecutionId]) -> sqlx::R
         r#"WITH claimed AS (
                UPDATE executions
                   SET status = 'running', attempts = attempts + 1,
+                      -- Still `running`: the delivery before this one ended mid-call.
+                      unanswered = unanswered OR status = 'running',
                       started_at = coalesce(started_at, now()),
                       queue_wait_ms = coalesce(queue_wait_ms,
                                                (extract(epoch FROM now() - coalesce(approval_decided_at, created_at))
@@ -377,11 +382,11 @@ pub async fn claim_many(conn: &mut PgConnection, ids: &[ExecutionId]) -> sqlx::R
             -- A call a person approved is timed from the approval, not from the request:
             -- the person's time is not queue wait.
             RETURNING id, user_id, connection_id, tool_name, arguments, lane, attempts,
-                      coalesce(approval_decided_at, created_at) AS created_at, started_at),
+                      coalesce(approval_decided_at, created_at) AS created_at, started_at, unanswered),
            -- A worker has the job: no relay needs to publish it again.
            published AS (DELETE FROM execution_outbox WHERE execution_id IN (SELECT id FROM claimed))
            SELECT c.id, c.user_id, c.connection_id, c.tool_name, c.arguments, c.lane, c.attempts, c.created_at,
-                  c.started_at, ui.status AS connection_status, cr.key_id, cr.nonce, cr.ciphertext
+                  c.started_at, c.unanswered, ui.status AS connection_status, cr.key_id, cr.nonce, cr.ciphertext
              FROM claimed c
              LEFT JOIN user_integrations ui ON ui.id = c.connection_id AND ui.user_id = c.user_id
              LEFT JOIN credentials cr ON cr.connection_id = c.connection_id AND cr.user_id = c.user_id
@@ -393,14 +398,22 @@ pub async fn claim_many(conn: &mut PgConnection, ids: &[ExecutionId]) -> sqlx::R
 }
 
 /// Returns a claimed execution to `queued` (its retry waits in a delay queue), recording
-/// the attempts made so far and why it waits.
-pub async fn requeue(conn: &mut PgConnection, id: ExecutionId, attempts: i32, reason: &str) -> sqlx::Result<()> {
+/// the attempts made so far, why it waits, and whether a request it sent is still
+/// `unanswered` (its outcome unknown until a verification read settles it).
+pub async fn requeue(
+    conn: &mut PgConnection,
+    id: ExecutionId,
+    attempts: i32,
+    reason: &str,
+    unanswered: bool,
+) -> sqlx::Result<()> {
     sqlx::query!(
-        "UPDATE executions SET status = 'queued', attempts = $2, error_message = $3
+        "UPDATE executions SET status = 'queued', attempts = $2, error_message = $3, unanswered = $4
           WHERE id = $1 AND status = 'running'",
         id.0,
         attempts,
-        reason
+        reason,
+        unanswered
     )
     .execute(conn)
     .await?;

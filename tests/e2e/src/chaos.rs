@@ -38,9 +38,10 @@
 //! - no execution was performed twice outside the documented classes (RELIABILITY.md,
 //!   promise 3): a note (`safe`: resent with the same idempotency key) counts as in the
 //!   window when a worker was SIGKILLed while the earlier request was at the provider or
-//!   just after its answer (`WINDOW_SLACK_MS`), and before the next; a board post
-//!   (`verify`) only when, besides, Redis lost the sent-marker in between. A board post
-//!   answered `outcome_unknown` was performed at most once.
+//!   just after its answer (`WINDOW_SLACK_MS`), and before the next. A board post
+//!   (`verify`) is never performed twice: the row remembers an answer that went missing,
+//!   so not even a Redis restart that lost the sent-marker lets it be sent blindly. A
+//!   board post answered `outcome_unknown` was performed at most once.
 
 use crate::chaos_infra::{ChaosBroker, PrivateRedis};
 use crate::proxy::ConfirmCutter;
@@ -290,9 +291,6 @@ pub struct Report {
     /// Notes performed again, with the same idempotency key, after a worker was killed
     /// while the earlier request was at the provider or just after it answered.
     pub duplicated_in_window: usize,
-    /// Board posts performed again after a kill in the window *and* a Redis restart that
-    /// lost the sent-marker.
-    pub board_duplicated_marker_lost: usize,
     // The board (no idempotency keys).
     pub board_calls: usize,
     pub board_succeeded_once: usize,
@@ -387,10 +385,6 @@ impl Report {
         row(
             "notes (`safe`) sent again with the same key after a worker died with the call at the provider",
             self.duplicated_in_window.to_string(),
-        );
-        row(
-            "board posts (`verify`) sent again after Redis lost the sent-marker",
-            self.board_duplicated_marker_lost.to_string(),
         );
         row("board: calls (a provider without idempotency keys)", self.board_calls.to_string());
         row("board: succeeded, performed once", self.board_succeeded_once.to_string());
@@ -1151,18 +1145,6 @@ async fn one_call(
     }
 }
 
-/// Why an execution was performed more than once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Duplicate {
-    /// A note resent with the same idempotency key after a kill in the window.
-    InWindow,
-    /// A board post resent after a kill in the window and a Redis restart that lost the
-    /// sent-marker.
-    MarkerLost,
-    /// Outside the documented classes.
-    Defect,
-}
-
 /// A provider request of one execution, in the emulator's clock.
 #[derive(Clone, Copy, Debug)]
 struct Sent {
@@ -1220,7 +1202,6 @@ fn reconcile(
         .collect();
     let board: BTreeSet<&str> =
         calls.iter().filter(|c| c.planned.tool == Tool::Board).filter_map(|c| c.execution_id.as_deref()).collect();
-    let mut duplicates: HashMap<&str, Duplicate> = HashMap::new();
     for (key, count) in &stats.side_effects {
         if *count < 2 {
             continue;
@@ -1235,19 +1216,10 @@ fn reconcile(
                 let (from, to) = (w[0].at_ms as i64 - IN_FLIGHT_MS as i64, w[0].done_ms.unwrap_or(w[1].at_ms) as i64);
                 kills.iter().any(|k| *k >= from && *k <= to + WINDOW_SLACK_MS as i64 && *k <= w[1].at_ms as i64)
             });
-        // A board post is sent again after such a kill only when Redis lost the marker
-        // that says it was sent.
-        let marker_lost = || {
-            let (first, last) = (times[0].at_ms as i64, times[times.len() - 1].at_ms as i64);
-            redis_restarts.iter().any(|(from, to)| *to >= first && *from <= last)
-        };
+        // A board post is verified before any second send, whatever was killed or lost.
         let is_board = board.contains(key.as_str());
-        let class = if in_window && !is_board {
+        if in_window && !is_board {
             report.duplicated_in_window += 1;
-            Duplicate::InWindow
-        } else if in_window && marker_lost() {
-            report.board_duplicated_marker_lost += 1;
-            Duplicate::MarkerLost
         } else {
             report.duplicated += 1;
             let times: Vec<_> = times.iter().map(|s| (s.at_ms, s.done_ms, s.dropped)).collect();
@@ -1256,9 +1228,7 @@ fn reconcile(
                  (at, answered, cut off) {times:?} ms; kills at {kills:?}; Redis away {redis_restarts:?}; \
                  board {is_board}"
             );
-            Duplicate::Defect
-        };
-        duplicates.insert(key.as_str(), class);
+        }
     }
 
     for call in &calls {
@@ -1336,7 +1306,7 @@ fn reconcile(
                 }
                 Answer::Final { succeeded: false, code } if code.as_deref() == Some("outcome_unknown") => {
                     report.board_outcome_unknown += 1;
-                    if performed > 1 && duplicates.get(id.as_str()) != Some(&Duplicate::MarkerLost) {
+                    if performed > 1 {
                         report.board_unknown_resent += 1;
                         eprintln!("chaos: board post {id} answered outcome_unknown was performed {performed} times");
                     }

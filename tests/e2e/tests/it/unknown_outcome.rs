@@ -165,3 +165,105 @@ async fn a_worker_killed_during_a_post_leaves_it_to_verification() {
     assert_eq!(stats.performed(&id), 1);
     stack.finish().await;
 }
+
+/// Seen in a chaos run: a post is acted on and its answer cut off; the verification read
+/// must wait for the provider's rate limit, so the call is parked in a delay queue — and
+/// meanwhile Redis loses every key, its sent-marker with them. The redelivery posted again.
+/// Now the row itself says an answer is missing, so the redelivery verifies first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_is_verified_even_when_redis_lost_its_marker() {
+    let board = r#"
+id = "slowboard"
+name = "Slow board"
+categories = ["developer-tools"]
+base_url = "http://127.0.0.1:9"
+idempotency_header = "Idempotency-Key"
+auth = { type = "api_key", header = "Authorization", format = "Bearer {key}" }
+
+# One request per two seconds: the verification read after a post must wait.
+[rate_limits]
+per_connection = [{ requests = 1, per_seconds = 2, burst = 0 }]
+
+[[tools]]
+action = "post"
+title = "Post to the board"
+description = "Posts a message; this provider has no idempotency keys."
+method = "POST"
+path = "/messages"
+mode = "write"
+risk = "confirm"
+preview = "Post {text}"
+retry = "verify"
+input_schema = { type = "object", additionalProperties = false, required = ["text"], properties = { text = { type = "string" } } }
+
+[tools.verify]
+action = "list"
+arguments = { text = "{text}" }
+items = ""
+matches = { "/text" = "{text}" }
+created_at = "/createdAt"
+
+[[tools]]
+action = "list"
+title = "List the board"
+description = "Lists the board's messages with a text."
+method = "GET"
+path = "/messages"
+mode = "read"
+risk = "safe"
+preview = "List messages"
+result = "/messages"
+input_schema = { type = "object", additionalProperties = false, properties = { text = { type = "string" } } }
+"#;
+    let mut stack = Stack::start(Options {
+        workers: 0,
+        extra_catalog: vec![("slowboard.toml".into(), board.into())],
+        // The read's wait (about 2 s) is longer than a worker waits inline.
+        env: vec![("CLAWLINK_WORKER_MAX_INLINE_WAIT_MS".into(), "200".into())],
+        ..Default::default()
+    })
+    .await;
+    stack.env.set("CLAWLINK_PROVIDER_SLOWBOARD_BASE_URL", stack.emulator.url());
+    stack.start_worker().await;
+    let user = stack.user("marker-lost@example.test").await;
+    let bundle = clawlink_common::provider::CredentialBundle::Bearer {
+        token: clawlink_common::secret::SecretString::new(SANDBOX_TOKEN),
+    };
+    stack.connection(user.id, "slowboard", "main", &bundle).await;
+    stack.emulator.add_fault(fault("/messages", FaultKind::DropAfter));
+    let (status, body) = stack
+        .execute(
+            &user.api_key,
+            "slowboard_post",
+            json!({"arguments": {"text": "posted once"}, "confirmed": true, "async": true}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["executionId"].as_str().unwrap().to_string();
+    // Wait until the call is parked, the read still ahead of it.
+    for _ in 0..200 {
+        if stack.execution_status(&id).await == "queued" && stack.emulator.stats().count("POST", "/messages") == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(stack.emulator.stats().count("POST", "/messages"), 1, "the post reached the provider");
+    assert_eq!(stack.emulator.stats().count("GET", "/messages"), 0, "the read waits for its permit");
+    // What a Redis restart does to the marker.
+    let redis_url = std::env::var("CLAWLINK_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let mut redis = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let removed: u32 =
+        redis::cmd("DEL").arg(format!("{}:sent:{id}", stack.namespace)).query_async(&mut redis).await.unwrap();
+    assert_eq!(removed, 1, "the marker was there to lose");
+
+    let (status, polled) = stack.get(&user.api_key, &format!("/api/executions/{id}?waitMs=30000")).await;
+    assert_eq!(status, 200, "{polled}");
+    assert_eq!(polled["status"], "succeeded", "{polled}");
+    assert_eq!(polled["data"]["text"], "posted once", "the result is the message found: {polled}");
+    let stats = stack.emulator.stats();
+    assert_eq!(stats.count("POST", "/messages"), 1, "not posted a second time");
+    assert_eq!(stats.count("GET", "/messages"), 1, "verified once");
+    assert_eq!(stats.performed(&id), 1);
+    stack.finish().await;
+}
