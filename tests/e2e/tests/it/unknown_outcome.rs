@@ -3,12 +3,32 @@
 //! the worker runs the tool's verification read first (`retry = "verify"`), or reports
 //! `outcome_unknown` (`retry = "never"`).
 
-use clawlink_e2e::{Options, SANDBOX_TOKEN, Stack};
+use clawlink_e2e::{Options, SANDBOX_TOKEN, Stack, TestUser};
 use clawlink_emulator::{Fault, FaultKind};
 use serde_json::json;
 
 fn fault(path: &str, kind: FaultKind) -> Fault {
     Fault { method: Some("POST".into()), path: Some(path.into()), kind, times: 1 }
+}
+
+/// A stack whose catalog adds the provider `id` (played by the emulator's message board),
+/// with one worker started after its base URL is set, and a user connected to it.
+async fn provider_stack(id: &str, toml: &str, env: Vec<(String, String)>, email: &str) -> (Stack, TestUser) {
+    let mut stack = Stack::start(Options {
+        workers: 0,
+        extra_catalog: vec![(format!("{id}.toml"), toml.into())],
+        env,
+        ..Default::default()
+    })
+    .await;
+    stack.env.set(&format!("CLAWLINK_PROVIDER_{}_BASE_URL", id.to_ascii_uppercase()), stack.emulator.url());
+    stack.start_worker().await;
+    let user = stack.user(email).await;
+    let bundle = clawlink_common::provider::CredentialBundle::Bearer {
+        token: clawlink_common::secret::SecretString::new(SANDBOX_TOKEN),
+    };
+    stack.connection(user.id, id, "main", &bundle).await;
+    (stack, user)
 }
 
 /// The message is posted, then its answer is cut off. Before, the worker retried the
@@ -95,20 +115,8 @@ risk = "confirm"
 preview = "Post {text}"
 input_schema = { type = "object", additionalProperties = false, required = ["text"], properties = { text = { type = "string" } } }
 "#;
-    let mut stack = Stack::start(Options {
-        workers: 0,
-        extra_catalog: vec![("board.toml".into(), board.into())],
-        env: vec![("CLAWLINK_PROVIDER_TIMEOUT_MS".into(), "1000".into())],
-        ..Default::default()
-    })
-    .await;
-    stack.env.set("CLAWLINK_PROVIDER_BOARD_BASE_URL", stack.emulator.url());
-    stack.start_worker().await;
-    let user = stack.user("never@example.test").await;
-    let bundle = clawlink_common::provider::CredentialBundle::Bearer {
-        token: clawlink_common::secret::SecretString::new(SANDBOX_TOKEN),
-    };
-    stack.connection(user.id, "board", "main", &bundle).await;
+    let env = vec![("CLAWLINK_PROVIDER_TIMEOUT_MS".into(), "1000".into())];
+    let (stack, user) = provider_stack("board", board, env, "never@example.test").await;
     stack.emulator.add_fault(fault("/messages", FaultKind::DelayAfter { ms: 3000 }));
     let (status, body) = stack
         .execute(&user.api_key, "board_post", json!({"arguments": {"text": "maybe"}, "confirmed": true}), &[])
@@ -215,21 +223,9 @@ preview = "List messages"
 result = "/messages"
 input_schema = { type = "object", additionalProperties = false, properties = { text = { type = "string" } } }
 "#;
-    let mut stack = Stack::start(Options {
-        workers: 0,
-        extra_catalog: vec![("slowboard.toml".into(), board.into())],
-        // The read's wait (about 2 s) is longer than a worker waits inline.
-        env: vec![("CLAWLINK_WORKER_MAX_INLINE_WAIT_MS".into(), "200".into())],
-        ..Default::default()
-    })
-    .await;
-    stack.env.set("CLAWLINK_PROVIDER_SLOWBOARD_BASE_URL", stack.emulator.url());
-    stack.start_worker().await;
-    let user = stack.user("marker-lost@example.test").await;
-    let bundle = clawlink_common::provider::CredentialBundle::Bearer {
-        token: clawlink_common::secret::SecretString::new(SANDBOX_TOKEN),
-    };
-    stack.connection(user.id, "slowboard", "main", &bundle).await;
+    // The read's wait (about 2 s) is longer than a worker waits inline.
+    let env = vec![("CLAWLINK_WORKER_MAX_INLINE_WAIT_MS".into(), "200".into())];
+    let (stack, user) = provider_stack("slowboard", board, env, "marker-lost@example.test").await;
     stack.emulator.add_fault(fault("/messages", FaultKind::DropAfter));
     let (status, body) = stack
         .execute(
