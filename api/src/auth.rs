@@ -52,6 +52,10 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
             Some(d) if !d.revoked => d,
             _ => return Err(invalid()),
         };
+        // An expired grant reaches nothing: every agent endpoint refuses it alike.
+        if device.grant.expired(time::OffsetDateTime::now_utc()) {
+            return Err(crate::grants::expired(state));
+        }
         if let Err(wait) = state.device_budget.check(&device.device_id) {
             let mut e =
                 ApiError::new(ErrorCode::TooManyRequests, "This device is sending requests too fast; slow down.");

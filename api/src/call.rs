@@ -15,7 +15,7 @@ use clawlink_common::db::approvals;
 use clawlink_common::db::connections::Connection;
 use clawlink_common::db::devices::DeviceAuth;
 use clawlink_common::db::executions::{self, Inserted, NewExecution, Unresolved};
-use clawlink_common::ids::{ConnectionId, ExecutionId, UserId};
+use clawlink_common::ids::{ConnectionId, ExecutionId};
 use clawlink_common::queue::{Job, Lane};
 use clawlink_common::results::{Outcome, WaitGuard, Wake};
 use clawlink_common::status::{ConnectionStatus, ExecutionStatus};
@@ -109,8 +109,9 @@ pub async fn preview(
 ) -> Result<Preview, ApiError> {
     let user = device.user_id;
     let tool = find_tool(state, name)?;
+    crate::grants::check_tool(state, device, &tool)?;
     check_arguments(&tool, arguments)?;
-    let connection = resolve_connection(state, user, &tool, connection_id).await?;
+    let connection = resolve_connection(state, device, &tool, connection_id).await?;
     let mut conn = state.db.acquire().await?;
     let standing = clawlink_common::db::billing::standing(&mut conn, user).await?;
     if standing.calls_this_month >= standing.plan.monthly_calls {
@@ -215,6 +216,7 @@ pub fn request_hash(tool: &str, connection: Option<ConnectionId>, arguments: &st
 /// for a sync call — waits for the outcome up to the sync bound.
 pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) -> Result<CallResult, ApiError> {
     let ToolCall { tool, arguments, connection_id, confirmed, approval_token, is_async, idempotency_key } = call;
+    crate::grants::check_tool(state, device, &tool)?;
     check_arguments(&tool, &arguments)?;
 
     // The approval policy (read with the credential: no round trip here). A token the
@@ -236,7 +238,7 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
             (ApprovalPolicy::AgentConfirmation, None) if confirmed => {}
             (ApprovalPolicy::AgentConfirmation | ApprovalPolicy::ApprovalToken, None) => {
                 // A missing connection is reported before the confirmation it would need.
-                resolve_connection(state, device.user_id, &tool, connection_id).await?;
+                resolve_connection(state, device, &tool, connection_id).await?;
                 let summary = render_preview(&tool.tool.preview, &arguments);
                 if policy == ApprovalPolicy::ApprovalToken {
                     return Err(ApiError::new(
@@ -267,30 +269,32 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
         }
     }
 
-    let lane = if is_async { Lane::Bulk } else { Lane::Interactive };
-    let id = ExecutionId::new();
-    clawlink_common::telemetry::record_execution_id(id);
-    // The hash is of the call as the agent sent it (the connection it named, not the one
-    // a token bound), so a retry with its Idempotency-Key matches.
-    let hash = request_hash(&tool.name, connection_id.map(ConnectionId), &arguments.to_string());
-    // One statement (batched with concurrent calls) resolves the connection, checks the
-    // allowance and the key, and records the execution.
-    let inserted = state
-        .inserts
-        .call(NewExecution {
-            id,
-            user: device.user_id,
-            device: Some(device.device_id),
-            connection: requested,
-            integration: tool.provider.id.clone(),
-            tool_name: tool.name.clone(),
-            arguments,
-            lane,
-            idempotency_key,
-            request_hash: Some(hash.clone()),
-            awaiting_approval,
-        })
-        .await?;
+    // A grant that names some connections of this app: the call uses one of those (the
+    // insert would otherwise choose among all of the account's).
+    match requested {
+        Some(chosen) => crate::grants::check_connection(state, device, &tool, chosen)?,
+        None if device.grant.only_connections(&tool.provider.id).is_some() => {
+            requested = Some(resolve_connection(state, device, &tool, None).await?.id);
+        }
+        None => {}
+    }
+    // The budget is taken before the call is recorded and given back when it is not.
+    let spent = match device.grant.call_budget {
+        None => false,
+        Some(_) => match spend_budget(state, device, idempotency_key.as_deref()).await? {
+            Budget::Spent => true,
+            Budget::Replay => false,
+            Budget::Exhausted => return Err(crate::grants::budget_exhausted(state, device)),
+        },
+    };
+    let inserted =
+        record(state, device, &tool, arguments, connection_id, requested, is_async, idempotency_key, awaiting_approval)
+            .await;
+    if spent && !matches!(inserted, Ok((_, _, Inserted::New(_)))) {
+        let mut conn = state.db.acquire().await?;
+        clawlink_common::db::devices::refund_call(&mut conn, device.device_id).await?;
+    }
+    let (id, hash, inserted) = inserted?;
 
     let connection = match inserted {
         Inserted::New(connection) => connection,
@@ -341,6 +345,7 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
     let job = Job::ExecuteV1 { execution_id: id, reply_to: (!is_async).then(|| state.config.instance_id.clone()) };
     // Register before publishing so a fast result cannot slip past.
     let waiter = (!is_async).then(|| state.waiters.register(id));
+    let lane = if is_async { Lane::Bulk } else { Lane::Interactive };
     match state.publisher.publish(lane, &job).await {
         Ok(()) => state.published.submit(id),
         Err(err) => {
@@ -365,6 +370,66 @@ pub async fn call_tool(state: &AppState, device: &DeviceAuth, call: ToolCall) ->
         Some(outcome) => CallResult::Finished(ctx, outcome),
         None => CallResult::Accepted { id, status: ExecutionStatus::Running },
     })
+}
+
+/// What a budgeted device's call may do.
+enum Budget {
+    /// One call was taken from the budget.
+    Spent,
+    /// None is left, but this retries a call already accepted (its Idempotency-Key is
+    /// known): it goes on, to be answered as a replay, taking nothing.
+    Replay,
+    Exhausted,
+}
+
+async fn spend_budget(state: &AppState, device: &DeviceAuth, key: Option<&str>) -> Result<Budget, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    if clawlink_common::db::devices::spend_call(&mut conn, device.device_id).await? {
+        return Ok(Budget::Spent);
+    }
+    Ok(match key {
+        Some(key) if executions::find_by_key(&mut conn, device.user_id, key).await?.is_some() => Budget::Replay,
+        _ => Budget::Exhausted,
+    })
+}
+
+/// Records the execution: one statement (batched with concurrent calls) resolves the
+/// connection, checks the allowance and the key, and inserts the row with its outbox
+/// intent. Returns the new id and the request hash with what the statement found.
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    state: &AppState,
+    device: &DeviceAuth,
+    tool: &ToolEntry,
+    arguments: Value,
+    named: Option<i64>,
+    connection: Option<ConnectionId>,
+    is_async: bool,
+    idempotency_key: Option<String>,
+    awaiting_approval: Option<Duration>,
+) -> Result<(ExecutionId, Vec<u8>, Inserted), ApiError> {
+    let id = ExecutionId::new();
+    clawlink_common::telemetry::record_execution_id(id);
+    // The hash is of the call as the agent sent it (the connection it named, not the one
+    // a token or a grant chose), so a retry with its Idempotency-Key matches.
+    let hash = request_hash(&tool.name, named.map(ConnectionId), &arguments.to_string());
+    let inserted = state
+        .inserts
+        .call(NewExecution {
+            id,
+            user: device.user_id,
+            device: Some(device.device_id),
+            connection,
+            integration: tool.provider.id.clone(),
+            tool_name: tool.name.clone(),
+            arguments,
+            lane: if is_async { Lane::Bulk } else { Lane::Interactive },
+            idempotency_key,
+            request_hash: Some(hash.clone()),
+            awaiting_approval,
+        })
+        .await?;
+    Ok((id, hash, inserted))
 }
 
 /// Waits up to `wait` for the execution's outcome: woken by the worker's notification,
@@ -432,13 +497,17 @@ async fn stored_outcome(state: &AppState, id: ExecutionId) -> Result<Option<Outc
 /// make it here, from the batched lookup.
 pub async fn resolve_connection(
     state: &AppState,
-    user: UserId,
+    device: &DeviceAuth,
     tool: &ToolEntry,
     requested: Option<i64>,
 ) -> Result<Connection, ApiError> {
+    if let Some(id) = requested {
+        crate::grants::check_connection(state, device, tool, ConnectionId(id))?;
+    }
     // Batched with the lookups of concurrent calls (one statement per batch); the list
-    // comes default first.
-    let candidates = state.connection_lookups.call((user, tool.provider.id.clone())).await?;
+    // comes default first. Only the connections the device's grant includes count.
+    let all = state.connection_lookups.call((device.user_id, tool.provider.id.clone())).await?;
+    let candidates = crate::grants::visible(device, all);
     let chosen = match requested {
         Some(id) => candidates.iter().find(|c| c.id.0 == id),
         None => candidates.iter().find(|c| c.is_default).or(match candidates.as_slice() {

@@ -74,6 +74,7 @@ pub async fn seed_demo(env: &Env, args: &[String]) -> anyhow::Result<()> {
         "demo-device",
         &token_hash(credential.expose()),
         &tokens::display_prefix(credential.expose()),
+        &Default::default(),
     )
     .await?;
     tx.commit().await?;

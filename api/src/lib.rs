@@ -1,7 +1,7 @@
 //! clawlink-api: the agent plane. Routes per resource in `routes/` (thin adapters), one
 //! tool call in `call` and its answer in `view`, the device-auth extractor in `auth`, the
-//! JSON error envelope in `error`, the check every request body passes in `body`,
-//! scheduled jobs in `jobs`.
+//! device's grant as the api applies it in `grants`, the JSON error envelope in `error`,
+//! the check every request body passes in `body`, scheduled jobs in `jobs`.
 
 pub mod auth;
 pub mod body;
@@ -10,6 +10,7 @@ pub mod client_addr;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod grants;
 pub mod jobs;
 pub mod listing;
 pub mod routes;

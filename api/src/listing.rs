@@ -127,15 +127,19 @@ pub struct Page<'a> {
     pub total: usize,
 }
 
-/// The tools in `scope` (all when `None`) after `after`, at most `limit` of them (all
-/// when `None`).
+/// The tools in `scope` (all when `None`; only reads when `reads_only`) after `after`, at
+/// most `limit` of them (all when `None`).
 pub fn page<'a>(
     catalog: &'a Catalog,
     scope: Option<&BTreeSet<String>>,
+    reads_only: bool,
     after: Option<&str>,
     limit: Option<usize>,
 ) -> Page<'a> {
-    let keep = |t: &&Arc<ToolEntry>| scope.is_none_or(|s| s.contains(&t.provider.id));
+    let keep = |t: &&Arc<ToolEntry>| {
+        scope.is_none_or(|s| s.contains(&t.provider.id))
+            && (!reads_only || t.tool.mode == clawlink_common::catalog::Mode::Read)
+    };
     let total = catalog.tools().filter(keep).count();
     let rest: Box<dyn Iterator<Item = &'a Arc<ToolEntry>>> = match after {
         Some(name) => Box::new(catalog.tools_after(name)),

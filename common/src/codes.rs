@@ -23,6 +23,8 @@ pub enum ErrorKind {
     RateLimit,
     Conflict,
     Pairing,
+    /// The device's grant does not reach this (its app, connection, mode, budget or time).
+    Grant,
     Provider,
     Unavailable,
     Internal,
@@ -40,6 +42,7 @@ impl ErrorKind {
             ErrorKind::RateLimit => "rate_limit",
             ErrorKind::Conflict => "conflict",
             ErrorKind::Pairing => "pairing",
+            ErrorKind::Grant => "grant",
             ErrorKind::Provider => "provider",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",
@@ -146,6 +149,13 @@ error_codes! {
     ApprovalInvalid = "approval_invalid", Confirmation, FORBIDDEN;
     /// The approval token was used already (each approves one call).
     ApprovalUsed = "approval_used", Confirmation, CONFLICT;
+    /// The tool's app, the connection, or (for a read-only grant) a tool that changes data
+    /// is outside this device's grant; its person can widen it on the devices page.
+    NotGranted = "not_granted", Grant, FORBIDDEN;
+    /// The device's grant has expired; its person can extend it on the devices page.
+    GrantExpired = "grant_expired", Grant, FORBIDDEN;
+    /// The device has made every call its grant's budget allows.
+    GrantBudgetExhausted = "grant_budget_exhausted", Grant, FORBIDDEN;
     PlanLimitReached = "plan_limit_reached", PlanLimit, PAYMENT_REQUIRED;
     ConnectionLimitReached = "connection_limit_reached", PlanLimit, PAYMENT_REQUIRED;
     IdempotencyConflict = "idempotency_conflict", Conflict, CONFLICT;

@@ -12,6 +12,7 @@ pub mod codes;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod grant;
 pub mod ids;
 pub mod keys;
 pub mod lock;

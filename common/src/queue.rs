@@ -553,7 +553,7 @@ impl Publisher {
             Ok(result) => result,
             Err(_) => {
                 // No answer: the channel or its connection is stuck. Replace both.
-                let _ = self.inner.renew_in_background(generation, true);
+                drop(self.inner.renew_in_background(generation, true));
                 Err(PublishError::Timeout(PUBLISH_TIMEOUT))
             }
         }
@@ -594,7 +594,7 @@ impl Publisher {
                 match channel.basic_publish("".into(), queue.into(), opts, payload, props).await {
                     Ok(confirm) => confirm,
                     Err(err) => {
-                        let _ = self.inner.renew_in_background(generation, false);
+                        drop(self.inner.renew_in_background(generation, false));
                         return (generation, Err(err.into()));
                     }
                 }
@@ -605,7 +605,7 @@ impl Publisher {
         let confirmation = match confirm.await {
             Ok(confirmation) => confirmation,
             Err(err) => {
-                let _ = self.inner.renew_in_background(generation, false);
+                drop(self.inner.renew_in_background(generation, false));
                 return (generation, Err(err.into()));
             }
         };

@@ -66,9 +66,18 @@ pub async fn start(
         }
         return Err(e);
     };
+    if !device.grant.allows_app(&provider.id) {
+        return Err(ApiError::new(
+            ErrorCode::NotGranted,
+            format!("This device's grant does not include {}, so it cannot connect it.", provider.name),
+        )
+        .hint("Ask the person to connect it on the ClawLink dashboard, or to widen this device's grant there.")
+        .with("integration", json!(provider.id)));
+    }
     let mut conn = state.db.acquire().await?;
     if body.reuse_if_connected {
-        let usable = connections::list_usable(&mut conn, device.user_id, &provider.id).await?;
+        let usable =
+            crate::grants::visible(&device, connections::list_usable(&mut conn, device.user_id, &provider.id).await?);
         let active: Vec<_> = usable.iter().filter(|c| c.status == ConnectionStatus::Active).collect();
         let chosen = active.iter().find(|c| c.is_default).or(if active.len() == 1 { active.first() } else { None });
         if let Some(c) = chosen {

@@ -32,6 +32,14 @@ pub async fn get_execution(
     let id: ExecutionId = id.parse().map_err(|_| not_found())?;
     let mut conn = state.db.acquire().await?;
     let row = executions::get_for_user(&mut conn, device.user_id, id).await?.ok_or_else(not_found)?;
+    // A call on an app or connection outside this device's grant is not its to see.
+    let granted = match row.connection_id {
+        Some(c) => device.grant.allows_connection(&row.integration, c),
+        None => device.grant.allows_app(&row.integration),
+    };
+    if !granted {
+        return Err(not_found());
+    }
     drop(conn);
     clawlink_common::telemetry::record_execution_id(id);
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(state.config.max_poll_wait);

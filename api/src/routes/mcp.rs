@@ -239,8 +239,9 @@ fn invalid_params(id: Value, err: &ApiError) -> Value {
 
 /// `tools/list`, scoped by the MCP URL's query (`/api/mcp?connected=true&integration=a,b`,
 /// so an MCP client's configuration chooses what its agent sees) and paged by the
-/// opaque cursor of `listing.rs`. `tools/call` is not scoped: a tool named outside the
-/// list still runs, as through `/api/tools/{name}/execute`.
+/// opaque cursor of `listing.rs`, and narrowed to the device's grant. `tools/call` is not
+/// scoped by the URL: a tool named outside the list still runs, as through
+/// `/api/tools/{name}/execute`, if the grant includes it.
 async fn tools_list(
     state: &AppState,
     device: &clawlink_common::db::devices::DeviceAuth,
@@ -269,14 +270,16 @@ async fn tools_list(
         },
     };
     let scope = if filter.connected {
-        match connected_integrations(state, device.user_id).await {
+        match connected_integrations(state, device).await {
             Ok(apps) => filter.scope(&apps),
             Err(err) => return rpc_error(id, INTERNAL_ERROR, &err.message),
         }
     } else {
         filter.scope(&Default::default())
     };
-    let page = listing::page(&state.catalog, scope.as_ref(), after.as_deref(), Some(PAGE_SIZE));
+    // Only what the device's grant reaches is listed.
+    let scope = crate::routes::tools::granted_scope(device, scope);
+    let page = listing::page(&state.catalog, scope.as_ref(), device.grant.read_only, after.as_deref(), Some(PAGE_SIZE));
     let tools: Vec<Value> = page
         .tools
         .iter()

@@ -281,6 +281,7 @@ pub async fn exchange(
                 &session.device_label,
                 &token_hash(credential.expose()),
                 &tokens::display_prefix(credential.expose()),
+                &session.grant,
             )
             .await?;
             let sealed = state.keyring.seal(row, credential.expose().as_bytes()).map_err(ApiError::internal)?;

@@ -4,6 +4,7 @@
 use crate::auth::AuthenticatedDevice;
 use crate::call::{self, find_tool};
 use crate::error::{ApiError, ApiJson};
+use crate::grants;
 use crate::listing::{self, ToolFilter};
 use crate::routes::execute::empty_object;
 use crate::state::AppState;
@@ -13,18 +14,19 @@ use clawlink_common::catalog::ToolEntry;
 use clawlink_common::catalog::search::{self, Scope};
 use clawlink_common::codes::ErrorCode;
 use clawlink_common::db::connections::{self, Connection};
+use clawlink_common::db::devices::DeviceAuth;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The caller's usable connections, grouped by integration.
+/// The caller's usable connections that its grant includes, grouped by integration.
 async fn connections_by_integration(
     state: &AppState,
-    user: clawlink_common::ids::UserId,
+    device: &DeviceAuth,
 ) -> Result<BTreeMap<String, Vec<Connection>>, ApiError> {
     let mut conn = state.db.acquire().await?;
     let mut grouped: BTreeMap<String, Vec<Connection>> = BTreeMap::new();
-    for c in connections::list_for_user(&mut conn, user).await? {
+    for c in grants::visible(device, connections::list_for_user(&mut conn, device.user_id).await?) {
         grouped.entry(c.integration.clone()).or_default().push(c);
     }
     Ok(grouped)
@@ -90,9 +92,18 @@ fn connected_apps(connections: &BTreeMap<String, Vec<Connection>>) -> BTreeSet<S
 /// The integrations the caller has a usable connection to (MCP's `connected=true`).
 pub(crate) async fn connected_integrations(
     state: &AppState,
-    user: clawlink_common::ids::UserId,
+    device: &DeviceAuth,
 ) -> Result<BTreeSet<String>, ApiError> {
-    Ok(connected_apps(&connections_by_integration(state, user).await?))
+    Ok(connected_apps(&connections_by_integration(state, device).await?))
+}
+
+/// The integrations a list keeps: the filter's, narrowed to the device's granted apps.
+pub(crate) fn granted_scope(device: &DeviceAuth, scope: Option<BTreeSet<String>>) -> Option<BTreeSet<String>> {
+    let Some(granted) = device.grant.apps.as_ref() else { return scope };
+    Some(match scope {
+        None => granted.keys().cloned().collect(),
+        Some(named) => named.into_iter().filter(|app| granted.contains_key(app)).collect(),
+    })
 }
 
 /// `GET /api/tools`: every tool without parameters (CONTRACT.md); with `integration`,
@@ -108,9 +119,9 @@ pub async fn list(
         Some(cursor) => Some(listing::decode_cursor(cursor)?),
         None => None,
     };
-    let connections = connections_by_integration(&state, device.user_id).await?;
-    let scope = filter.scope(&connected_apps(&connections));
-    let page = listing::page(&state.catalog, scope.as_ref(), after.as_deref(), limit);
+    let connections = connections_by_integration(&state, &device).await?;
+    let scope = granted_scope(&device, filter.scope(&connected_apps(&connections)));
+    let page = listing::page(&state.catalog, scope.as_ref(), device.grant.read_only, after.as_deref(), limit);
     let tools: Vec<Value> = page.tools.iter().map(|t| descriptor(t, connections.get(&t.provider.id))).collect();
     Ok(Json(json!({
         "tools": tools,
@@ -145,17 +156,17 @@ pub async fn search_tools(
     }
     let limit = parse_limit(query.limit.as_deref(), 25)?.unwrap_or(10);
     let filter = ToolFilter::parse(&state.catalog, query.integration.as_deref(), query.connected.as_deref())?;
-    let connections = connections_by_integration(&state, device.user_id).await?;
-    let scope = filter.scope(&connected_apps(&connections));
-    let tools: Vec<Value> =
-        search::search_scoped(&state.catalog, text, Scope { integrations: scope.as_ref(), prefer: None }, limit)
-            .into_iter()
-            .map(|(t, score)| {
-                let mut d = descriptor(t, connections.get(&t.provider.id));
-                d["score"] = json!((score * 1000.0).round() / 1000.0);
-                d
-            })
-            .collect();
+    let connections = connections_by_integration(&state, &device).await?;
+    let scope = granted_scope(&device, filter.scope(&connected_apps(&connections)));
+    let within = Scope { integrations: scope.as_ref(), prefer: None, reads_only: device.grant.read_only };
+    let tools: Vec<Value> = search::search_scoped(&state.catalog, text, within, limit)
+        .into_iter()
+        .map(|(t, score)| {
+            let mut d = descriptor(t, connections.get(&t.provider.id));
+            d["score"] = json!((score * 1000.0).round() / 1000.0);
+            d
+        })
+        .collect();
     Ok(Json(json!({"tools": tools, "count": tools.len(), "query": text, "integration": filter.echo()})))
 }
 
@@ -165,8 +176,10 @@ pub async fn describe(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tool = find_tool(&state, &name)?;
+    grants::check_tool(&state, &device, &tool)?;
     let mut conn = state.db.acquire().await?;
-    let connections = connections::list_usable(&mut conn, device.user_id, &tool.provider.id).await?;
+    let connections =
+        grants::visible(&device, connections::list_usable(&mut conn, device.user_id, &tool.provider.id).await?);
     drop(conn);
     let mut d = descriptor(&tool, Some(&connections));
     let g = &tool.tool.guidance;
@@ -241,10 +254,11 @@ pub async fn catalog(
     State(state): State<AppState>,
     AuthenticatedDevice(device): AuthenticatedDevice,
 ) -> Result<Json<Value>, ApiError> {
-    let connections = connections_by_integration(&state, device.user_id).await?;
+    let connections = connections_by_integration(&state, &device).await?;
     let integrations: Vec<Value> = state
         .catalog
         .providers()
+        .filter(|p| device.grant.allows_app(&p.id))
         .map(|p| {
             json!({
                 "integration": p.id,
@@ -265,7 +279,7 @@ pub async fn integrations(
     AuthenticatedDevice(device): AuthenticatedDevice,
 ) -> Result<Json<Value>, ApiError> {
     let mut conn = state.db.acquire().await?;
-    let rows = connections::list_for_user(&mut conn, device.user_id).await?;
+    let rows = grants::visible(&device, connections::list_for_user(&mut conn, device.user_id).await?);
     let fmt =
         |t: Option<time::OffsetDateTime>| t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
     let list: Vec<Value> = rows

@@ -18,10 +18,19 @@ pub async fn whoami(
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredential, "This credential's account no longer exists."))?;
     let standing = clawlink_common::db::billing::standing(&mut conn, device.user_id).await?;
+    // Read afresh: the credential's cached copy may be a second old, and callsLeft counts.
+    let grant = clawlink_common::db::devices::get_for_user(&mut conn, device.user_id, device.device_id)
+        .await?
+        .map_or(device.grant.clone(), |d| d.grant);
     Ok(Json(json!({
         "ok": true,
         "user": {"id": user.id, "email": user.email, "displayName": user.display_name},
-        "device": {"id": device.device_id, "label": device.label, "approvalPolicy": device.approval_policy},
+        "device": {
+            "id": device.device_id,
+            "label": device.label,
+            "approvalPolicy": device.approval_policy,
+            "grant": grant_view(&grant),
+        },
         "plan": {
             "id": standing.plan.id,
             "name": standing.plan.name,
@@ -29,4 +38,25 @@ pub async fn whoami(
             "usage": {"callsThisMonth": standing.calls_this_month, "connections": standing.connections},
         },
     })))
+}
+
+/// What the device's grant reaches, as the agent reads it (`null` apps: every app).
+fn grant_view(grant: &clawlink_common::grant::Grant) -> Value {
+    use clawlink_common::grant::Connections;
+    let apps = grant.apps.as_ref().map(|apps| {
+        apps.iter()
+            .map(|(app, c)| match c {
+                Connections::All => json!({"integration": app, "connectionIds": Value::Null}),
+                Connections::Only(ids) => json!({"integration": app, "connectionIds": ids}),
+            })
+            .collect::<Vec<_>>()
+    });
+    json!({
+        "apps": apps,
+        "readOnly": grant.read_only,
+        "callBudget": grant.call_budget,
+        "callsLeft": grant.calls_left(),
+        "expiresAt": grant.expires_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+        "summary": grant.describe(),
+    })
 }

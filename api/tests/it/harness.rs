@@ -141,9 +141,16 @@ impl TestApi {
         let id = users::upsert(&mut conn, email, "no-password", "Test").await.unwrap();
         let secret = tokens::new_device_credential();
         let token = secret.expose();
-        let device = devices::create(&mut conn, id, "test-device", &token_hash(token), &tokens::display_prefix(token))
-            .await
-            .unwrap();
+        let device = devices::create(
+            &mut conn,
+            id,
+            "test-device",
+            &token_hash(token),
+            &tokens::display_prefix(token),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         TestUser { id, device, api_key: token.to_string() }
     }
 

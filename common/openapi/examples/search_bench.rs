@@ -64,6 +64,7 @@ fn main() -> anyhow::Result<()> {
                 title: tool.title.clone(),
                 description: tool.description.clone(),
                 synonyms: tool.synonyms.clone(),
+                reads: tool.mode == clawlink_common::catalog::Mode::Read,
             });
         }
     }

@@ -194,6 +194,8 @@ pub struct SearchDoc {
     pub title: String,
     pub description: String,
     pub synonyms: Vec<String>,
+    /// The tool only reads (its mode is `read`).
+    pub reads: bool,
 }
 
 impl SearchDoc {
@@ -208,6 +210,7 @@ impl SearchDoc {
             title: tool.tool.title.clone(),
             description: tool.tool.description.clone(),
             synonyms: tool.tool.synonyms.clone(),
+            reads: tool.tool.mode == super::Mode::Read,
         }
     }
 }
@@ -221,6 +224,7 @@ struct Entry {
     verb: String,
     /// Multi-word synonyms, lower-cased.
     phrases: Vec<String>,
+    reads: bool,
 }
 
 /// The inverted index over every tool of a catalog.
@@ -244,6 +248,8 @@ pub struct Scope<'a> {
     pub integrations: Option<&'a BTreeSet<String>>,
     /// Tools of these integrations rank a little higher (the person's connected apps).
     pub prefer: Option<&'a BTreeSet<String>>,
+    /// Only tools that read (a device whose grant is read-only).
+    pub reads_only: bool,
 }
 
 impl SearchIndex {
@@ -290,6 +296,7 @@ impl SearchIndex {
                     .map(|s| s.to_lowercase())
                     .collect(),
                 name: doc.name,
+                reads: doc.reads,
                 integration: doc.integration,
             });
         }
@@ -405,6 +412,7 @@ impl SearchIndex {
             .into_iter()
             .map(|n| n as usize)
             .filter(|n| scope.integrations.is_none_or(|keep| keep.contains(&self.entries[*n].integration)))
+            .filter(|n| !scope.reads_only || self.entries[*n].reads)
             .map(|n| {
                 let e = &self.entries[n];
                 let mut score = scores[n];
@@ -448,7 +456,7 @@ pub fn search<'a>(
     limit: usize,
 ) -> Vec<(&'a Arc<ToolEntry>, f64)> {
     let only: Option<BTreeSet<String>> = integration.map(|i| BTreeSet::from([i.to_string()]));
-    search_scoped(catalog, query, Scope { integrations: only.as_ref(), prefer: None }, limit)
+    search_scoped(catalog, query, Scope { integrations: only.as_ref(), ..Scope::default() }, limit)
 }
 
 /// [`search`] within a [`Scope`].
@@ -502,7 +510,7 @@ mod tests {
         let hits = index.search("open a jira ticket", Scope::default(), 3);
         assert_eq!(index.name(hits[0].0), "jira_create_issue", "{hits:?}");
         let keep = BTreeSet::from(["other7".to_string()]);
-        let hits = index.search("create issue", Scope { integrations: Some(&keep), prefer: None }, 10);
+        let hits = index.search("create issue", Scope { integrations: Some(&keep), ..Scope::default() }, 10);
         assert_eq!(hits.len(), 1);
         assert_eq!(index.name(hits[0].0), "other7_create_issue");
     }

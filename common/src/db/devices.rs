@@ -1,6 +1,7 @@
 //! `devices`: paired agent credentials, stored as SHA-256 hashes.
 
 use crate::approval::ApprovalPolicy;
+use crate::grant::Grant;
 use crate::ids::{DeviceId, UserId};
 use sqlx::PgConnection;
 
@@ -15,41 +16,87 @@ pub struct DeviceAuth {
     /// account's. Read with the credential (same row, same round trip), so the execute
     /// path pays nothing for it.
     pub approval_policy: ApprovalPolicy,
+    /// What the device may reach (`grant.rs`); read with the credential, as the policy is.
+    pub grant: Grant,
 }
 
+/// A new device with the grant its person chose when approving the pairing.
 pub async fn create(
     conn: &mut PgConnection,
     user: UserId,
     label: &str,
     token_hash: &[u8],
     token_prefix: &str,
+    grant: &Grant,
 ) -> sqlx::Result<DeviceId> {
     sqlx::query_scalar!(
-        r#"INSERT INTO devices (user_id, label, token_hash, token_prefix) VALUES ($1, $2, $3, $4)
+        r#"INSERT INTO devices (user_id, label, token_hash, token_prefix, grant_apps, grant_read_only,
+                                grant_call_budget, grant_expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            RETURNING id AS "id: DeviceId""#,
         user.0,
         label,
         token_hash,
-        token_prefix
+        token_prefix,
+        grant.apps_json(),
+        grant.read_only,
+        grant.call_budget,
+        grant.expires_at
     )
     .fetch_one(conn)
     .await
+}
+
+/// The grant columns of one row, as read.
+struct GrantColumns {
+    apps: Option<serde_json::Value>,
+    read_only: bool,
+    call_budget: Option<i64>,
+    calls_used: i64,
+    expires_at: Option<time::OffsetDateTime>,
+}
+
+impl From<GrantColumns> for Grant {
+    fn from(c: GrantColumns) -> Grant {
+        Grant {
+            apps: Grant::apps_from_json(c.apps.as_ref()),
+            read_only: c.read_only,
+            call_budget: c.call_budget,
+            calls_used: c.calls_used,
+            expires_at: c.expires_at,
+        }
+    }
 }
 
 /// Looks a credential up by its hash, with the approval policy that applies to it. The
 /// hash is the index key, so the comparison happens inside Postgres on a digest: timing
 /// reveals nothing about the token.
 pub async fn find_by_hash(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<DeviceAuth>> {
-    sqlx::query_as!(
-        DeviceAuth,
+    let row = sqlx::query!(
         r#"SELECT d.id AS "device_id: DeviceId", d.user_id AS "user_id: UserId", d.label,
                   (d.revoked_at IS NOT NULL) AS "revoked!",
-                  coalesce(d.approval_policy, u.approval_policy) AS "approval_policy!: ApprovalPolicy"
+                  coalesce(d.approval_policy, u.approval_policy) AS "approval_policy!: ApprovalPolicy",
+                  d.grant_apps, d.grant_read_only, d.grant_call_budget, d.grant_calls_used, d.grant_expires_at
            FROM devices d JOIN users u ON u.id = d.user_id WHERE d.token_hash = $1"#,
         token_hash
     )
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(row.map(|r| DeviceAuth {
+        device_id: r.device_id,
+        user_id: r.user_id,
+        label: r.label,
+        revoked: r.revoked,
+        approval_policy: r.approval_policy,
+        grant: GrantColumns {
+            apps: r.grant_apps,
+            read_only: r.grant_read_only,
+            call_budget: r.grant_call_budget,
+            calls_used: r.grant_calls_used,
+            expires_at: r.grant_expires_at,
+        }
+        .into(),
+    }))
 }
 
 #[derive(Clone, Debug)]
@@ -62,31 +109,93 @@ pub struct DeviceRow {
     pub created_at: time::OffsetDateTime,
     pub last_used_at: Option<time::OffsetDateTime>,
     pub revoked_at: Option<time::OffsetDateTime>,
+    pub grant: Grant,
+}
+
+/// The user's devices (`only`: just that one), live ones first.
+async fn rows_for_user(conn: &mut PgConnection, user: UserId, only: Option<DeviceId>) -> sqlx::Result<Vec<DeviceRow>> {
+    let rows = sqlx::query!(
+        r#"SELECT id AS "id: DeviceId", label, approval_policy AS "approval_policy: ApprovalPolicy", token_prefix,
+                  created_at, last_used_at, revoked_at,
+                  grant_apps, grant_read_only, grant_call_budget, grant_calls_used, grant_expires_at
+             FROM devices WHERE user_id = $1 AND ($2::bigint IS NULL OR id = $2)
+            ORDER BY revoked_at IS NOT NULL, created_at DESC"#,
+        user.0,
+        only.map(|d| d.0)
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| DeviceRow {
+            id: r.id,
+            label: r.label,
+            approval_policy: r.approval_policy,
+            token_prefix: r.token_prefix,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            revoked_at: r.revoked_at,
+            grant: GrantColumns {
+                apps: r.grant_apps,
+                read_only: r.grant_read_only,
+                call_budget: r.grant_call_budget,
+                calls_used: r.grant_calls_used,
+                expires_at: r.grant_expires_at,
+            }
+            .into(),
+        })
+        .collect())
 }
 
 pub async fn list_for_user(conn: &mut PgConnection, user: UserId) -> sqlx::Result<Vec<DeviceRow>> {
-    sqlx::query_as!(
-        DeviceRow,
-        r#"SELECT id AS "id: DeviceId", label, approval_policy AS "approval_policy: ApprovalPolicy", token_prefix,
-                  created_at, last_used_at, revoked_at
-             FROM devices WHERE user_id = $1 ORDER BY revoked_at IS NOT NULL, created_at DESC"#,
-        user.0
-    )
-    .fetch_all(conn)
-    .await
+    rows_for_user(conn, user, None).await
 }
 
 pub async fn get_for_user(conn: &mut PgConnection, user: UserId, id: DeviceId) -> sqlx::Result<Option<DeviceRow>> {
-    sqlx::query_as!(
-        DeviceRow,
-        r#"SELECT id AS "id: DeviceId", label, approval_policy AS "approval_policy: ApprovalPolicy", token_prefix,
-                  created_at, last_used_at, revoked_at
-             FROM devices WHERE user_id = $1 AND id = $2"#,
+    Ok(rows_for_user(conn, user, Some(id)).await?.pop())
+}
+
+/// Replaces the device's grant; false when the device is not the user's. A new budget
+/// starts from zero calls used; the same budget keeps its count (editing the apps does
+/// not hand out fresh calls).
+pub async fn set_grant(conn: &mut PgConnection, user: UserId, id: DeviceId, grant: &Grant) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE devices SET grant_apps = $3, grant_read_only = $4, grant_expires_at = $6,
+                grant_calls_used = CASE WHEN grant_call_budget IS NOT DISTINCT FROM $5 THEN grant_calls_used ELSE 0 END,
+                grant_call_budget = $5
+          WHERE user_id = $1 AND id = $2",
         user.0,
+        id.0,
+        grant.apps_json(),
+        grant.read_only,
+        grant.call_budget,
+        grant.expires_at
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Takes one call from the device's budget: false when none is left. Only asked for a
+/// device whose grant has a budget, so a device without one pays no statement.
+pub async fn spend_call(conn: &mut PgConnection, id: DeviceId) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE devices SET grant_calls_used = grant_calls_used + 1
+          WHERE id = $1 AND grant_call_budget IS NOT NULL AND grant_calls_used < grant_call_budget",
         id.0
     )
-    .fetch_optional(conn)
-    .await
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives back a call [`spend_call`] took for a call that was then not accepted (refused,
+/// or a replay of an earlier one).
+pub async fn refund_call(conn: &mut PgConnection, id: DeviceId) -> sqlx::Result<()> {
+    sqlx::query!("UPDATE devices SET grant_calls_used = greatest(grant_calls_used - 1, 0) WHERE id = $1", id.0)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Revokes the user's device; false when it is not theirs (or already revoked).

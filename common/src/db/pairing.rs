@@ -1,6 +1,7 @@
 //! `pairing_sessions`: browser-approval pairing of an agent (CONTRACT.md "Pairing").
 
 use crate::crypto::Sealed;
+use crate::grant::Grant;
 use crate::ids::{DeviceId, UserId};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -20,6 +21,8 @@ pub struct PairingSession {
     pub expires_at: OffsetDateTime,
     pub approved_at: Option<OffsetDateTime>,
     pub paired_at: Option<OffsetDateTime>,
+    /// The grant the person chose when approving (the default until then).
+    pub grant: Grant,
 }
 
 impl PairingSession {
@@ -60,7 +63,8 @@ pub async fn get(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<Pa
     let row = sqlx::query!(
         r#"SELECT p.id, p.token, p.verifier_hash, p.display_code, p.device_label, p.status,
                   p.approved_user_id, u.email AS "approved_user_email?", p.device_id, p.pending_key_id,
-                  p.pending_nonce, p.pending_ciphertext, p.expires_at, p.approved_at, p.paired_at
+                  p.pending_nonce, p.pending_ciphertext, p.expires_at, p.approved_at, p.paired_at,
+                  p.grant_apps, p.grant_read_only, p.grant_call_budget, p.grant_expires_at
              FROM pairing_sessions p LEFT JOIN users u ON u.id = p.approved_user_id
             WHERE p.token = $1
             FOR UPDATE OF p"#,
@@ -85,22 +89,36 @@ pub async fn get(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<Pa
         expires_at: r.expires_at,
         approved_at: r.approved_at,
         paired_at: r.paired_at,
+        grant: Grant {
+            apps: Grant::apps_from_json(r.grant_apps.as_ref()),
+            read_only: r.grant_read_only,
+            call_budget: r.grant_call_budget,
+            calls_used: 0,
+            expires_at: r.grant_expires_at,
+        },
     }))
 }
 
-/// Approves or denies an `awaiting_browser` session that has not expired. Returns
-/// whether it changed (false: already decided, expired or unknown).
-pub async fn decide(conn: &mut PgConnection, token: &str, user: UserId, approve: bool) -> sqlx::Result<bool> {
+/// Approves (with the grant the device will have) or, with `None`, denies an
+/// `awaiting_browser` session that has not expired. Returns whether it changed (false:
+/// already decided, expired or unknown).
+pub async fn decide(conn: &mut PgConnection, token: &str, user: UserId, approve: Option<&Grant>) -> sqlx::Result<bool> {
     if token.contains('\0') {
         return Ok(false);
     }
-    let status = if approve { "ready_for_device" } else { "failed" };
+    let status = if approve.is_some() { "ready_for_device" } else { "failed" };
+    let grant = approve.cloned().unwrap_or_default();
     let done = sqlx::query!(
-        "UPDATE pairing_sessions SET status = $3, approved_user_id = $2, approved_at = now()
+        "UPDATE pairing_sessions SET status = $3, approved_user_id = $2, approved_at = now(),
+                grant_apps = $4, grant_read_only = $5, grant_call_budget = $6, grant_expires_at = $7
           WHERE token = $1 AND status = 'awaiting_browser' AND expires_at > now()",
         token,
         user.0,
-        status
+        status,
+        grant.apps_json(),
+        grant.read_only,
+        grant.call_budget,
+        grant.expires_at
     )
     .execute(conn)
     .await?;

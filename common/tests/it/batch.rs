@@ -40,7 +40,9 @@ impl TestDb {
     async fn account(&self, email: &str) -> (UserId, DeviceId) {
         let mut conn = self.pool.acquire().await.unwrap();
         let user = users::upsert(&mut conn, email, "no-password", "Test").await.unwrap();
-        let device = devices::create(&mut conn, user, "agent", email.as_bytes(), "clk_live_x").await.unwrap();
+        let device = devices::create(&mut conn, user, "agent", email.as_bytes(), "clk_live_x", &Default::default())
+            .await
+            .unwrap();
         let new = connections::NewConnection {
             user,
             integration: "sandbox",

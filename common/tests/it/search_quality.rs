@@ -108,7 +108,7 @@ fn a_preferred_integration_wins_an_even_match() {
     let index = SearchIndex::build(catalog.tools().map(|t| SearchDoc::of(t)));
     for app in ["slack", "discord"] {
         let prefer = BTreeSet::from([app.to_string()]);
-        let hits = index.search("post a message in a channel", Scope { integrations: None, prefer: Some(&prefer) }, 1);
+        let hits = index.search("post a message in a channel", Scope { prefer: Some(&prefer), ..Scope::default() }, 1);
         assert!(index.name(hits[0].0).starts_with(app), "{app}: {}", index.name(hits[0].0));
     }
 }

@@ -439,6 +439,7 @@ impl Stack {
             "test-device",
             &token_hash(token.expose()),
             &tokens::display_prefix(token.expose()),
+            &Default::default(),
         )
         .await
         .unwrap();

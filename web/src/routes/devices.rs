@@ -2,12 +2,14 @@
 
 use crate::AppState;
 use crate::error::{WebError, page};
+use crate::routes::grants::{self, Picker};
 use crate::session::{CsrfForm, NoFields, SignedIn};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use clawlink_common::db::devices;
 use clawlink_common::ids::DeviceId;
+use std::collections::HashMap;
 
 pub struct DeviceView {
     pub id: i64,
@@ -18,6 +20,8 @@ pub struct DeviceView {
     pub revoked: bool,
     /// The device's own approval policy; empty: the account's.
     pub policy: String,
+    /// What its grant reaches, in a line.
+    pub grant: String,
 }
 
 #[derive(Template)]
@@ -50,6 +54,7 @@ pub async fn list(State(state): State<AppState>, SignedIn(user): SignedIn) -> Re
             last_used: when(d.last_used_at),
             revoked: d.revoked_at.is_some(),
             policy: d.approval_policy.map(|p| p.as_str().to_string()).unwrap_or_default(),
+            grant: d.grant.describe(),
         })
         .collect();
     page(&DevicesPage {
@@ -95,5 +100,60 @@ pub async fn set_policy(
         return Err(WebError::not_found());
     }
     tracing::info!(user_id = %user.user_id, device_id = id, policy = ?policy.map(|p| p.as_str()), "device approval policy set");
+    Ok(Redirect::to("/devices").into_response())
+}
+
+#[derive(Template)]
+#[template(path = "device_grant.html")]
+struct GrantPage {
+    signed_in_as: Option<String>,
+    csrf: String,
+    id: i64,
+    label: String,
+    summary: String,
+    picker: Picker,
+}
+
+/// The form that changes what a device may reach.
+pub async fn grant_form(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Path(id): Path<i64>,
+) -> Result<Response, WebError> {
+    let mut conn = state.db.acquire().await?;
+    // Another person's device id is "not found", like an unknown one; so is a revoked one.
+    let device = devices::get_for_user(&mut conn, user.user_id, DeviceId(id))
+        .await?
+        .filter(|d| d.revoked_at.is_none())
+        .ok_or_else(WebError::not_found)?;
+    let connections = grants::connections_of(&mut conn, user.user_id).await?;
+    page(&GrantPage {
+        signed_in_as: Some(user.email),
+        csrf: user.csrf_token,
+        id,
+        label: device.label,
+        summary: device.grant.describe(),
+        picker: Picker::new(&state, &connections, &device.grant, true),
+    })
+}
+
+/// Replaces the device's grant; it applies to the agent's next request (within a second).
+pub async fn set_grant(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Path(id): Path<i64>,
+    CsrfForm { fields, .. }: CsrfForm<HashMap<String, String>>,
+) -> Result<Response, WebError> {
+    let mut conn = state.db.acquire().await?;
+    let device = devices::get_for_user(&mut conn, user.user_id, DeviceId(id))
+        .await?
+        .filter(|d| d.revoked_at.is_none())
+        .ok_or_else(WebError::not_found)?;
+    let connections = grants::connections_of(&mut conn, user.user_id).await?;
+    let grant = grants::parse(&state, &fields, &connections, Some(&device.grant))?;
+    if !devices::set_grant(&mut conn, user.user_id, DeviceId(id), &grant).await? {
+        return Err(WebError::not_found());
+    }
+    tracing::info!(user_id = %user.user_id, device_id = id, "device grant changed");
     Ok(Redirect::to("/devices").into_response())
 }

@@ -8,6 +8,7 @@ pub mod connect;
 pub mod connections;
 pub mod devices;
 pub mod executions;
+pub mod grants;
 pub mod pairing;
 
 use crate::AppState;
@@ -139,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .route("/devices", get(devices::list))
         .route("/devices/{id}/revoke", post(devices::revoke))
         .route("/devices/{id}/policy", post(devices::set_policy))
+        .route("/devices/{id}/grant", get(devices::grant_form).post(devices::set_grant))
         .route("/approvals", get(approvals::inbox))
         .route("/approvals/policy", post(approvals::set_policy))
         .route("/approvals/{id}/approve", post(approvals::approve))

@@ -3,12 +3,13 @@
 
 use crate::AppState;
 use crate::error::{MessagePage, WebError, page};
+use crate::routes::grants::{self, Picker};
 use crate::session::{CsrfForm, SignedIn};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use clawlink_common::db::pairing;
-use serde::Deserialize;
+use std::collections::HashMap;
 
 #[derive(Template)]
 #[template(path = "pair.html")]
@@ -21,6 +22,7 @@ struct PairPage {
     display_code: String,
     open: bool,
     closed_message: String,
+    picker: Picker,
 }
 
 fn closed_message(status: &str) -> &'static str {
@@ -39,7 +41,9 @@ pub async fn show(
     let mut conn = state.db.acquire().await?;
     let session = pairing::get(&mut conn, &token).await?.ok_or_else(WebError::not_found)?;
     let status = session.effective_status().to_string();
+    let connections = grants::connections_of(&mut conn, user.user_id).await?;
     page(&PairPage {
+        picker: Picker::new(&state, &connections, &session.grant, false),
         signed_in_as: Some(user.email.clone()),
         csrf: user.csrf_token,
         email: user.email,
@@ -51,19 +55,13 @@ pub async fn show(
     })
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Decision {
-    #[serde(default)]
-    decision: String,
-}
-
 pub async fn decide(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
     Path(token): Path<String>,
-    CsrfForm { fields: form, .. }: CsrfForm<Decision>,
+    CsrfForm { fields, .. }: CsrfForm<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
-    let approve = match form.decision.as_str() {
+    let approve = match fields.get("decision").map(String::as_str).unwrap_or_default() {
         "approve" => true,
         "deny" => false,
         _ => {
@@ -76,15 +74,21 @@ pub async fn decide(
     };
     let mut conn = state.db.acquire().await?;
     let session = pairing::get(&mut conn, &token).await?.ok_or_else(WebError::not_found)?;
-    let changed = pairing::decide(&mut conn, &token, user.user_id, approve).await?;
+    // The grant is read (and a bad one refused) before anything changes.
+    let grant = match approve {
+        true => Some(grants::parse(&state, &fields, &grants::connections_of(&mut conn, user.user_id).await?, None)?),
+        false => None,
+    };
+    let changed = pairing::decide(&mut conn, &token, user.user_id, grant.as_ref()).await?;
     let mut message = if !changed {
         MessagePage::info("Nothing changed", closed_message(session.effective_status()))
     } else if approve {
         tracing::info!(user_id = %user.user_id, "pairing approved");
+        let reach = grant.as_ref().map(|g| g.describe()).unwrap_or_default();
         MessagePage::info(
             "Agent approved",
             &format!(
-                "{} can now act for you. You can go back to your agent: it finishes pairing by itself.",
+                "{} can now act for you ({reach}). You can go back to your agent: it finishes pairing by itself.",
                 session.device_label
             ),
         )

@@ -46,6 +46,7 @@ async fn second_device(stack: &Stack, user: UserId) -> String {
         "other-device",
         &token_hash(token.expose()),
         &tokens::display_prefix(token.expose()),
+        &Default::default(),
     )
     .await
     .unwrap();

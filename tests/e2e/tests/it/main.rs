@@ -16,6 +16,7 @@ mod dashboard;
 mod execute;
 mod faults;
 mod fuzz_bodies;
+mod grants;
 mod ha;
 mod jobs;
 mod lifecycle;
