@@ -522,6 +522,7 @@ async fn web_forms_refuse_a_missing_or_wrong_csrf_token_and_a_foreign_origin() {
             | "/connections/{id}/delete" => (path.replace("{id}", &a), vec![("label", "forged")]),
             "/devices/{id}/revoke" => (path.replace("{id}", &d), vec![]),
             "/devices/{id}/policy" => (path.replace("{id}", &d), vec![("policy", "allow")]),
+            "/devices/{id}/grant" => (path.replace("{id}", &d), vec![("scope", "some"), ("app.github", "on")]),
             "/approvals/policy" => (path.clone(), vec![("policy", "allow")]),
             // Any execution id: the form is refused before it is looked at.
             "/approvals/{id}/approve" | "/approvals/{id}/deny" => (path.replace("{id}", &dead), vec![]),

@@ -9,6 +9,7 @@ mod billing;
 mod browser_admin;
 mod browser_approvals;
 mod browser_chromium;
+mod browser_grants;
 mod catalog_tools;
 mod chaos;
 mod connections;
