@@ -88,23 +88,23 @@ pub async fn get(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<Pa
     }))
 }
 
-/// Approves or denies an `awaiting_browser` session that has not expired. Returns
-/// whether it changed (false: already decided, expired or unknown).
-pub async fn decide(conn: &mut PgConnection, token: &str, user: UserId, approve: bool) -> sqlx::Result<bool> {
+/// Approves or denies an `awaiting_browser` session that has not expired. Returns the
+/// session's id when it changed (`None`: already decided, expired or unknown).
+pub async fn decide(conn: &mut PgConnection, token: &str, user: UserId, approve: bool) -> sqlx::Result<Option<i64>> {
     if token.contains('\0') {
-        return Ok(false);
+        return Ok(None);
     }
     let status = if approve { "ready_for_device" } else { "failed" };
-    let done = sqlx::query!(
+    sqlx::query_scalar!(
         "UPDATE pairing_sessions SET status = $3, approved_user_id = $2, approved_at = now()
-          WHERE token = $1 AND status = 'awaiting_browser' AND expires_at > now()",
+          WHERE token = $1 AND status = 'awaiting_browser' AND expires_at > now()
+          RETURNING id",
         token,
         user.0,
         status
     )
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Records the device created at the first exchange and its sealed credential.

@@ -6,6 +6,7 @@ use crate::session::{CsrfForm, NoFields, SignedIn};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use clawlink_common::audit;
 use clawlink_common::db::devices;
 use clawlink_common::ids::DeviceId;
 
@@ -67,12 +68,17 @@ pub async fn revoke(
     Path(id): Path<i64>,
     _: CsrfForm<NoFields>,
 ) -> Result<Response, WebError> {
-    let mut conn = state.db.acquire().await?;
+    let mut tx = state.db.begin().await?;
     // Another person's device id is "not found", like an unknown one.
-    if devices::get_for_user(&mut conn, user.user_id, DeviceId(id)).await?.is_none() {
+    let Some(device) = devices::get_for_user(&mut tx, user.user_id, DeviceId(id)).await? else {
         return Err(WebError::not_found());
-    }
-    if devices::revoke(&mut conn, user.user_id, DeviceId(id)).await? {
+    };
+    if devices::revoke(&mut tx, user.user_id, DeviceId(id)).await? {
+        let subject = format!("device:{id}");
+        let details = serde_json::json!({"label": device.label});
+        audit::record(&mut tx, &audit::Event::by_person(user.user_id, audit::DEVICE_REVOKED, &subject, details))
+            .await?;
+        tx.commit().await?;
         tracing::info!(user_id = %user.user_id, device_id = id, "device revoked");
     }
     Ok(Redirect::to("/devices").into_response())
@@ -89,11 +95,16 @@ pub async fn set_policy(
         "" | "account" => None,
         other => Some(crate::routes::approvals::parse_policy(other)?),
     };
-    let mut conn = state.db.acquire().await?;
+    let mut tx = state.db.begin().await?;
     // Another person's device id is "not found", like an unknown one.
-    if !devices::set_approval_policy(&mut conn, user.user_id, DeviceId(id), policy).await? {
+    if !devices::set_approval_policy(&mut tx, user.user_id, DeviceId(id), policy).await? {
         return Err(WebError::not_found());
     }
+    let subject = format!("device:{id}");
+    let details = serde_json::json!({"policy": policy.map(|p| p.as_str())});
+    audit::record(&mut tx, &audit::Event::by_person(user.user_id, audit::DEVICE_POLICY_CHANGED, &subject, details))
+        .await?;
+    tx.commit().await?;
     tracing::info!(user_id = %user.user_id, device_id = id, policy = ?policy.map(|p| p.as_str()), "device approval policy set");
     Ok(Redirect::to("/devices").into_response())
 }

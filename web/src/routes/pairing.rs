@@ -7,6 +7,7 @@ use crate::session::{CsrfForm, SignedIn};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
+use clawlink_common::audit;
 use clawlink_common::db::pairing;
 use serde::Deserialize;
 
@@ -74,10 +75,18 @@ pub async fn decide(
             ));
         }
     };
-    let mut conn = state.db.acquire().await?;
-    let session = pairing::get(&mut conn, &token).await?.ok_or_else(WebError::not_found)?;
-    let changed = pairing::decide(&mut conn, &token, user.user_id, approve).await?;
-    let mut message = if !changed {
+    // The decision and its audit event commit together.
+    let mut tx = state.db.begin().await?;
+    let session = pairing::get(&mut tx, &token).await?.ok_or_else(WebError::not_found)?;
+    let decided = pairing::decide(&mut tx, &token, user.user_id, approve).await?;
+    if let Some(id) = decided {
+        let action = if approve { audit::PAIRING_APPROVED } else { audit::PAIRING_DENIED };
+        let subject = format!("pairing:{id}");
+        let details = serde_json::json!({"deviceLabel": session.device_label});
+        audit::record(&mut tx, &audit::Event::by_person(user.user_id, action, &subject, details)).await?;
+    }
+    tx.commit().await?;
+    let mut message = if decided.is_none() {
         MessagePage::info("Nothing changed", closed_message(session.effective_status()))
     } else if approve {
         tracing::info!(user_id = %user.user_id, "pairing approved");
