@@ -1,4 +1,5 @@
-//! One-shot commands: `migrate`, `seed-demo`, `make-admin`, `rotate-keys` and `catalog …`.
+//! One-shot commands: `migrate`, `seed-demo`, `make-admin`, `rotate-keys`, `catalog …` and
+//! `audit verify`.
 
 use anyhow::Context;
 use clawlink_common::config::{Env, InfraConfig, keyring_from_env};
@@ -81,6 +82,28 @@ pub async fn seed_demo(env: &Env, args: &[String]) -> anyhow::Result<()> {
     println!("CLAWLINK_API_KEY={}", credential.expose());
     println!("CLAWLINK_DEMO_EMAIL={email}");
     println!("CLAWLINK_DEMO_PASSWORD={password}");
+    Ok(())
+}
+
+/// `audit verify`: recomputes every audit chain (each account's and the operator's) and
+/// prints one line a chain, its row count and `ok` or the first broken row (id, chain,
+/// action). Fails (non-zero exit) when any chain is broken.
+pub async fn audit(env: &Env, args: &[String]) -> anyhow::Result<()> {
+    match args {
+        [verb] if verb == "verify" => {}
+        _ => anyhow::bail!("usage: clawlink-api audit verify"),
+    }
+    let infra = InfraConfig::from_env(env)?;
+    let db = clawlink_common::db::connect(infra.database_url.expose(), 2).await.context("connecting to postgres")?;
+    let reports = clawlink_common::audit::verify(&mut *db.acquire().await?).await.context("reading the audit trail")?;
+    for report in &reports {
+        println!("{report}");
+    }
+    let broken: Vec<_> = reports.iter().filter(|r| r.first_broken.is_some()).collect();
+    if let Some(first) = broken.first() {
+        anyhow::bail!("{} of {} audit chains are broken; first: {first}", broken.len(), reports.len());
+    }
+    eprintln!("{} audit chains verified", reports.len());
     Ok(())
 }
 

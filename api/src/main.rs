@@ -2,7 +2,8 @@
 //! migrations; `seed-demo` creates the demo account for local runs; `make-admin <email>
 //! [--revoke]` grants the admin role; `rotate-keys [--batch N]` re-seals every credential
 //! under the active key; `catalog import|import-all|lint|trim-spec …` works on the provider
-//! catalog (see `clawlink_openapi::cli`).
+//! catalog (see `clawlink_openapi::cli`); `audit verify` checks the audit trail's hash
+//! chains.
 
 use clawlink_common::config::Env;
 
@@ -18,8 +19,9 @@ async fn main() -> std::process::ExitCode {
         Some("make-admin") => clawlink_api::commands::make_admin(&env, &args[1..]).await,
         Some("rotate-keys") => clawlink_api::commands::rotate_keys(&env, &args[1..]).await,
         Some("catalog") => clawlink_api::commands::catalog(&args[1..]),
+        Some("audit") => clawlink_api::commands::audit(&env, &args[1..]).await,
         Some(other) => Err(anyhow::anyhow!(
-            "unknown command {other:?}; expected serve, migrate, seed-demo, make-admin, rotate-keys or catalog"
+            "unknown command {other:?}; expected serve, migrate, seed-demo, make-admin, rotate-keys, catalog or audit"
         )),
     };
     match result {

@@ -5,6 +5,7 @@
 //! `results` (where the answer goes) and, in the worker, `provider`, `pacing` and `retry`.
 
 pub mod approval;
+pub mod audit;
 pub mod batch;
 pub mod catalog;
 pub mod client_addr;

@@ -8,6 +8,7 @@ use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
+use clawlink_common::audit;
 use clawlink_common::codes::ErrorCode;
 use clawlink_common::crypto::{RowIdentity, token_hash};
 use clawlink_common::db::{devices, pairing};
@@ -286,6 +287,16 @@ pub async fn exchange(
             .await?;
             let sealed = state.keyring.seal(row, credential.expose().as_bytes()).map_err(ApiError::internal)?;
             pairing::record_exchange(&mut tx, session.id, device, &sealed).await?;
+            let subject = format!("device:{device}");
+            let event = audit::Event {
+                user: Some(user),
+                actor: audit::Actor::Device(device),
+                action: audit::DEVICE_PAIRED,
+                subject: &subject,
+                // The label and the pairing, never the credential (nor its prefix).
+                details: json!({"label": session.device_label, "pairing": session.id}),
+            };
+            audit::record(&mut tx, &event).await?;
             (credential.expose().to_string(), device)
         }
         // A repeated exchange (the plugin crashed before saving): the same credential.

@@ -113,7 +113,12 @@ async fn guessing_from_an_address_never_refuses_a_real_token_or_verifier() {
     // The person approves; the agent at the capped address gets its credential.
     let user = api.user("office@example.test").await;
     let mut conn = api.state.db.acquire().await.unwrap();
-    assert!(clawlink_common::db::pairing::decide(&mut conn, &token, user.id, Some(&Default::default())).await.unwrap());
+    assert!(
+        clawlink_common::db::pairing::decide(&mut conn, &token, user.id, Some(&Default::default()))
+            .await
+            .unwrap()
+            .is_some()
+    );
     drop(conn);
     let exchanged = api.post("", &exchange, &json!({"verifier": verifier})).await;
     assert_eq!(exchanged.status, 200, "{}", exchanged.body);

@@ -2,6 +2,7 @@
 //! `awaiting_approval`), the person's decision, their expiry, and the used nonces of
 //! approval tokens (`approval_nonces`). The policy itself lives on `users` and `devices`.
 
+use crate::audit;
 use crate::codes::ErrorCode;
 use crate::ids::{DeviceId, ExecutionId, UserId};
 use sqlx::PgConnection;
@@ -64,17 +65,23 @@ pub async fn list_awaiting(conn: &mut PgConnection, user: UserId, limit: i64) ->
 /// the outbox, so the relay of any api replica publishes it (the same path as a call whose
 /// own publish was not confirmed). False when it is not the user's, or no longer waits
 /// (decided already, expired).
+/// The decision is recorded in the person's audit trail by the same statement.
 pub async fn approve(conn: &mut PgConnection, user: UserId, id: ExecutionId) -> sqlx::Result<bool> {
     let approved = sqlx::query_scalar!(
         r#"WITH approved AS (
                UPDATE executions SET status = 'queued', approval_decided_at = now(), error_message = NULL
                 WHERE user_id = $1 AND id = $2 AND status = 'awaiting_approval' AND approval_expires_at > now()
-            RETURNING id, lane),
+            RETURNING id, lane, tool_name),
            outbox AS (
-               INSERT INTO execution_outbox (execution_id, lane, due_at) SELECT id, lane, now() FROM approved)
+               INSERT INTO execution_outbox (execution_id, lane, due_at) SELECT id, lane, now() FROM approved),
+           audited AS (
+               INSERT INTO audit_events (user_id, actor, action, subject, details)
+               SELECT $1, $3, $4, 'execution:' || id, jsonb_build_object('tool', tool_name) FROM approved)
            SELECT count(*) AS "approved!" FROM approved"#,
         user.0,
-        id.0
+        id.0,
+        audit::Actor::Person(user).to_string(),
+        audit::APPROVAL_APPROVED
     )
     .fetch_one(conn)
     .await?;
@@ -83,35 +90,55 @@ pub async fn approve(conn: &mut PgConnection, user: UserId, id: ExecutionId) -> 
 
 /// Denies a waiting call of the user: it is final (`failed`, `approval_denied`) and never
 /// runs. False when it is not the user's, or no longer waits.
+/// The decision is recorded in the person's audit trail by the same statement.
 pub async fn deny(conn: &mut PgConnection, user: UserId, id: ExecutionId) -> sqlx::Result<bool> {
-    let done = sqlx::query!(
-        "UPDATE executions
-            SET status = 'failed', finished_at = now(), approval_decided_at = now(), error_code = $3,
-                error_message = 'The person denied this call on the ClawLink dashboard; it was not run.'
-          WHERE user_id = $1 AND id = $2 AND status = 'awaiting_approval'",
+    let denied = sqlx::query_scalar!(
+        r#"WITH denied AS (
+               UPDATE executions
+                  SET status = 'failed', finished_at = now(), approval_decided_at = now(), error_code = $3,
+                      error_message = 'The person denied this call on the ClawLink dashboard; it was not run.'
+                WHERE user_id = $1 AND id = $2 AND status = 'awaiting_approval'
+            RETURNING id, tool_name),
+           audited AS (
+               INSERT INTO audit_events (user_id, actor, action, subject, details)
+               SELECT $1, $4, $5, 'execution:' || id, jsonb_build_object('tool', tool_name) FROM denied)
+           SELECT count(*) AS "denied!" FROM denied"#,
         user.0,
         id.0,
-        ErrorCode::ApprovalDenied.as_str()
+        ErrorCode::ApprovalDenied.as_str(),
+        audit::Actor::Person(user).to_string(),
+        audit::APPROVAL_DENIED
     )
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(denied == 1)
 }
 
 /// Fails up to `batch` calls whose approval time ran out (`approval_expired`, with the
 /// reason), and forgets the nonces of expired tokens. Safe on any number of replicas
 /// (SKIP LOCKED). Returns the calls expired, for their waiters to be woken.
 pub async fn expire_due(conn: &mut PgConnection, batch: i64) -> sqlx::Result<Vec<ExecutionId>> {
+    // Each expiry is recorded in its account's audit trail by the same statement, sorted
+    // by account so two sweeps never wait on each other's chain locks.
     let expired = sqlx::query_scalar!(
-        r#"UPDATE executions
-              SET status = 'failed', finished_at = now(), error_code = $2,
-                  error_message = 'No one approved this call before its approval time ran out; it was not run.'
-            WHERE id IN (SELECT id FROM executions
-                          WHERE approval_expires_at <= now() AND finished_at IS NULL AND status = 'awaiting_approval'
-                          LIMIT $1 FOR UPDATE SKIP LOCKED)
-        RETURNING id AS "id: ExecutionId""#,
+        r#"WITH expired AS (
+               UPDATE executions
+                  SET status = 'failed', finished_at = now(), error_code = $2,
+                      error_message = 'No one approved this call before its approval time ran out; it was not run.'
+                WHERE id IN (SELECT id FROM executions
+                              WHERE approval_expires_at <= now() AND finished_at IS NULL
+                                AND status = 'awaiting_approval'
+                              LIMIT $1 FOR UPDATE SKIP LOCKED)
+            RETURNING id, user_id, tool_name),
+           audited AS (
+               INSERT INTO audit_events (user_id, actor, action, subject, details)
+               SELECT user_id, $3, $4, 'execution:' || id, jsonb_build_object('tool', tool_name)
+                 FROM expired ORDER BY user_id, id)
+           SELECT id AS "id!: ExecutionId" FROM expired"#,
         batch,
-        ErrorCode::ApprovalExpired.as_str()
+        ErrorCode::ApprovalExpired.as_str(),
+        audit::SYSTEM,
+        audit::APPROVAL_EXPIRED
     )
     .fetch_all(&mut *conn)
     .await?;

@@ -136,7 +136,8 @@ pub async fn get_for_user(conn: &mut PgConnection, user: UserId, id: ConnectionI
 
 /// Where a connect flow's account lands: the reconnected row, else the row of the same
 /// external account, else a new row (the default when it is the user's first for the
-/// integration). Call in the transaction that stores the credential.
+/// integration). Call in the transaction that stores the credential. Returns the row and
+/// whether it is new (`false`: an existing connection got a new credential).
 pub async fn upsert_account(
     conn: &mut PgConnection,
     user: UserId,
@@ -145,7 +146,7 @@ pub async fn upsert_account(
     external_account_id: &str,
     account_label: &str,
     token_expires_at: Option<time::OffsetDateTime>,
-) -> sqlx::Result<ConnectionId> {
+) -> sqlx::Result<(ConnectionId, bool)> {
     let existing = match reconnect {
         Some(id) => Some(id),
         None => {
@@ -177,7 +178,7 @@ pub async fn upsert_account(
         .fetch_optional(&mut *conn)
         .await;
         match updated {
-            Ok(Some(id)) => return Ok(id),
+            Ok(Some(id)) => return Ok((id, false)),
             Ok(None) => {}
             // The reconnect brought an account that another of the user's rows holds.
             Err(e) if super::is_unique_violation(&e, "user_integrations_external_account") => return Err(e),
@@ -199,7 +200,7 @@ pub async fn upsert_account(
     sqlx::query!("UPDATE user_integrations SET token_expires_at = $2 WHERE id = $1", id.0, token_expires_at)
         .execute(conn)
         .await?;
-    Ok(id)
+    Ok((id, true))
 }
 
 pub async fn rename(conn: &mut PgConnection, user: UserId, id: ConnectionId, label: &str) -> sqlx::Result<bool> {

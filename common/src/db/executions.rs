@@ -1,5 +1,6 @@
 //! `executions`: the audit trail of tool calls, and the claim a worker makes on one.
 
+use crate::audit;
 use crate::codes::ErrorCode;
 use crate::crypto::Sealed;
 use crate::ids::{ConnectionId, DeviceId, ExecutionId, UserId};
@@ -366,6 +367,11 @@ pub async fn claim(conn: &mut PgConnection, id: ExecutionId) -> sqlx::Result<Opt
 /// deliveries); returns the claims made, in no particular order. The update is HOT (no
 /// indexed column changes) and commits without waiting for the WAL flush: a claim lost in
 /// a Postgres crash is harmless, the redelivered message claims again.
+///
+/// The same statement records the credential decrypt of each claim in the audit trail.
+/// It shares the claim's asynchronous commit; the WAL is flushed in order, so once the
+/// call's final record (a synchronous commit) is durable its decrypt event is too, and a
+/// claim lost in a crash is claimed, and recorded, again by the redelivery.
 pub async fn claim_many(conn: &mut PgConnection, ids: &[ExecutionId]) -> sqlx::Result<Vec<Claim>> {
     let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
     sqlx::query_as(
@@ -384,7 +390,20 @@ pub async fn claim_many(conn: &mut PgConnection, ids: &[ExecutionId]) -> sqlx::R
             RETURNING id, user_id, connection_id, tool_name, arguments, lane, attempts,
                       coalesce(approval_decided_at, created_at) AS created_at, started_at, unanswered),
            -- A worker has the job: no relay needs to publish it again.
-           published AS (DELETE FROM execution_outbox WHERE execution_id IN (SELECT id FROM claimed))
+           published AS (DELETE FROM execution_outbox WHERE execution_id IN (SELECT id FROM claimed)),
+           -- The audit trail's credential decrypt, in this statement (no extra round trip):
+           -- one event per claim the worker will decrypt a credential for (one exists and
+           -- the connection's grant is not gone; see worker/src/execute.rs `prepare`).
+           -- Sorted by user, so two batches never wait on each other's chain locks.
+           decrypted AS (
+               INSERT INTO audit_events (user_id, actor, action, subject, details)
+               SELECT c.user_id, $2, $3, 'connection:' || c.connection_id,
+                      jsonb_build_object('executionId', c.id, 'tool', c.tool_name, 'attempt', c.attempts)
+                 FROM claimed c
+                 JOIN credentials cr ON cr.connection_id = c.connection_id AND cr.user_id = c.user_id
+                 JOIN user_integrations ui ON ui.id = c.connection_id AND ui.user_id = c.user_id
+                WHERE ui.status <> 'needs_reauth'
+                ORDER BY c.user_id, c.id)
            SELECT c.id, c.user_id, c.connection_id, c.tool_name, c.arguments, c.lane, c.attempts, c.created_at,
                   c.started_at, c.unanswered, ui.status AS connection_status, cr.key_id, cr.nonce, cr.ciphertext
              FROM claimed c
@@ -393,6 +412,8 @@ pub async fn claim_many(conn: &mut PgConnection, ids: &[ExecutionId]) -> sqlx::R
             CROSS JOIN LATERAL (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"#,
     )
     .bind(ids)
+    .bind(audit::WORKER)
+    .bind(audit::CREDENTIAL_DECRYPTED)
     .fetch_all(conn)
     .await
 }

@@ -100,18 +100,24 @@ pub async fn get(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<Pa
 }
 
 /// Approves (with the grant the device will have) or, with `None`, denies an
-/// `awaiting_browser` session that has not expired. Returns whether it changed (false:
-/// already decided, expired or unknown).
-pub async fn decide(conn: &mut PgConnection, token: &str, user: UserId, approve: Option<&Grant>) -> sqlx::Result<bool> {
+/// `awaiting_browser` session that has not expired. Returns the session's id when it
+/// changed (`None`: already decided, expired or unknown).
+pub async fn decide(
+    conn: &mut PgConnection,
+    token: &str,
+    user: UserId,
+    approve: Option<&Grant>,
+) -> sqlx::Result<Option<i64>> {
     if token.contains('\0') {
-        return Ok(false);
+        return Ok(None);
     }
     let status = if approve.is_some() { "ready_for_device" } else { "failed" };
     let grant = approve.cloned().unwrap_or_default();
-    let done = sqlx::query!(
+    sqlx::query_scalar!(
         "UPDATE pairing_sessions SET status = $3, approved_user_id = $2, approved_at = now(),
                 grant_apps = $4, grant_read_only = $5, grant_call_budget = $6, grant_expires_at = $7
-          WHERE token = $1 AND status = 'awaiting_browser' AND expires_at > now()",
+          WHERE token = $1 AND status = 'awaiting_browser' AND expires_at > now()
+          RETURNING id",
         token,
         user.0,
         status,
@@ -120,9 +126,8 @@ pub async fn decide(conn: &mut PgConnection, token: &str, user: UserId, approve:
         grant.call_budget,
         grant.expires_at
     )
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Records the device created at the first exchange and its sealed credential.

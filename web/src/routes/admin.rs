@@ -19,6 +19,7 @@ use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
+use clawlink_common::audit;
 use clawlink_common::codes::ErrorCode;
 use clawlink_common::db::admin::{self, Activity};
 use clawlink_common::db::executions;
@@ -344,12 +345,14 @@ pub async fn replay(
     };
     let lane = row.lane;
     admin::make_runnable(&mut *state.db.acquire().await?, id).await?;
+    let details = serde_json::json!({"lane": lane.as_str(), "tool": row.tool_name, "reason": taken.letter.reason});
     state.ops.republish(lane, &taken.payload).await.map_err(ops_failed)?;
     // Published: a failed ack leaves a copy in the dead-letter queue, which a second
     // replay would run as a duplicate — harmless, the worker finds the row final.
     if let Err(err) = taken.ack().await {
         tracing::warn!(execution_id = %id, error = %err, "replayed, but the dead letter could not be acked");
     }
+    record(&state, &user, audit::ADMIN_REPLAYED, id, details).await?;
     tracing::info!(execution_id = %id, lane = lane.as_str(), admin = %user.user_id, "dead letter replayed");
     Ok(Redirect::to("/admin/queues?done=replayed").into_response())
 }
@@ -367,6 +370,7 @@ pub async fn discard(
     let (taken, row) = take(&state, id).await?;
     let reply_to =
         serde_json::from_slice::<Job>(&taken.payload).ok().and_then(|Job::ExecuteV1 { reply_to, .. }| reply_to);
+    let tool = row.as_ref().map(|r| r.tool_name.clone());
     if let Some(row) = row.filter(|r| !r.status.is_final()) {
         let outcome = Outcome {
             execution_id: id,
@@ -399,7 +403,25 @@ pub async fn discard(
             }
         }
     }
+    let details = serde_json::json!({"tool": tool, "reason": taken.letter.reason});
     taken.ack().await.map_err(ops_failed)?;
+    record(&state, &user, audit::ADMIN_DISCARDED, id, details).await?;
     tracing::info!(execution_id = %id, admin = %user.user_id, "dead letter discarded");
     Ok(Redirect::to("/admin/queues?done=discarded").into_response())
+}
+
+/// Records an operator's action on a dead letter in the operator chain, once it is done
+/// (the broker's part cannot share a database transaction).
+async fn record(
+    state: &AppState,
+    admin: &SessionUser,
+    action: &str,
+    id: ExecutionId,
+    details: serde_json::Value,
+) -> Result<(), WebError> {
+    let subject = format!("execution:{id}");
+    let event =
+        audit::Event { user: None, actor: audit::Actor::Person(admin.user_id), action, subject: &subject, details };
+    audit::record(&mut *state.db.acquire().await?, &event).await?;
+    Ok(())
 }

@@ -10,6 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use clawlink_common::approval::ApprovalPolicy;
+use clawlink_common::audit;
 use clawlink_common::catalog::render_preview;
 use clawlink_common::db::{approvals, executions, users};
 use clawlink_common::ids::ExecutionId;
@@ -198,8 +199,13 @@ pub async fn set_policy(
     CsrfForm { fields, .. }: CsrfForm<PolicyForm>,
 ) -> Result<Response, WebError> {
     let policy = parse_policy(&fields.policy)?;
-    let mut conn = state.db.acquire().await?;
-    users::set_approval_policy(&mut conn, user.user_id, policy).await?;
+    let mut tx = state.db.begin().await?;
+    users::set_approval_policy(&mut tx, user.user_id, policy).await?;
+    let subject = format!("account:{}", user.user_id);
+    let details = serde_json::json!({"policy": policy.as_str()});
+    audit::record(&mut tx, &audit::Event::by_person(user.user_id, audit::ACCOUNT_POLICY_CHANGED, &subject, details))
+        .await?;
+    tx.commit().await?;
     tracing::info!(user_id = %user.user_id, policy = policy.as_str(), "approval policy set");
     Ok(Redirect::to("/approvals?done=policy").into_response())
 }

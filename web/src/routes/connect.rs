@@ -14,6 +14,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use clawlink_common::audit;
 use clawlink_common::catalog::{Auth, Provider};
 use clawlink_common::crypto::{RowIdentity, token_hash};
 use clawlink_common::db::connect_sessions::{self, ConnectSession, NewConnectSession};
@@ -191,7 +192,7 @@ async fn save(
 ) -> Result<ConnectionId, WebError> {
     let mut tx = state.db.begin().await?;
     let reconnect = if session.reconnect { session.connection_id } else { None };
-    let id = match connections::upsert_account(
+    let (id, created) = match connections::upsert_account(
         &mut tx,
         session.user_id,
         &provider.id,
@@ -202,7 +203,7 @@ async fn save(
     )
     .await
     {
-        Ok(id) => id,
+        Ok(upserted) => upserted,
         Err(e) if clawlink_common::db::is_unique_violation(&e, "user_integrations_external_account") => {
             return Err(WebError::new(
                 StatusCode::CONFLICT,
@@ -219,6 +220,11 @@ async fn save(
         .map_err(WebError::internal)?;
     connections::store_credential(&mut tx, id, session.user_id, &sealed).await?;
     connect_sessions::complete(&mut tx, session.id, id).await?;
+    let action = if created { audit::CONNECTION_CREATED } else { audit::CONNECTION_REAUTHORIZED };
+    let subject = format!("connection:{id}");
+    // The app and the account's display label: never the credential or the provider's answer.
+    let details = serde_json::json!({"integration": provider.id, "account": identity.label});
+    audit::record(&mut tx, &audit::Event::by_person(session.user_id, action, &subject, details)).await?;
     tx.commit().await?;
     tracing::info!(user_id = %session.user_id, connection_id = %id, integration = %provider.id, "connection saved");
     Ok(id)

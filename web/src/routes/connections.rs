@@ -8,9 +8,10 @@ use crate::session::{CsrfForm, NoFields, SignedIn};
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use clawlink_common::audit;
 use clawlink_common::catalog::search::search;
 use clawlink_common::db::connections;
-use clawlink_common::ids::ConnectionId;
+use clawlink_common::ids::{ConnectionId, UserId};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -175,10 +176,12 @@ pub async fn rename(
             "A connection's name must be 1 to 100 characters.",
         ));
     }
-    let mut conn = state.db.acquire().await?;
-    if !connections::rename(&mut conn, user.user_id, ConnectionId(id), label).await? {
+    let mut tx = state.db.begin().await?;
+    if !connections::rename(&mut tx, user.user_id, ConnectionId(id), label).await? {
         return Err(WebError::not_found());
     }
+    record(&mut tx, user.user_id, audit::CONNECTION_RENAMED, id, serde_json::json!({"label": label})).await?;
+    tx.commit().await?;
     Ok(Redirect::to("/connections").into_response())
 }
 
@@ -192,6 +195,7 @@ pub async fn make_default(
     if !connections::make_default(&mut tx, user.user_id, ConnectionId(id)).await? {
         return Err(WebError::not_found());
     }
+    record(&mut tx, user.user_id, audit::CONNECTION_DEFAULT_SET, id, serde_json::json!({})).await?;
     tx.commit().await?;
     Ok(Redirect::to("/connections").into_response())
 }
@@ -251,7 +255,22 @@ pub async fn delete(
     if !connections::delete(&mut tx, user.user_id, ConnectionId(id)).await? {
         return Err(WebError::not_found());
     }
+    record(&mut tx, user.user_id, audit::CONNECTION_DELETED, id, serde_json::json!({})).await?;
     tx.commit().await?;
     tracing::info!(user_id = %user.user_id, connection_id = id, "connection deleted");
     Ok(Redirect::to("/connections").into_response())
+}
+
+/// Records the person's change to one of their connections in their audit trail, on the
+/// change's own transaction.
+async fn record(
+    tx: &mut sqlx::PgConnection,
+    user: UserId,
+    action: &str,
+    connection: i64,
+    details: serde_json::Value,
+) -> Result<(), WebError> {
+    let subject = format!("connection:{connection}");
+    audit::record(tx, &audit::Event::by_person(user, action, &subject, details)).await?;
+    Ok(())
 }

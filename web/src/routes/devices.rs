@@ -7,6 +7,7 @@ use crate::session::{CsrfForm, NoFields, SignedIn};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use clawlink_common::audit;
 use clawlink_common::db::devices;
 use clawlink_common::ids::DeviceId;
 use std::collections::HashMap;
@@ -72,12 +73,17 @@ pub async fn revoke(
     Path(id): Path<i64>,
     _: CsrfForm<NoFields>,
 ) -> Result<Response, WebError> {
-    let mut conn = state.db.acquire().await?;
+    let mut tx = state.db.begin().await?;
     // Another person's device id is "not found", like an unknown one.
-    if devices::get_for_user(&mut conn, user.user_id, DeviceId(id)).await?.is_none() {
+    let Some(device) = devices::get_for_user(&mut tx, user.user_id, DeviceId(id)).await? else {
         return Err(WebError::not_found());
-    }
-    if devices::revoke(&mut conn, user.user_id, DeviceId(id)).await? {
+    };
+    if devices::revoke(&mut tx, user.user_id, DeviceId(id)).await? {
+        let subject = format!("device:{id}");
+        let details = serde_json::json!({"label": device.label});
+        audit::record(&mut tx, &audit::Event::by_person(user.user_id, audit::DEVICE_REVOKED, &subject, details))
+            .await?;
+        tx.commit().await?;
         tracing::info!(user_id = %user.user_id, device_id = id, "device revoked");
     }
     Ok(Redirect::to("/devices").into_response())
@@ -94,11 +100,16 @@ pub async fn set_policy(
         "" | "account" => None,
         other => Some(crate::routes::approvals::parse_policy(other)?),
     };
-    let mut conn = state.db.acquire().await?;
+    let mut tx = state.db.begin().await?;
     // Another person's device id is "not found", like an unknown one.
-    if !devices::set_approval_policy(&mut conn, user.user_id, DeviceId(id), policy).await? {
+    if !devices::set_approval_policy(&mut tx, user.user_id, DeviceId(id), policy).await? {
         return Err(WebError::not_found());
     }
+    let subject = format!("device:{id}");
+    let details = serde_json::json!({"policy": policy.map(|p| p.as_str())});
+    audit::record(&mut tx, &audit::Event::by_person(user.user_id, audit::DEVICE_POLICY_CHANGED, &subject, details))
+        .await?;
+    tx.commit().await?;
     tracing::info!(user_id = %user.user_id, device_id = id, policy = ?policy.map(|p| p.as_str()), "device approval policy set");
     Ok(Redirect::to("/devices").into_response())
 }
@@ -144,16 +155,25 @@ pub async fn set_grant(
     Path(id): Path<i64>,
     CsrfForm { fields, .. }: CsrfForm<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
-    let mut conn = state.db.acquire().await?;
-    let device = devices::get_for_user(&mut conn, user.user_id, DeviceId(id))
+    // The grant and its audit event commit together.
+    let mut tx = state.db.begin().await?;
+    let device = devices::get_for_user(&mut tx, user.user_id, DeviceId(id))
         .await?
         .filter(|d| d.revoked_at.is_none())
         .ok_or_else(WebError::not_found)?;
-    let connections = grants::connections_of(&mut conn, user.user_id).await?;
+    let connections = grants::connections_of(&mut tx, user.user_id).await?;
     let grant = grants::parse(&state, &fields, &connections, Some(&device.grant))?;
-    if !devices::set_grant(&mut conn, user.user_id, DeviceId(id), &grant).await? {
+    if !devices::set_grant(&mut tx, user.user_id, DeviceId(id), &grant).await? {
         return Err(WebError::not_found());
     }
+    let subject = format!("device:{id}");
+    let details = serde_json::json!({
+        "label": device.label,
+        "before": grants::audit_details(&device.grant),
+        "after": grants::audit_details(&grant),
+    });
+    audit::record(&mut tx, &audit::Event::by_person(user.user_id, audit::GRANT_CHANGED, &subject, details)).await?;
+    tx.commit().await?;
     tracing::info!(user_id = %user.user_id, device_id = id, "device grant changed");
     Ok(Redirect::to("/devices").into_response())
 }

@@ -187,3 +187,13 @@ pub fn parse(
     };
     Ok(Grant { apps, read_only, call_budget, calls_used: 0, expires_at })
 }
+
+/// A grant as the audit trail records it: what it reaches, not how much of it is used.
+pub fn audit_details(grant: &Grant) -> serde_json::Value {
+    serde_json::json!({
+        "apps": grant.apps_json(),
+        "readOnly": grant.read_only,
+        "callBudget": grant.call_budget,
+        "expiresAt": grant.expires_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+    })
+}

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod approvals;
+pub mod audit;
 pub mod billing;
 pub mod connect;
 pub mod connections;
@@ -141,6 +142,8 @@ pub fn router(state: AppState) -> Router {
         .route("/devices/{id}/revoke", post(devices::revoke))
         .route("/devices/{id}/policy", post(devices::set_policy))
         .route("/devices/{id}/grant", get(devices::grant_form).post(devices::set_grant))
+        .route("/audit", get(audit::list))
+        .route("/audit.jsonl", get(audit::export))
         .route("/approvals", get(approvals::inbox))
         .route("/approvals/policy", post(approvals::set_policy))
         .route("/approvals/{id}/approve", post(approvals::approve))

@@ -8,6 +8,7 @@ use crate::session::{CsrfForm, SignedIn};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
+use clawlink_common::audit;
 use clawlink_common::db::pairing;
 use std::collections::HashMap;
 
@@ -72,15 +73,26 @@ pub async fn decide(
             ));
         }
     };
-    let mut conn = state.db.acquire().await?;
-    let session = pairing::get(&mut conn, &token).await?.ok_or_else(WebError::not_found)?;
-    // The grant is read (and a bad one refused) before anything changes.
+    // The decision, its grant and its audit event commit together; the grant is read
+    // (and a bad one refused) before anything changes.
+    let mut tx = state.db.begin().await?;
+    let session = pairing::get(&mut tx, &token).await?.ok_or_else(WebError::not_found)?;
     let grant = match approve {
-        true => Some(grants::parse(&state, &fields, &grants::connections_of(&mut conn, user.user_id).await?, None)?),
+        true => Some(grants::parse(&state, &fields, &grants::connections_of(&mut tx, user.user_id).await?, None)?),
         false => None,
     };
-    let changed = pairing::decide(&mut conn, &token, user.user_id, grant.as_ref()).await?;
-    let mut message = if !changed {
+    let decided = pairing::decide(&mut tx, &token, user.user_id, grant.as_ref()).await?;
+    if let Some(id) = decided {
+        let action = if approve { audit::PAIRING_APPROVED } else { audit::PAIRING_DENIED };
+        let subject = format!("pairing:{id}");
+        let mut details = serde_json::json!({"deviceLabel": session.device_label});
+        if let Some(grant) = &grant {
+            details["grant"] = grants::audit_details(grant);
+        }
+        audit::record(&mut tx, &audit::Event::by_person(user.user_id, action, &subject, details)).await?;
+    }
+    tx.commit().await?;
+    let mut message = if decided.is_none() {
         MessagePage::info("Nothing changed", closed_message(session.effective_status()))
     } else if approve {
         tracing::info!(user_id = %user.user_id, "pairing approved");

@@ -312,6 +312,24 @@ async fn a_call_budget_holds_under_concurrency_and_the_devices_page_raises_it() 
         )
         .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
+    // The audit trail has the grant chosen at pairing and the change, before and after.
+    let approved: Value = sqlx::query_scalar("SELECT details FROM audit_events WHERE action = 'pairing.approved'")
+        .fetch_one(&stack.db)
+        .await
+        .unwrap();
+    assert_eq!(approved["grant"]["callBudget"], 5, "{approved}");
+    let changed: Value =
+        sqlx::query_scalar("SELECT details FROM audit_events WHERE action = 'grant.changed' AND subject = $1")
+            .bind(format!("device:{device}"))
+            .fetch_one(&stack.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (changed["before"]["callBudget"].as_i64(), changed["after"]["callBudget"].as_i64()),
+        (Some(5), Some(7)),
+        "{changed}"
+    );
+    assert!(!changed.to_string().contains(&key), "no credential in the trail");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, body) = stack.execute(&key, "sandbox_echo", json!({"arguments": {"message": "raised"}}), &[]).await;
     assert_eq!(status, 200, "{body}");

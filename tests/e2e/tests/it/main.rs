@@ -5,6 +5,7 @@ mod agent;
 mod approvals;
 mod attacks;
 mod attacks_web;
+mod audit;
 mod billing;
 mod browser_admin;
 mod browser_approvals;
