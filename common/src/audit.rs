@@ -17,6 +17,10 @@ use time::OffsetDateTime;
 /// The worker read a connection's sealed credential to make a call (subject the
 /// connection; details the execution, tool and attempt).
 pub const CREDENTIAL_DECRYPTED: &str = "credential.decrypted";
+/// A credential was decrypted to refresh its access token, and the new one sealed.
+pub const CREDENTIAL_REFRESHED: &str = "credential.refreshed";
+/// `rotate-keys` decrypted a credential and sealed it under the active key.
+pub const CREDENTIAL_RESEALED: &str = "credential.resealed";
 pub const CONNECTION_CREATED: &str = "connection.created";
 pub const CONNECTION_RENAMED: &str = "connection.renamed";
 pub const CONNECTION_DEFAULT_SET: &str = "connection.default_set";

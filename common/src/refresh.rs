@@ -267,6 +267,15 @@ impl Refresher {
             let mut tx = self.inner.db.begin().await?;
             if credentials::compare_and_set(&mut tx, connection, expected, &sealed).await?.is_some() {
                 credentials::set_token_expiry(&mut tx, connection, expires_at).await?;
+                let subject = format!("connection:{connection}");
+                let event = crate::audit::Event {
+                    user: Some(user),
+                    actor: crate::audit::Actor::System,
+                    action: crate::audit::CREDENTIAL_REFRESHED,
+                    subject: &subject,
+                    details: serde_json::json!({"keyId": sealed.key_id}),
+                };
+                crate::audit::record(&mut tx, &event).await?;
                 tx.commit().await?;
                 self.clear_backoff(connection).await;
                 return Ok(bundle);

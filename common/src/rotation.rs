@@ -52,6 +52,15 @@ pub async fn rotate(
             match sealed {
                 Ok(sealed) => {
                     credentials::reseal(&mut tx, row.connection_id, &sealed).await?;
+                    let subject = format!("connection:{}", row.connection_id);
+                    let event = crate::audit::Event {
+                        user: Some(row.user_id),
+                        actor: crate::audit::Actor::Operator,
+                        action: crate::audit::CREDENTIAL_RESEALED,
+                        subject: &subject,
+                        details: serde_json::json!({"fromKey": row.sealed.key_id, "toKey": sealed.key_id}),
+                    };
+                    crate::audit::record(&mut tx, &event).await?;
                     resealed += 1;
                 }
                 Err(err) => {

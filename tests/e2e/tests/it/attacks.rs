@@ -387,9 +387,9 @@ async fn another_users_ids_answer_404_and_change_nothing() {
                 "/" | "/healthz" | "/readyz" | "/static/style.css" | "/static/admin.js" | "/signup" | "/signin",
             )
             | ("get", "/metrics")
-            | ("get", "/connections" | "/connections/new" | "/billing" | "/executions" | "/devices" | "/approvals") => {
-                None
-            }
+            | ("get", "/connections" | "/connections/new" | "/billing" | "/executions" | "/devices" | "/approvals")
+            // The caller's own audit chain (another account's never shows: `leaks` below).
+            | ("get", "/audit" | "/audit.jsonl") => None,
             // Forms about the caller only; posted empty they are refused or redirect.
             (
                 "post",

@@ -279,6 +279,19 @@ async fn fifty_calls_on_an_expired_token_refresh_it_once() {
     assert_eq!(s.refresh.as_deref(), Some("refresh-1"), "the rotated refresh token is stored");
     assert!((s.expires_at.unwrap() - (now + 3600)).abs() < 30);
     assert_eq!(s.version, 2, "one write");
+    let trail: Vec<(String, String)> = sqlx::query_as(
+        "SELECT action, details::text FROM audit_events WHERE subject = $1 AND action LIKE 'credential.%' ORDER BY id",
+    )
+    .bind(format!("connection:{conn}"))
+    .fetch_all(&stack.db)
+    .await
+    .unwrap();
+    assert_eq!(trail.iter().filter(|(a, _)| a == "credential.refreshed").count(), 1, "{trail:?}");
+    assert_eq!(trail.iter().filter(|(a, _)| a == "credential.decrypted").count(), 50, "{trail:?}");
+    assert!(
+        trail.iter().all(|(_, d)| !d.contains("access-") && !d.contains("refresh-")),
+        "no token in the trail: {trail:?}"
+    );
     let recorded = s.token_expires_at.expect("token_expires_at is recorded").unix_timestamp();
     assert_eq!(recorded, s.expires_at.unwrap(), "the expiry is recorded with the credential");
     assert_eq!(s.status, "active");
@@ -527,6 +540,14 @@ async fn rotation_while_executions_run_fails_none() {
     let keys: Vec<String> =
         sqlx::query_scalar("SELECT DISTINCT key_id FROM credentials").fetch_all(&stack.db).await.unwrap();
     assert_eq!(keys, ["k2"], "every credential ends under the active key");
+    // The audit trail has every re-seal and every refresh, each in its own transaction.
+    let count = |action: &'static str| {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_events WHERE action = $1")
+            .bind(action)
+            .fetch_one(&stack.db)
+    };
+    assert_eq!(count("credential.resealed").await.unwrap(), resealed as i64, "one event per re-seal");
+    assert_eq!(count("credential.refreshed").await.unwrap(), tokens.calls() as i64, "one event per refresh");
     // Old key gone: everything still opens with k2 alone, and each stored refresh token is
     // the one the provider will accept next.
     let only_k2 = Keyring::from_encoded(vec![("k2".into(), SecretString::new(k2))], None).unwrap();
