@@ -131,14 +131,14 @@ async fn sign_ups_are_throttled_per_address() {
     stack.finish().await;
 }
 
-/// Password hashes run off the async threads: while 40 sign-ins hash at once, the other
+/// Password hashes run off the async threads: while 80 sign-ins hash at once, the other
 /// pages answer about as fast as when idle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_sign_ins_does_not_stall_other_pages() {
     let stack = behind_a_proxy().await;
     // Each from its own address, so no throttle stops any of them.
     let mut forms = Vec::new();
-    for n in 0..40 {
+    for n in 0..80 {
         let mut browser = client(&stack, &format!("192.0.2.{}", n + 1));
         let csrf = browser.get("/signin").await.csrf();
         forms.push((browser, csrf));
@@ -182,7 +182,10 @@ async fn a_burst_of_sign_ins_does_not_stall_other_pages() {
         "idle {idle:?}; during a {burst_took:?} burst: median {median:?}, slowest {slowest:?} of {}",
         during.len()
     );
-    assert!(burst_took > Duration::from_millis(800), "the burst was real work: {burst_took:?}");
+    // Real work, long enough to be sampled several times (40 sign-ins once took only
+    // 570 ms on an idle machine, so the burst is 80).
+    assert!(burst_took > Duration::from_millis(500), "the burst was real work: {burst_took:?}");
+    assert!(during.len() >= 4, "pages were asked only {} times during the burst", during.len());
     assert!(median < Duration::from_millis(150), "median page latency during the burst: {median:?}");
     assert!(slowest < Duration::from_millis(500), "slowest page during the burst: {slowest:?}");
     stack.finish().await;
