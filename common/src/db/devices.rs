@@ -56,6 +56,19 @@ struct GrantColumns {
     expires_at: Option<time::OffsetDateTime>,
 }
 
+/// The grant of a row that `query!` read with the five `grant_*` columns.
+macro_rules! grant_of {
+    ($r:expr) => {
+        Grant::from(GrantColumns {
+            apps: $r.grant_apps,
+            read_only: $r.grant_read_only,
+            call_budget: $r.grant_call_budget,
+            calls_used: $r.grant_calls_used,
+            expires_at: $r.grant_expires_at,
+        })
+    };
+}
+
 impl From<GrantColumns> for Grant {
     fn from(c: GrantColumns) -> Grant {
         Grant {
@@ -88,14 +101,7 @@ pub async fn find_by_hash(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::R
         label: r.label,
         revoked: r.revoked,
         approval_policy: r.approval_policy,
-        grant: GrantColumns {
-            apps: r.grant_apps,
-            read_only: r.grant_read_only,
-            call_budget: r.grant_call_budget,
-            calls_used: r.grant_calls_used,
-            expires_at: r.grant_expires_at,
-        }
-        .into(),
+        grant: grant_of!(r),
     }))
 }
 
@@ -135,14 +141,7 @@ async fn rows_for_user(conn: &mut PgConnection, user: UserId, only: Option<Devic
             created_at: r.created_at,
             last_used_at: r.last_used_at,
             revoked_at: r.revoked_at,
-            grant: GrantColumns {
-                apps: r.grant_apps,
-                read_only: r.grant_read_only,
-                call_budget: r.grant_call_budget,
-                calls_used: r.grant_calls_used,
-                expires_at: r.grant_expires_at,
-            }
-            .into(),
+            grant: grant_of!(r),
         })
         .collect())
 }
