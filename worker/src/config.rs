@@ -22,6 +22,9 @@ pub struct WorkerConfig {
     /// While interactive calls run, a bulk call starts at most once per this long (zero: no
     /// limit).
     pub bulk_spacing: Duration,
+    /// The share (percent) of this worker's call slots, both lanes together, that the calls
+    /// of one provider may hold at once (`bulkhead`); 100: no bulkhead.
+    pub provider_share: u16,
     /// Waits up to this long happen inside the worker; longer ones go through a delay queue.
     pub max_inline_wait: Duration,
     pub provider_timeout: Duration,
@@ -61,6 +64,14 @@ impl WorkerConfig {
             });
         }
         let bulk_concurrency = positive("CLAWLINK_WORKER_BULK_CONCURRENCY", 32)?;
+        let provider_share: u16 =
+            env.parse("CLAWLINK_WORKER_PROVIDER_SHARE_PERCENT", 50, "a percentage from 1 to 100")?;
+        if !(1..=100).contains(&provider_share) {
+            return Err(ConfigError {
+                var: "CLAWLINK_WORKER_PROVIDER_SHARE_PERCENT".into(),
+                reason: format!("expected 1 to 100, got {provider_share}"),
+            });
+        }
         Ok(Self {
             infra: InfraConfig::from_env(env)?,
             shared: SharedConfig::from_env(env)?,
@@ -76,6 +87,7 @@ impl WorkerConfig {
                 "a whole number (0: bulk waits for a quiet interactive lane)",
             )?,
             bulk_spacing: env.millis("CLAWLINK_WORKER_BULK_SPACING_MS", 50)?,
+            provider_share,
             max_inline_wait: env.millis("CLAWLINK_WORKER_MAX_INLINE_WAIT_MS", 5_000)?,
             provider_timeout: env.millis("CLAWLINK_PROVIDER_TIMEOUT_MS", 30_000)?,
             retry,

@@ -66,6 +66,8 @@ pub struct Executor {
     pub finishes: Batcher<Outcome, bool>,
     /// Holds bulk calls back while interactive ones run (`priority`).
     pub lanes: Arc<crate::priority::LaneGate>,
+    /// Bounds the slots one provider's calls hold (`bulkhead`).
+    pub bulkhead: Arc<crate::bulkhead::Bulkhead>,
 }
 
 /// What the consumer does with the delivery.
@@ -361,6 +363,14 @@ impl Executor {
                 }
             }
         }
+        // Held until the call is done (its inline retries included).
+        let _slot = match self.bulkhead.enter(&tool.provider.id) {
+            Ok(slot) => slot,
+            Err(wait) => {
+                let reason = format!("{} already holds this worker's share of call slots", tool.provider.name);
+                return Ok((Attempted::Defer { wait, reason, unanswered: false }, attempts - 1, provider_ms));
+            }
+        };
         loop {
             match self.pacer.acquire(&tool.provider, connection, self.max_inline_wait).await {
                 Ok(waited) => self.metrics.pacing_wait.observe(waited.as_secs_f64()),

@@ -1,6 +1,7 @@
 //! clawlink-worker: consumes both lanes and runs each call through `execute`.
 
 pub mod batch;
+pub mod bulkhead;
 pub mod config;
 pub mod consumer;
 pub mod decide;
@@ -61,6 +62,10 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
         max_inline_wait: config.max_inline_wait,
         ack_delay: config.ack_delay,
         metrics: clawlink_common::metrics::Metrics::new(),
+        bulkhead: bulkhead::Bulkhead::new(
+            usize::from(config.interactive_concurrency) + usize::from(config.bulk_concurrency),
+            config.provider_share,
+        ),
         lanes: priority::LaneGate::new(
             usize::from(config.bulk_while_interactive),
             config.bulk_spacing,

@@ -11,6 +11,7 @@ mod browser_admin;
 mod browser_approvals;
 mod browser_chromium;
 mod browser_grants;
+mod bulkhead;
 mod catalog_tools;
 mod chaos;
 mod connections;
