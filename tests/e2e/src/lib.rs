@@ -529,6 +529,30 @@ impl Stack {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// `POST` JSON to the api without a credential (pairing is public) → (status, body).
+    pub async fn public_post(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self.http.post(format!("{}{path}", self.api_url)).json(&body).send().await.expect("post");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls an execution until it is final (bounded: 60 s) and returns its body.
+    pub async fn final_state(&self, key: &str, id: &str) -> Value {
+        let started = std::time::Instant::now();
+        loop {
+            let (status, body) = self.get(key, &format!("/api/executions/{id}?waitMs=5000")).await;
+            assert_eq!(status, 200, "{body}");
+            if body["status"] == "succeeded" || body["status"] == "failed" {
+                return body;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "execution {id} is still {} after 60 s",
+                body["status"]
+            );
+        }
+    }
+
     /// Waits (bounded) until no execution row is queued or running: the worker records
     /// the row just after the agent has its answer.
     pub async fn wait_for_rows_final(&self) {

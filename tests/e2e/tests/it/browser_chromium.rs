@@ -208,13 +208,6 @@ impl Drop for Chromium {
     }
 }
 
-/// A POST to the api without a credential (pairing is public).
-async fn public_post(stack: &Stack, path: &str, body: Value) -> (u16, Value) {
-    let resp = stack.http.post(format!("{}{path}", stack.api_url)).json(&body).send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// Numbers on the page are plain integers.
 fn number(text: &str) -> u64 {
     text.trim().parse().unwrap_or_else(|_| panic!("not a number: {text:?}"))
@@ -268,7 +261,7 @@ async fn a_person_and_an_admin_use_the_dashboard_in_chromium() {
 
     // The agent starts pairing; the person approves in the browser.
     let (status, started) =
-        public_post(&stack, "/api/openclaw/pair/start", json!({"deviceLabel": "Ada's laptop agent"})).await;
+        stack.public_post("/api/openclaw/pair/start", json!({"deviceLabel": "Ada's laptop agent"})).await;
     assert_eq!(status, 200, "{started}");
     let token = started["sessionToken"].as_str().unwrap().to_string();
     let verifier = started["verifier"].as_str().unwrap().to_string();
@@ -281,11 +274,11 @@ async fn a_person_and_an_admin_use_the_dashboard_in_chromium() {
     assert!(b.body().await.contains("go back to your agent"), "{}", b.body().await);
     b.shoot("08-paired").await;
     let exchange = format!("/api/openclaw/pair/sessions/{token}/exchange");
-    let (status, exchanged) = public_post(&stack, &exchange, json!({"verifier": verifier})).await;
+    let (status, exchanged) = stack.public_post(&exchange, json!({"verifier": verifier})).await;
     assert_eq!(status, 200, "{exchanged}");
     let api_key = exchanged["apiKey"].as_str().unwrap().to_string();
     let finalize = format!("/api/openclaw/pair/sessions/{token}/finalize");
-    assert_eq!(public_post(&stack, &finalize, json!({"verifier": verifier})).await.0, 200);
+    assert_eq!(stack.public_post(&finalize, json!({"verifier": verifier})).await.0, 200);
 
     // The agent's call appears in the history.
     let (status, done) =

@@ -11,12 +11,6 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-async fn public_post(stack: &Stack, path: &str, body: Value) -> (u16, Value) {
-    let resp = stack.http.post(format!("{}{path}", stack.api_url)).json(&body).send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// Clicks something that does not load a page (a checkbox, a radio, a summary).
 async fn tick(b: &Chromium, css: &str) {
     b.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
@@ -47,7 +41,7 @@ async fn a_person_chooses_and_widens_a_grant_in_chromium() {
 
     // At a phone's width: approve the pairing with a narrow grant.
     let (status, started) =
-        public_post(&stack, "/api/openclaw/pair/start", json!({"deviceLabel": "Phone-approved agent"})).await;
+        stack.public_post("/api/openclaw/pair/start", json!({"deviceLabel": "Phone-approved agent"})).await;
     assert_eq!(status, 200, "{started}");
     let token = started["sessionToken"].as_str().unwrap().to_string();
     let verifier = started["verifier"].as_str().unwrap().to_string();
@@ -68,12 +62,12 @@ async fn a_person_chooses_and_widens_a_grant_in_chromium() {
     assert!(page.contains(&format!("sandbox (connection {})", second.0)) && page.contains("read-only"), "{page}");
     assert!(page.contains("0 of 10 calls used") && page.contains("until "), "{page}");
     let exchange = format!("/api/openclaw/pair/sessions/{token}/exchange");
-    let (status, exchanged) = public_post(&stack, &exchange, json!({"verifier": verifier})).await;
+    let (status, exchanged) = stack.public_post(&exchange, json!({"verifier": verifier})).await;
     assert_eq!(status, 200, "{exchanged}");
     let key = exchanged["apiKey"].as_str().unwrap().to_string();
     let device = exchanged["apiKeyId"].as_i64().unwrap();
     let finalize = format!("/api/openclaw/pair/sessions/{token}/finalize");
-    assert_eq!(public_post(&stack, &finalize, json!({"verifier": verifier})).await.0, 200);
+    assert_eq!(stack.public_post(&finalize, json!({"verifier": verifier})).await.0, 200);
 
     let narrow = tool_names(&stack, &key).await;
     let reads: BTreeSet<String> =

@@ -7,23 +7,11 @@ use clawlink_common::secret::SecretString;
 use clawlink_e2e::{Options, SANDBOX_TOKEN, Stack};
 use clawlink_emulator::{Fault, FaultKind};
 use futures_util::future::join_all;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// How long each call to the hung provider is held by the emulator.
 const HANG: Duration = Duration::from_secs(6);
-
-async fn final_state(stack: &Stack, key: &str, id: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let (status, body) = stack.get(key, &format!("/api/executions/{id}?waitMs=5000")).await;
-        assert_eq!(status, 200, "{body}");
-        if body["status"] == "succeeded" || body["status"] == "failed" {
-            return body;
-        }
-        assert!(started.elapsed() < Duration::from_secs(90), "execution {id} is still {}", body["status"]);
-    }
-}
 
 /// Sixteen sync calls to a hung sandbox, then one sync GitHub call: how long the GitHub
 /// call took. Every sandbox call still runs exactly once.
@@ -71,7 +59,7 @@ async fn github_call_behind_a_hung_provider(share: &str) -> Duration {
     for (status, body) in &answers {
         assert!(*status == 200 || *status == 202, "{body}");
         if *status == 202 {
-            let done = final_state(&stack, &key, body["executionId"].as_str().unwrap()).await;
+            let done = stack.final_state(&key, body["executionId"].as_str().unwrap()).await;
             assert_eq!(done["status"], "succeeded", "{done}");
         } else {
             assert_eq!(body["ok"], true, "{body}");

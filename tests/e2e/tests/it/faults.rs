@@ -18,19 +18,6 @@ fn slow_notes(ms: u64, times: u32) -> Fault {
     Fault { method: Some("POST".into()), path: Some("/notes".into()), kind: FaultKind::Delay { ms }, times }
 }
 
-/// Polls an execution until it is final (bounded) and returns its body.
-async fn final_state(stack: &Stack, key: &str, id: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let (status, body) = stack.get(key, &format!("/api/executions/{id}?waitMs=5000")).await;
-        assert_eq!(status, 200, "{body}");
-        if body["status"] == "succeeded" || body["status"] == "failed" {
-            return body;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "execution {id} is still {} after 60 s", body["status"]);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_while_results_are_in_flight_loses_no_result() {
     let mut redis = PrivateRedis::start().await.expect("private redis");
@@ -73,7 +60,7 @@ async fn a_redis_restart_while_results_are_in_flight_loses_no_result() {
             }
             assert!(took < Duration::from_secs(20), "a sync caller waited {took:?}");
         }
-        let polled = final_state(&stack, &user.api_key, &id).await;
+        let polled = stack.final_state(&user.api_key, &id).await;
         assert_eq!(polled["status"], "succeeded", "{polled}");
         ids.push(id);
     }
@@ -152,7 +139,7 @@ async fn a_rabbitmq_restart_while_calls_are_queued_loses_nothing() {
     }
     stack.start_worker().await;
     for id in &accepted {
-        let polled = final_state(&stack, &user.api_key, id).await;
+        let polled = stack.final_state(&user.api_key, id).await;
         assert_eq!(polled["status"], "succeeded", "{polled}");
     }
     let stats = stack.emulator.stats();

@@ -15,12 +15,6 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-async fn public_post(stack: &Stack, path: &str, body: Value) -> (u16, Value) {
-    let resp = stack.http.post(format!("{}{path}", stack.api_url)).json(&body).send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// Pairs a new device of the signed-in `person`, who approves it with `grant` (the picker's
 /// form fields), and returns its credential and device id.
 pub(crate) async fn pair_with_grant(
@@ -29,7 +23,7 @@ pub(crate) async fn pair_with_grant(
     label: &str,
     grant: &[(&str, &str)],
 ) -> (String, i64) {
-    let (status, started) = public_post(stack, "/api/openclaw/pair/start", json!({"deviceLabel": label})).await;
+    let (status, started) = stack.public_post("/api/openclaw/pair/start", json!({"deviceLabel": label})).await;
     assert_eq!(status, 200, "{started}");
     let token = started["sessionToken"].as_str().unwrap().to_string();
     let verifier = started["verifier"].as_str().unwrap().to_string();
@@ -41,13 +35,13 @@ pub(crate) async fn pair_with_grant(
     let approved = person.post(&format!("/pair/{token}"), &form).await;
     assert_eq!(approved.status, 200, "{}", approved.body);
     assert!(approved.body.contains("can now act for you"), "{}", approved.body);
-    let (status, exchanged) =
-        public_post(stack, &format!("/api/openclaw/pair/sessions/{token}/exchange"), json!({"verifier": verifier}))
-            .await;
+    let (status, exchanged) = stack
+        .public_post(&format!("/api/openclaw/pair/sessions/{token}/exchange"), json!({"verifier": verifier}))
+        .await;
     assert_eq!(status, 200, "{exchanged}");
-    let (status, done) =
-        public_post(stack, &format!("/api/openclaw/pair/sessions/{token}/finalize"), json!({"verifier": verifier}))
-            .await;
+    let (status, done) = stack
+        .public_post(&format!("/api/openclaw/pair/sessions/{token}/finalize"), json!({"verifier": verifier}))
+        .await;
     assert_eq!(status, 200, "{done}");
     (exchanged["apiKey"].as_str().unwrap().to_string(), exchanged["apiKeyId"].as_i64().unwrap())
 }
@@ -454,7 +448,7 @@ async fn the_grant_form_refuses_bad_input_and_other_peoples_devices_and_changes_
     assert_eq!(before, after);
 
     // The pairing page refuses a bad grant without approving.
-    let (status, started) = public_post(&stack, "/api/openclaw/pair/start", json!({"deviceLabel": "Bad grant"})).await;
+    let (status, started) = stack.public_post("/api/openclaw/pair/start", json!({"deviceLabel": "Bad grant"})).await;
     assert_eq!(status, 200);
     let token = started["sessionToken"].as_str().unwrap();
     let page = person.get(&format!("/pair/{token}")).await;

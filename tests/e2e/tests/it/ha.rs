@@ -60,19 +60,6 @@ fn slow_notes(ms: u64) -> Fault {
     Fault { method: Some("POST".into()), path: Some("/notes".into()), kind: FaultKind::Delay { ms }, times: 100_000 }
 }
 
-/// Polls an execution until it is final (bounded) and returns its body.
-async fn final_state(stack: &Stack, key: &str, id: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let (status, body) = stack.get(key, &format!("/api/executions/{id}?waitMs=5000")).await;
-        assert_eq!(status, 200, "{body}");
-        if body["status"] == "succeeded" || body["status"] == "failed" {
-            return body;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "execution {id} is still {} after 60 s", body["status"]);
-    }
-}
-
 /// One caller's answer: when it was submitted (since the kill, negative before), status,
 /// body, how long it took.
 struct Answer {
@@ -250,7 +237,7 @@ async fn killing_the_node_that_leads_the_lanes_under_load_loses_nothing() {
     let new_leader = cluster.leader_of(&lane).await.unwrap();
     assert_ne!(new_leader, leader, "a survivor leads the lane");
     for id in &accepted {
-        let polled = final_state(&stack, &user.api_key, id).await;
+        let polled = stack.final_state(&user.api_key, id).await;
         assert_eq!(polled["status"], "succeeded", "{polled}");
     }
     stack.wait_for_rows_final().await;
@@ -378,7 +365,7 @@ async fn a_postgres_restart_under_load_loses_nothing() {
     assert!(slowest < Duration::from_secs(30), "a caller waited {slowest:?}");
 
     for id in &accepted {
-        let polled = final_state(&stack, &user.api_key, id).await;
+        let polled = stack.final_state(&user.api_key, id).await;
         assert_eq!(polled["status"], "succeeded", "{polled}");
     }
     stack.wait_for_rows_final().await;
@@ -480,13 +467,13 @@ async fn a_redis_primary_lost_and_its_replica_promoted_loses_no_result() {
             }
             assert!(took < Duration::from_secs(20), "a sync caller waited {took:?}");
         }
-        let polled = final_state(&stack, &user.api_key, &id).await;
+        let polled = stack.final_state(&user.api_key, &id).await;
         assert_eq!(polled["status"], "succeeded", "{polled}");
         ids.push(id);
     }
     eprintln!("ha: {} of 8 sync callers got a 202 and then the result by polling", deferred);
     for id in &before {
-        let polled = final_state(&stack, &user.api_key, id).await;
+        let polled = stack.final_state(&user.api_key, id).await;
         assert_eq!(polled["status"], "succeeded", "{polled}");
         assert!(polled["data"].is_object(), "the stored result is still read: {polled}");
     }
